@@ -1,0 +1,323 @@
+"""The ``yws`` command line: data, tables, train, score and the demo."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from yws.config import Settings, SettingsError, check_identifier, check_table_name
+from yws.console import stderr_progress
+from yws.spec import Spec, SpecError, default_spec_text, load_spec
+
+# Errors whose message tells the user what to do: printed without a traceback.
+USER_ERRORS: tuple[type[BaseException], ...] = (SettingsError, SpecError, ValueError, LookupError)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from yws.registry import ModelNotFoundError
+    from yws.score import AccountingError
+    from yws.storage import StorageError
+    from yws.train import TrainingError
+
+    return (*USER_ERRORS, ModelNotFoundError, StorageError, TrainingError, AccountingError)
+
+
+def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """The options every command shares; unset ones fall back to YWS_* variables."""
+    options = [
+        click.option("--target", type=click.Choice(["local", "databricks"]), default=None,
+                     help="Where to run [env YWS_TARGET; default local]."),
+        click.option("--catalog", default=None, help="UC catalog [env YWS_CATALOG; yws_dev]."),
+        click.option("--schema", default=None, help="UC schema [env YWS_SCHEMA; ml]."),
+        click.option("--home", type=click.Path(path_type=Path), default=None,
+                     help="Local state folder [env YWS_HOME; ./.yws]."),
+        click.option("--spec", "spec_path", type=click.Path(path_type=Path), default=None,
+                     help="Feature spec YAML [env YWS_SPEC; the packaged default]."),
+    ]
+
+    @functools.wraps(fn)
+    def wrapper(target: str | None, catalog: str | None, schema: str | None,
+                home: Path | None, spec_path: Path | None, **kwargs: Any) -> Any:
+        settings = Settings.load(target=target, catalog=catalog, schema=schema, home=home,
+                                 spec=spec_path)
+        return fn(settings, **kwargs)
+
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def _spec(settings: Settings) -> Spec:
+    return load_spec(settings.spec)
+
+
+def _date(value: str | None, what: str = "--as-of") -> dt.date | None:
+    if value is None:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a date; use YYYY-MM-DD", param_hint=what
+        ) from None
+
+
+def _table(settings: Settings, name: str) -> str:
+    """A short name is taken in the configured catalog and schema."""
+    if "." in name:
+        check_table_name(name)
+        return name
+    return settings.table(check_identifier(name, "table"))
+
+
+def _spark(settings: Settings):  # -> SparkSession
+    from yws.spark import get_spark
+
+    return get_spark(settings)
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="yws")
+def cli() -> None:
+    """YWS: train and score the yellow-warning model on Unity Catalog or on this machine."""
+
+
+# -- spec --------------------------------------------------------------------------------------
+@cli.group()
+def spec() -> None:
+    """The feature contract."""
+
+
+@spec.command("default")
+def spec_default() -> None:
+    """Print the packaged default spec (a starting point for your own)."""
+    click.echo(default_spec_text(), nl=False)
+
+
+@spec.command("check")
+@settings_options
+def spec_check(settings: Settings) -> None:
+    """Load and check the spec; print a summary."""
+    s = _spec(settings)
+    click.echo(f"{s.source}: OK — key {s.entity_key}, as-of {s.as_of_column}, label {s.label}, "
+               f"{len(s.features)} features, bands YELLOW >= {s.bands.yellow}, "
+               f"RED >= {s.bands.red}")
+
+
+# -- data --------------------------------------------------------------------------------------
+@cli.group()
+def data() -> None:
+    """Synthetic demo data."""
+
+
+@data.command("generate")
+@settings_options
+@click.option("--rows", type=click.IntRange(min=1), default=10_000, show_default=True)
+@click.option("--as-of", "as_of", required=True, help="Snapshot date, YYYY-MM-DD.")
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--unlabeled", is_flag=True, help="Leave the label null (a scoring snapshot).")
+@click.option("--anomalies", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Rows made bad on purpose (scoring quarantines them).")
+@click.option("--no-missing", is_flag=True, help="No missing values at all.")
+@click.option("--table", default=None, help="Target table [the features table].")
+@click.option("--output", type=click.Path(path_type=Path), default=None,
+              help="Write a .parquet or .csv file instead of a table.")
+def data_generate(settings: Settings, rows: int, as_of: str, seed: int, unlabeled: bool,
+                  anomalies: int, no_missing: bool, table: str | None,
+                  output: Path | None) -> None:
+    """Generate a feature snapshot for the default spec, with labels from a known model."""
+    from yws.data import generate
+    from yws.ingest import write_snapshot
+
+    day = _date(as_of)
+    assert day is not None
+    snap = generate(rows, day, seed, missing=not no_missing, labeled=not unlabeled,
+                    anomalies=anomalies)
+    if output is not None:
+        if output.suffix.lower() == ".csv":
+            from pyarrow import csv
+
+            csv.write_csv(snap, output)
+        else:
+            import pyarrow.parquet as pq
+
+            pq.write_table(snap, output)
+        click.echo(f"wrote {snap.num_rows} rows to {output}")
+        return
+    name = _table(settings, table) if table else settings.features
+    n = write_snapshot(_storage(settings), snap, name, "as_of_date", day)
+    click.echo(f"wrote {n} rows as of {day} to {name}")
+
+
+def _storage(settings: Settings):  # -> Storage
+    from yws.storage import storage_for
+
+    return storage_for(settings)
+
+
+# -- tables ------------------------------------------------------------------------------------
+@cli.group()
+def tables() -> None:
+    """Tables by their Unity Catalog name."""
+
+
+@tables.command("import")
+@settings_options
+@click.argument("file", type=click.Path(path_type=Path))
+@click.argument("table")
+@click.option("--mode", type=click.Choice(["overwrite", "append"]), default="overwrite",
+              show_default=True)
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default=None,
+              help="File format [from the suffix].")
+def tables_import(settings: Settings, file: Path, table: str, mode: str,
+                  fmt: str | None) -> None:
+    """Load a CSV or Parquet FILE into the Delta table TABLE."""
+    from yws.ingest import import_file
+
+    name = _table(settings, table)
+    n = import_file(_storage(settings), file, name, mode=mode, fmt=fmt)  # type: ignore[arg-type]
+    click.echo(f"{mode} {name}: {n} rows from {file}")
+
+
+@tables.command("list")
+@settings_options
+def tables_list(settings: Settings) -> None:
+    """The tables in the configured catalog and schema."""
+    names = _storage(settings).list_tables()
+    if not names:
+        click.echo(f"no tables in {settings.catalog}.{settings.schema} yet", err=True)
+    for name in names:
+        click.echo(name)
+
+
+@tables.command("show")
+@settings_options
+@click.argument("table")
+@click.option("--limit", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object.")
+def tables_show(settings: Settings, table: str, limit: int, as_json: bool) -> None:
+    """A table's location, version, row count, columns and first rows."""
+    storage = _storage(settings)
+    name = _table(settings, table)
+    info = storage.describe(name)
+    head = storage.read_arrow(name, limit=limit)
+    if as_json:
+        _emit({**info.__dict__, "head": head.to_pylist()})
+        return
+    click.echo(f"{info.name}\n  location  {info.location}\n  version   {info.version}\n"
+               f"  rows      {info.rows}")
+    click.echo("  columns   " + ", ".join(f"{c} {t}" for c, t in info.columns))
+    if limit and head.num_rows:
+        click.echo(head.to_pandas().to_string(index=False, max_colwidth=40))
+
+
+# -- jobs --------------------------------------------------------------------------------------
+def _params(values: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"{item!r}: expected key=value", param_hint="--param")
+        out[key.strip()] = value.strip()
+    return out
+
+
+@cli.command()
+@settings_options
+@click.option("--as-of", "as_of", default=None, help="Train on this snapshot only [all].")
+@click.option("--param", "params", multiple=True, metavar="KEY=VALUE",
+              help="Override a hyperparameter of the spec (repeatable).")
+@click.option("--force-promote", is_flag=True, help="Make this version @champion whatever.")
+@click.option("--gate-tolerance", type=float, default=None,
+              help="AUC-ROC a challenger may lose and still promote [spec].")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def train(settings: Settings, as_of: str | None, params: tuple[str, ...], force_promote: bool,
+          gate_tolerance: float | None, as_json: bool) -> None:
+    """Fit, evaluate, log and register the model; promote it through the validation gate."""
+    from yws.train import train as run_train
+
+    s = _spec(settings).with_params(_params(params))
+    result = run_train(settings, s, _spark(settings), as_of=_date(as_of),
+                       force_promote=force_promote, tolerance=gate_tolerance,
+                       progress=stderr_progress())
+    if as_json:
+        _emit(result.as_dict())
+        return
+    m = result.metrics
+    click.echo(f"{result.model_name} v{result.version} aliases={','.join(result.aliases)}\n"
+               f"  AUC-ROC {m['auc_roc']:.4f}  AUC-PR {m['auc_pr']:.4f}  "
+               f"log loss {m['log_loss']:.4f}  Brier {m['brier']:.4f}\n"
+               f"  rows: {result.rows_read} read, {result.rows_train} train, "
+               f"{result.rows_test} held out, excluded {result.rows_excluded}\n"
+               f"  {'promoted' if result.promoted else 'NOT promoted'}: {result.reason}")
+
+
+@cli.command()
+@settings_options
+@click.option("--as-of", "as_of", default=None, help="Snapshot to score [the latest].")
+@click.option("--batch-id", default=None, help="Batch id; a re-run replaces it [the as-of date].")
+@click.option("--model-alias", default="champion", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def score(settings: Settings, as_of: str | None, batch_id: str | None, model_alias: str,
+          as_json: bool) -> None:
+    """Score a feature snapshot with the registered model into the predictions table."""
+    from yws.score import score as run_score
+
+    result = run_score(settings, _spec(settings), _spark(settings), as_of=_date(as_of),
+                       batch_id=batch_id, alias=model_alias, progress=stderr_progress())
+    if as_json:
+        _emit(result.as_dict())
+        return
+    click.echo(f"batch {result.batch_id} (as of {result.as_of_date}) with {result.model_name} "
+               f"v{result.model_version}: {result.rows_read} read, {result.rows_scored} scored, "
+               f"{result.rows_quarantined} quarantined\n  bands {result.bands}")
+    for reason, n in result.quarantine_reasons.items():
+        click.echo(f"  quarantined {n}: {reason}")
+
+
+@cli.command()
+@settings_options
+@click.option("--rows", type=click.IntRange(min=1000), default=20_000, show_default=True,
+              help="Rows per snapshot.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def demo(settings: Settings, rows: int, as_json: bool) -> None:
+    """The whole flow on this machine: data, train, register, promote, score."""
+    from yws.demo import render, run_demo
+
+    if settings.target != "local":
+        raise SettingsError("yws demo runs on the local target only")
+    summary = run_demo(settings, rows=rows, progress=stderr_progress())
+    if as_json:
+        _emit(summary)
+    else:
+        click.echo(render(summary))
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cli.main(args=argv, prog_name="yws", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        return 130
+    except click.ClickException as e:
+        e.show()
+        return e.exit_code
+    except _user_errors() as e:
+        click.echo(f"error: {e}", err=True)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,124 @@
+"""Input checks: the feature table against the spec, and the rows the model must not score.
+
+Schema problems stop a job before anything is written. Row problems send the row to
+quarantine with a reason, so that rows read = rows scored + rows quarantined.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from yws.spec import Spec
+
+if TYPE_CHECKING:
+    from pyspark.sql import Column, DataFrame
+    from pyspark.sql.types import DataType
+
+REASON_COL = "quarantine_reason"
+
+
+class FeatureSchemaError(ValueError):
+    """The feature table lacks a column the spec needs, or holds one of the wrong type."""
+
+
+class InputDataError(ValueError):
+    """The rows cannot be used as they are (empty, one label class, bad label values, ...)."""
+
+
+def _expected(spec: Spec, need_label: bool) -> dict[str, tuple[str, str]]:
+    """Column -> (kind, description) for every column the job reads."""
+    cols = {
+        spec.entity_key: ("key", "string or integer"),
+        spec.as_of_column: ("date", "date"),
+    }
+    if need_label:
+        cols[spec.label] = ("label", "integer or boolean (0/1)")
+    for f in spec.features:
+        cols[f.name] = {
+            "numeric": ("numeric", "numeric"),
+            "boolean": ("boolean", "boolean"),
+            "categorical": ("categorical", "string"),
+        }[f.type]
+    return cols
+
+
+def _fits(kind: str, dtype: DataType) -> bool:
+    from pyspark.sql import types as T
+
+    integral = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
+    if kind == "key":
+        return isinstance(dtype, (T.StringType, *integral))
+    if kind == "date":
+        return isinstance(dtype, T.DateType)
+    if kind == "label":
+        return isinstance(dtype, (T.BooleanType, *integral))
+    if kind == "numeric":
+        return isinstance(dtype, (*integral, T.FloatType, T.DoubleType, T.DecimalType))
+    if kind == "boolean":
+        return isinstance(dtype, T.BooleanType)
+    return isinstance(dtype, T.StringType)
+
+
+def check_schema(df: DataFrame, spec: Spec, table: str, *, need_label: bool) -> None:
+    """Raise :class:`FeatureSchemaError` naming every missing or mistyped column."""
+    actual = {f.name: f.dataType for f in df.schema.fields}
+    missing = [c for c in _expected(spec, need_label) if c not in actual]
+    wrong = [
+        f"{c} is {actual[c].simpleString()}, expected {desc}"
+        for c, (kind, desc) in _expected(spec, need_label).items()
+        if c in actual and not _fits(kind, actual[c])
+    ]
+    problems = []
+    if missing:
+        problems.append(f"missing column(s): {', '.join(missing)}")
+    if wrong:
+        problems.append("wrong type(s): " + "; ".join(wrong))
+    if problems:
+        raise FeatureSchemaError(
+            f"{table} does not match the feature spec ({spec.source}): " + " | ".join(problems)
+        )
+
+
+def quarantine_reason(
+    df: DataFrame, spec: Spec, categories: dict[str, list[str]] | None = None
+) -> Column:
+    """A column holding why a row cannot be scored ('; '-joined), or null when it can.
+
+    ``categories`` are the fitted labels per categorical feature; without them (training)
+    unseen categories are not checked. Duplicates are judged per entity and as-of date.
+    """
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    checks: list[Column] = []
+    key = F.col(spec.entity_key)
+    checks.append(F.when(key.isNull(), F.lit(f"{spec.entity_key} is null")))
+    for f in spec.features:
+        c = F.col(f.name)
+        if f.type == "numeric":
+            d = c.cast("double")
+            if f.quarantine_nulls:
+                checks.append(F.when(c.isNull() | F.isnan(d), F.lit(f"{f.name} is null or NaN")))
+            checks.append(
+                F.when(d.isin(float("inf"), float("-inf")), F.lit(f"{f.name} is infinite"))
+            )
+        elif f.quarantine_nulls:
+            checks.append(F.when(c.isNull(), F.lit(f"{f.name} is null")))
+        if f.type == "categorical" and f.unseen == "quarantine" and categories is not None:
+            known = categories.get(f.name, [])
+            checks.append(
+                F.when(
+                    c.isNotNull() & ~c.isin(*known) if known else c.isNotNull(),
+                    F.concat(F.lit(f"{f.name} has unseen category '"), c, F.lit("'")),
+                )
+            )
+    dupes = F.count(F.lit(1)).over(Window.partitionBy(spec.entity_key, spec.as_of_column))
+    checks.append(F.when(dupes > 1, F.lit(f"duplicate {spec.entity_key} in the snapshot")))
+    joined = F.concat_ws("; ", *checks)
+    return F.when(joined == "", F.lit(None).cast("string")).otherwise(joined)
+
+
+def with_reason(
+    df: DataFrame, spec: Spec, categories: dict[str, list[str]] | None = None
+) -> DataFrame:
+    return df.withColumn(REASON_COL, quarantine_reason(df, spec, categories))

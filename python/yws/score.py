@@ -1,0 +1,223 @@
+"""The scoring job: score one feature snapshot with the registered model, idempotently.
+
+Rows the model must not score go to the quarantine table with a reason; the rest go to the
+predictions table; one row per run goes to the score-runs table. A batch re-run replaces that
+batch's rows and nothing else; a failure part-way puts every table back as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from yws import registry
+from yws.config import Settings
+from yws.console import Progress, quiet
+from yws.pipeline import category_labels
+from yws.quality import REASON_COL, InputDataError, check_schema, with_reason
+from yws.spec import Spec
+from yws.storage import Storage, StorageError, check_literal, storage_for
+from yws.tables import PREDICTIONS, QUARANTINE, SCORE_RUNS, arrow_schema, conform
+from yws.train import FEATURES_HINT
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame, SparkSession
+
+
+class AccountingError(RuntimeError):
+    """Rows read did not equal rows scored plus rows quarantined; nothing was kept."""
+
+
+@dataclass
+class ScoreResult:
+    run_id: str
+    batch_id: str
+    as_of_date: str
+    model_name: str
+    model_alias: str
+    model_version: int
+    rows_read: int
+    rows_scored: int
+    rows_quarantined: int
+    bands: dict[str, int] = field(default_factory=dict)
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    started_at: str = ""
+    ended_at: str = ""
+    duration_seconds: float = 0.0
+    tables: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def band_column(spec: Spec, probability: str = "probability"):  # -> Column
+    from pyspark.sql import functions as F
+
+    p = F.col(probability)
+    return (F.when(p >= spec.bands.red, F.lit("RED"))
+            .when(p >= spec.bands.yellow, F.lit("YELLOW"))
+            .otherwise(F.lit("GREEN")))
+
+
+def predict(
+    model: PipelineModel, rows: DataFrame, spec: Spec, *, batch_id: str, model_name: str,
+    model_version: int, scored_at: dt.datetime,
+) -> DataFrame:
+    """Predictions table rows for ``rows`` (which must all pass the quality checks)."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    scored = model.transform(rows).select(
+        F.col(spec.entity_key).cast("string").alias("entity_id"),
+        F.col(spec.as_of_column).alias("as_of_date"),
+        F.lit(batch_id).alias("batch_id"),
+        vector_to_array(F.col("probability"))[1].alias("probability"),
+        F.col("prediction").cast("int").alias("prediction"),
+        F.lit(model_name).alias("model_name"),
+        F.lit(model_version).alias("model_version"),
+        F.lit(scored_at).alias("scored_at"),
+    ).withColumn("band", band_column(spec))
+    return conform(scored, PREDICTIONS)
+
+
+def quarantined(rows: DataFrame, spec: Spec, *, batch_id: str, at: dt.datetime) -> DataFrame:
+    """Quarantine table rows: the reason and the whole input row as JSON."""
+    from pyspark.sql import functions as F
+
+    inputs = [c for c in rows.columns if c != REASON_COL]
+    out = rows.select(
+        F.col(spec.entity_key).cast("string").alias("entity_id"),
+        F.col(spec.as_of_column).alias("as_of_date"),
+        F.lit(batch_id).alias("batch_id"),
+        F.col(REASON_COL).alias("reason"),
+        F.to_json(F.struct(*[F.col(c) for c in inputs])).alias("record"),
+        F.lit(at).alias("quarantined_at"),
+    )
+    return conform(out, QUARANTINE)
+
+
+def snapshot(
+    spark: SparkSession, storage: Storage, settings: Settings, spec: Spec, as_of: dt.date | None,
+) -> tuple[DataFrame, dt.date]:
+    """The feature rows for ``as_of`` (default: the latest date in the table)."""
+    from pyspark.sql import functions as F
+
+    storage.require(settings.features, FEATURES_HINT)
+    df = storage.read(spark, settings.features)
+    check_schema(df, spec, settings.features, need_label=False)
+    if as_of is None:
+        latest = df.agg(F.max(spec.as_of_column)).first()
+        if latest is None or latest[0] is None:
+            raise InputDataError(f"{settings.features} is empty: there is nothing to score")
+        as_of = latest[0]
+    assert as_of is not None
+    return df.where(F.col(spec.as_of_column) == F.lit(as_of)), as_of
+
+
+def score(
+    settings: Settings,
+    spec: Spec,
+    spark: SparkSession,
+    *,
+    as_of: dt.date | None = None,
+    batch_id: str | None = None,
+    alias: str = registry.CHAMPION,
+    storage: Storage | None = None,
+    progress: Progress = quiet,
+) -> ScoreResult:
+    from pyspark.sql import functions as F
+
+    started = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    storage = storage or storage_for(settings)
+    if batch_id is not None:
+        check_literal(batch_id, "batch id")
+    registry.configure(settings)
+    version = registry.resolve(settings, alias)
+    progress(f"loading {settings.model_name}@{alias} (v{version.version})")
+    model = registry.load(settings, version)
+    categories = category_labels(model)
+
+    progress(f"reading {settings.features}")
+    rows, as_of = snapshot(spark, storage, settings, spec, as_of)
+    batch_id = batch_id or as_of.isoformat()
+    rows_read = rows.count()
+    if rows_read == 0:
+        raise InputDataError(
+            f"{settings.features} has no rows for as-of {as_of}: pick a date the table holds "
+            "(`yws tables show` lists them) or load that snapshot first"
+        )
+    checked = with_reason(rows, spec, categories)
+    good = checked.where(F.col(REASON_COL).isNull()).drop(REASON_COL)
+    bad = checked.where(F.col(REASON_COL).isNotNull())
+
+    progress(f"scoring {rows_read} rows for as-of {as_of} as batch {batch_id}")
+    names = [settings.predictions, settings.quarantine, settings.score_runs]
+    with storage.transaction(names):
+        rows_scored = storage.write(
+            predict(model, good, spec, batch_id=batch_id, model_name=settings.model_name,
+                    model_version=int(version.version), scored_at=started),
+            settings.predictions, mode="overwrite", replace_where=("batch_id", batch_id),
+        )
+        rows_quarantined = storage.write(
+            quarantined(bad, spec, batch_id=batch_id, at=started),
+            settings.quarantine, mode="overwrite", replace_where=("batch_id", batch_id),
+        )
+        if rows_read != rows_scored + rows_quarantined:
+            raise AccountingError(
+                f"rows read ({rows_read}) != rows scored ({rows_scored}) + rows quarantined "
+                f"({rows_quarantined}); every table was put back as it was"
+            )
+        bands = _counts(storage.read(spark, settings.predictions), batch_id, "band")
+        reasons = _counts(storage.read(spark, settings.quarantine), batch_id, "reason")
+        if sum(bands.values()) != rows_scored or sum(reasons.values()) != rows_quarantined:
+            raise StorageError("the written batch does not read back whole; nothing was kept")
+        ended = dt.datetime.now(dt.UTC)
+        result = ScoreResult(
+            run_id=uuid.uuid4().hex,
+            batch_id=batch_id,
+            as_of_date=as_of.isoformat(),
+            model_name=settings.model_name,
+            model_alias=alias,
+            model_version=int(version.version),
+            rows_read=rows_read,
+            rows_scored=rows_scored,
+            rows_quarantined=rows_quarantined,
+            bands=bands,
+            quarantine_reasons=reasons,
+            started_at=started.isoformat(),
+            ended_at=ended.isoformat(),
+            duration_seconds=round(time.perf_counter() - clock, 3),
+            tables={"predictions": settings.predictions, "quarantine": settings.quarantine,
+                    "score_runs": settings.score_runs},
+        )
+        storage.write(_run_record(result, as_of, started, ended), settings.score_runs,
+                      mode="append")
+    progress(f"scored {rows_scored} rows, quarantined {rows_quarantined}")
+    return result
+
+
+def _counts(df: DataFrame, batch_id: str, column: str) -> dict[str, int]:
+    from pyspark.sql import functions as F
+
+    rows = df.where(F.col("batch_id") == batch_id).groupBy(column).count().collect()
+    return {str(r[column]): int(r["count"]) for r in sorted(rows, key=lambda r: str(r[column]))}
+
+
+def _run_record(r: ScoreResult, as_of: dt.date, started: dt.datetime,
+                ended: dt.datetime) -> pa.Table:
+    row = {
+        "run_id": r.run_id, "batch_id": r.batch_id, "as_of_date": as_of,
+        "model_name": r.model_name, "model_alias": r.model_alias,
+        "model_version": r.model_version, "rows_read": r.rows_read,
+        "rows_scored": r.rows_scored, "rows_quarantined": r.rows_quarantined,
+        "started_at": started, "ended_at": ended, "duration_seconds": r.duration_seconds,
+        "status": "SUCCEEDED",
+    }
+    return pa.Table.from_pylist([row], schema=arrow_schema(SCORE_RUNS))

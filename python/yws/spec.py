@@ -1,0 +1,277 @@
+"""The feature contract: what the model reads, how missing values are treated, and the bands.
+
+A spec is a YAML file. The default one ships with the package (``yws/specs/default.yaml``);
+every command takes ``--spec PATH`` to use another.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from yws.config import SettingsError, check_identifier
+
+FEATURE_TYPES = ("numeric", "boolean", "categorical")
+# What to do with a null (or NaN) value: impute it, quarantine the row, or (categoricals only)
+# keep it as its own "unknown" category.
+NULL_POLICIES = {
+    "numeric": ("impute", "quarantine"),
+    "boolean": ("impute", "quarantine"),
+    "categorical": ("keep", "quarantine"),
+}
+IMPUTE_STRATEGIES = ("mean", "median", "mode")
+UNSEEN_POLICIES = ("keep", "quarantine")
+
+# LogisticRegression hyperparameters the spec and ``--param`` may set, with their types.
+LR_PARAMS: dict[str, type] = {
+    "regParam": float,
+    "elasticNetParam": float,
+    "standardization": bool,
+    "maxIter": int,
+    "tol": float,
+    "fitIntercept": bool,
+    "threshold": float,
+}
+PIPELINE_PARAMS: dict[str, type] = {"scaleFeatures": bool}
+
+
+class SpecError(ValueError):
+    """The feature spec is malformed; the message names the field."""
+
+
+@dataclass(frozen=True)
+class Feature:
+    name: str
+    type: str
+    nulls: str
+    impute: str | None = None  # strategy, when nulls == "impute"
+    unseen: str | None = None  # categoricals: policy for a category not seen in training
+
+    @property
+    def quarantine_nulls(self) -> bool:
+        return self.nulls == "quarantine"
+
+
+@dataclass(frozen=True)
+class Bands:
+    """Probability thresholds: ``p >= red`` is RED, ``p >= yellow`` is YELLOW, else GREEN."""
+
+    yellow: float
+    red: float
+
+    def band(self, probability: float) -> str:
+        if probability >= self.red:
+            return "RED"
+        if probability >= self.yellow:
+            return "YELLOW"
+        return "GREEN"
+
+
+@dataclass(frozen=True)
+class Spec:
+    entity_key: str
+    as_of_column: str
+    label: str
+    features: tuple[Feature, ...]
+    model: dict[str, Any]
+    bands: Bands
+    test_fraction: float = 0.2
+    split_seed: int = 42
+    auc_tolerance: float = 0.005
+    source: str = "<default>"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+    def of_type(self, kind: str) -> list[Feature]:
+        return [f for f in self.features if f.type == kind]
+
+    @property
+    def lr_params(self) -> dict[str, Any]:
+        return {k: v for k, v in self.model.items() if k in LR_PARAMS}
+
+    @property
+    def scale_features(self) -> bool:
+        return bool(self.model.get("scaleFeatures", False))
+
+    def with_params(self, overrides: dict[str, str]) -> Spec:
+        """A copy with hyperparameters replaced from ``key=value`` strings (``--param``)."""
+        model = dict(self.model)
+        for key, raw in overrides.items():
+            kinds = {**LR_PARAMS, **PIPELINE_PARAMS}
+            if key not in kinds:
+                raise SpecError(
+                    f"--param {key}: unknown hyperparameter; known: {', '.join(sorted(kinds))}"
+                )
+            model[key] = _coerce(raw, kinds[key], f"--param {key}")
+        _check_model(model, "--param")
+        return replace(self, model=model)
+
+
+def _coerce(raw: Any, kind: type, where: str) -> Any:
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        if text in ("true", "1", "yes"):
+            return True
+        if text in ("false", "0", "no"):
+            return False
+        raise SpecError(f"{where}: expected true or false, got {raw!r}")
+    try:
+        value = kind(raw)
+    except (TypeError, ValueError):
+        raise SpecError(f"{where}: expected {kind.__name__}, got {raw!r}") from None
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpecError(f"{where}: must be a finite number, got {raw!r}")
+    return value
+
+
+def _check_model(model: dict[str, Any], where: str) -> None:
+    def bounded(key: str, lo: float, hi: float) -> None:
+        if key in model and not lo <= model[key] <= hi:
+            raise SpecError(f"{where}: {key} must be between {lo} and {hi}, got {model[key]}")
+
+    bounded("elasticNetParam", 0.0, 1.0)
+    bounded("threshold", 0.0, 1.0)
+    bounded("regParam", 0.0, math.inf)
+    bounded("tol", 0.0, math.inf)
+    if "maxIter" in model and model["maxIter"] < 1:
+        raise SpecError(f"{where}: maxIter must be at least 1, got {model['maxIter']}")
+
+
+def _need(d: dict[str, Any], key: str, where: str) -> Any:
+    if key not in d or d[key] is None:
+        raise SpecError(f"{where}: missing required field {key!r}")
+    return d[key]
+
+
+def _feature(raw: Any, i: int) -> Feature:
+    where = f"features[{i}]"
+    if not isinstance(raw, dict):
+        raise SpecError(f"{where}: expected a mapping with name, type and nulls")
+    name = _ident(_need(raw, "name", where), f"{where}.name")
+    where = f"feature {name!r}"
+    kind = _need(raw, "type", where)
+    if kind not in FEATURE_TYPES:
+        raise SpecError(f"{where}: type {kind!r} is unknown; use one of {', '.join(FEATURE_TYPES)}")
+    nulls = raw.get("nulls", "impute" if kind != "categorical" else "keep")
+    if nulls not in NULL_POLICIES[kind]:
+        raise SpecError(
+            f"{where}: nulls {nulls!r} is not allowed for a {kind} feature; "
+            f"use one of {', '.join(NULL_POLICIES[kind])}"
+        )
+    impute = None
+    if nulls == "impute":
+        impute = raw.get("impute", "mode" if kind == "boolean" else "mean")
+        if impute not in IMPUTE_STRATEGIES:
+            raise SpecError(
+                f"{where}: impute {impute!r} is unknown; use one of {', '.join(IMPUTE_STRATEGIES)}"
+            )
+    unseen = None
+    if kind == "categorical":
+        unseen = raw.get("unseen", "keep")
+        if unseen not in UNSEEN_POLICIES:
+            raise SpecError(
+                f"{where}: unseen {unseen!r} is unknown; use one of {', '.join(UNSEEN_POLICIES)}"
+            )
+    unknown = set(raw) - {"name", "type", "nulls", "impute", "unseen", "description"}
+    if unknown:
+        raise SpecError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+    return Feature(name=name, type=kind, nulls=nulls, impute=impute, unseen=unseen)
+
+
+def _ident(value: Any, where: str) -> str:
+    try:
+        return check_identifier(value, where)
+    except SettingsError as e:
+        raise SpecError(str(e)) from None
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> Spec:
+    """Build a :class:`Spec` from the parsed YAML mapping, checking every field."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a spec is a YAML mapping with entity_key, label, features, ...")
+    try:
+        entity_key = _ident(_need(data, "entity_key", source), "entity_key")
+        as_of = _ident(_need(data, "as_of_column", source), "as_of_column")
+        label = _ident(_need(data, "label", source), "label")
+        raw_features = _need(data, "features", source)
+        if not isinstance(raw_features, list) or not raw_features:
+            raise SpecError("features: expected a non-empty list")
+        features = tuple(_feature(f, i) for i, f in enumerate(raw_features))
+        names = [entity_key, as_of, label, *(f.name for f in features)]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise SpecError(f"column name(s) used twice: {', '.join(dupes)}")
+
+        raw_model = data.get("model") or {}
+        if not isinstance(raw_model, dict):
+            raise SpecError("model: expected a mapping of LogisticRegression hyperparameters")
+        kinds = {**LR_PARAMS, **PIPELINE_PARAMS}
+        unknown = set(raw_model) - set(kinds)
+        if unknown:
+            raise SpecError(
+                f"model: unknown hyperparameter(s) {', '.join(sorted(unknown))}; "
+                f"known: {', '.join(sorted(kinds))}"
+            )
+        model = {k: _coerce(v, kinds[k], f"model.{k}") for k, v in raw_model.items()}
+        _check_model(model, "model")
+
+        raw_bands = _need(data, "bands", source)
+        yellow = _coerce(_need(raw_bands, "yellow", "bands"), float, "bands.yellow")
+        red = _coerce(_need(raw_bands, "red", "bands"), float, "bands.red")
+        if not 0.0 < yellow < red <= 1.0:
+            raise SpecError(
+                f"bands: need 0 < yellow < red <= 1 (got yellow={yellow}, red={red})"
+            )
+
+        split = data.get("split") or {}
+        test_fraction = _coerce(split.get("test_fraction", 0.2), float, "split.test_fraction")
+        if not 0.0 < test_fraction < 1.0:
+            raise SpecError(f"split.test_fraction must be between 0 and 1, got {test_fraction}")
+        seed = _coerce(split.get("seed", 42), int, "split.seed")
+        validation = data.get("validation") or {}
+        tolerance = _coerce(validation.get("auc_tolerance", 0.005), float,
+                            "validation.auc_tolerance")
+        if tolerance < 0:
+            raise SpecError(f"validation.auc_tolerance must be >= 0, got {tolerance}")
+    except SpecError as e:
+        raise SpecError(f"{source}: {e}") from None
+    return Spec(
+        entity_key=entity_key,
+        as_of_column=as_of,
+        label=label,
+        features=features,
+        model=model,
+        bands=Bands(yellow=yellow, red=red),
+        test_fraction=test_fraction,
+        split_seed=seed,
+        auc_tolerance=tolerance,
+        source=source,
+    )
+
+
+def default_spec_text() -> str:
+    return resources.files("yws").joinpath("specs/default.yaml").read_text(encoding="utf-8")
+
+
+def load_spec(path: str | Path | None = None) -> Spec:
+    """Load a spec from ``path``, or the packaged default when ``path`` is None."""
+    if path is None:
+        return parse_spec(yaml.safe_load(default_spec_text()), source="default spec")
+    p = Path(path)
+    if not p.is_file():
+        raise SpecError(f"spec file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        raise SpecError(f"{p}: not valid YAML: {e}") from None
+    return parse_spec(data, source=str(p))

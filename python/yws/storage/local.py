@@ -1,0 +1,116 @@
+"""Local target: Delta tables written with delta-rs under ``$YWS_HOME/warehouse``.
+
+``catalog.schema.table`` lives at ``<warehouse>/<catalog>/<schema>/<table>``. Spark reads a
+table through its current data files (DESIGN.md: Delta inside JVM Spark is not available here,
+and a plain read of the folder would also see files a later commit removed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
+from deltalake import DeltaTable, write_deltalake
+
+from yws.storage.base import (
+    Storage,
+    StorageError,
+    TableInfo,
+    TableNotFoundError,
+    WriteMode,
+    check_literal,
+)
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+
+class LocalStorage(Storage):
+    def path(self, name: str) -> Path:
+        catalog, schema, table = self.split(name)
+        return self.settings.warehouse_dir / catalog / schema / table
+
+    def exists(self, name: str) -> bool:
+        return DeltaTable.is_deltatable(str(self.path(name)))
+
+    def _table(self, name: str) -> DeltaTable:
+        if not self.exists(name):
+            raise TableNotFoundError(name)
+        return DeltaTable(str(self.path(name)))
+
+    def arrow_schema(self, name: str) -> pa.Schema:
+        return pa.schema(self._table(name).schema().to_arrow())
+
+    def read(self, spark: SparkSession, name: str) -> DataFrame:
+        table = self._table(name)
+        files = table.file_uris()
+        if files:
+            return spark.read.parquet(*files)
+        from pyspark.sql.pandas.types import from_arrow_schema
+
+        return spark.createDataFrame([], from_arrow_schema(pa.schema(table.schema().to_arrow())))
+
+    def read_arrow(self, name: str, limit: int | None = None) -> pa.Table:
+        dataset = self._table(name).to_pyarrow_dataset()
+        return dataset.head(limit) if limit is not None else dataset.to_table()
+
+    def describe(self, name: str) -> TableInfo:
+        table = self._table(name)
+        schema = pa.schema(table.schema().to_arrow())
+        return TableInfo(
+            name=name,
+            location=str(self.path(name)),
+            version=table.version(),
+            rows=table.to_pyarrow_dataset().count_rows(),
+            columns=[(f.name, str(f.type)) for f in schema],
+        )
+
+    def list_tables(self) -> list[str]:
+        root = self.settings.warehouse_dir / self.settings.catalog / self.settings.schema
+        if not root.is_dir():
+            return []
+        return sorted(
+            f"{self.settings.catalog}.{self.settings.schema}.{p.name}"
+            for p in root.iterdir()
+            if (p / "_delta_log").is_dir()
+        )
+
+    def write(
+        self,
+        data: DataFrame | pa.Table,
+        name: str,
+        mode: WriteMode = "append",
+        replace_where: tuple[str, str | dt.date] | None = None,
+    ) -> int:
+        table = data if isinstance(data, pa.Table) else data.toArrow()
+        path = self.path(name)
+        predicate = None
+        if replace_where is not None:
+            column, value = replace_where
+            predicate = f"{column} = '{check_literal(value, column)}'"
+            if not self.exists(name):
+                mode = "append"  # nothing to replace yet; the first write creates the table
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            write_deltalake(
+                str(path),
+                table,
+                mode=mode,  # type: ignore[arg-type]
+                predicate=predicate if mode == "overwrite" else None,
+                schema_mode="overwrite" if mode == "overwrite" and predicate is None else None,
+            )
+        except Exception as e:  # delta-rs raises several exception types; name the table
+            raise StorageError(f"writing {name} failed: {e}") from e
+        return table.num_rows
+
+    def version(self, name: str) -> int | None:
+        return DeltaTable(str(self.path(name))).version() if self.exists(name) else None
+
+    def restore(self, name: str, version: int | None) -> None:
+        if version is None:
+            shutil.rmtree(self.path(name), ignore_errors=True)
+        else:
+            DeltaTable(str(self.path(name))).restore(version)

@@ -1,0 +1,67 @@
+"""Shared fixtures: one local SparkSession for the whole run, a fresh YWS_HOME per test."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from yws.config import Settings
+from yws.data import generate
+from yws.ingest import write_snapshot
+from yws.spec import Spec, load_spec
+from yws.storage.local import LocalStorage
+
+TRAIN_DAY = dt.date(2026, 8, 31)
+SCORE_DAY = dt.date(2026, 11, 30)
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("YWS_SPARK_MASTER", "local[2]")
+
+
+@pytest.fixture(scope="session")
+def spark():  # -> SparkSession
+    from yws.spark import get_spark
+
+    session = get_spark(Settings())
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(home=tmp_path / "yws")
+
+
+@pytest.fixture(scope="session")
+def spec() -> Spec:
+    # The default contract with fewer iterations: same stages, quicker fits on test data.
+    return load_spec().with_params({"maxIter": "30", "tol": "1e-4"})
+
+
+@pytest.fixture
+def storage(settings: Settings) -> LocalStorage:
+    return LocalStorage(settings)
+
+
+def load_demo_data(storage: LocalStorage, settings: Settings, rows: int = 3000,
+                   anomalies: int = 0) -> None:
+    write_snapshot(storage, generate(rows, TRAIN_DAY), settings.features, "as_of_date",
+                   TRAIN_DAY)
+    write_snapshot(storage, generate(rows, SCORE_DAY, labeled=False, anomalies=anomalies),
+                   settings.features, "as_of_date", SCORE_DAY)
+
+
+@pytest.fixture(scope="module")
+def trained_home(tmp_path_factory: pytest.TempPathFactory, spark, spec) -> Iterator[Settings]:
+    """A home with demo data and a registered champion, shared by a module's read-only tests."""
+    from yws.train import train
+
+    settings = Settings(home=tmp_path_factory.mktemp("trained") / "yws")
+    storage = LocalStorage(settings)
+    load_demo_data(storage, settings, rows=3000, anomalies=8)
+    train(settings, spec, spark, as_of=TRAIN_DAY, storage=storage)
+    yield settings
