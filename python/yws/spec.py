@@ -149,7 +149,8 @@ def _check_model(model: dict[str, Any], where: str) -> None:
 
 def _need(d: dict[str, Any], key: str, where: str) -> Any:
     if key not in d or d[key] is None:
-        raise SpecError(f"{where}: missing required field {key!r}")
+        raise SpecError(f"{where}: missing required field {key!r}" if where
+                        else f"missing required field {key!r}")
     return d[key]
 
 
@@ -200,10 +201,10 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
     if not isinstance(data, dict):
         raise SpecError(f"{source}: a spec is a YAML mapping with entity_key, label, features, ...")
     try:
-        entity_key = _ident(_need(data, "entity_key", source), "entity_key")
-        as_of = _ident(_need(data, "as_of_column", source), "as_of_column")
-        label = _ident(_need(data, "label", source), "label")
-        raw_features = _need(data, "features", source)
+        entity_key = _ident(_need(data, "entity_key", ""), "entity_key")
+        as_of = _ident(_need(data, "as_of_column", ""), "as_of_column")
+        label = _ident(_need(data, "label", ""), "label")
+        raw_features = _need(data, "features", "")
         if not isinstance(raw_features, list) or not raw_features:
             raise SpecError("features: expected a non-empty list")
         features = tuple(_feature(f, i) for i, f in enumerate(raw_features))
@@ -225,7 +226,7 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
         model = {k: _coerce(v, kinds[k], f"model.{k}") for k, v in raw_model.items()}
         _check_model(model, "model")
 
-        raw_bands = _need(data, "bands", source)
+        raw_bands = _need(data, "bands", "")
         yellow = _coerce(_need(raw_bands, "yellow", "bands"), float, "bands.yellow")
         red = _coerce(_need(raw_bands, "red", "bands"), float, "bands.red")
         if not 0.0 < yellow < red <= 1.0:

@@ -237,6 +237,7 @@ def train(
         mlflow.log_dict(coefs.as_dict(), "coefficients.json")
         for name, figure in plots(y, p, coefs.as_dict()["coefficients"]).items():
             mlflow.log_figure(figure, name)
+        lap("log_metrics_and_plots")
         info = mlflow.spark.log_model(
             model,
             "model",
@@ -244,6 +245,7 @@ def train(
             pip_requirements=pip_requirements(),
             dfs_tmpdir=settings.dfs_tmpdir,
         )
+        lap("log_model")
         mlflow.set_tags({"yws.promoted": str(promote).lower(), "yws.gate": reason})
         version = mlflow.register_model(info.model_uri, settings.model_name)
     client.set_registered_model_alias(settings.model_name, registry.CHALLENGER, version.version)
@@ -252,7 +254,7 @@ def train(
     if promote:
         client.set_registered_model_alias(settings.model_name, registry.CHAMPION, version.version)
     aliases = client.get_model_version(settings.model_name, version.version).aliases
-    lap("log_and_register")
+    lap("register_and_alias")
     progress(
         f"registered {settings.model_name} v{version.version} "
         f"({'promoted to @champion' if promote else 'not promoted'}: {reason})"

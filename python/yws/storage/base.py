@@ -25,7 +25,7 @@ class StorageError(RuntimeError):
     """A table could not be read or written."""
 
 
-class TableNotFoundError(StorageError):
+class TableNotFoundError(StorageError, LookupError):
     def __init__(self, name: str, hint: str = "") -> None:
         super().__init__(f"table {name} does not exist" + (f": {hint}" if hint else ""))
         self.name = name

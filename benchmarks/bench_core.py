@@ -1,0 +1,120 @@
+"""Core pipeline benchmark: train overhead over a bare fit, model logging, scoring end to end.
+
+    .venv/bin/python benchmarks/bench_core.py [--rows 1000000] [--json out.json]
+
+Prints a table and one JSON object. Uses its own YWS_HOME in a temporary folder.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+
+from yws.config import Settings  # noqa: E402
+from yws.data import generate  # noqa: E402
+from yws.ingest import write_snapshot  # noqa: E402
+from yws.pipeline import build_pipeline  # noqa: E402
+from yws.spark import get_spark  # noqa: E402
+from yws.spec import load_spec  # noqa: E402
+from yws.storage.local import LocalStorage  # noqa: E402
+from yws.train import load_training_rows, split, train  # noqa: E402
+
+TRAIN_DAY = dt.date(2026, 8, 31)
+SCORE_DAY = dt.date(2026, 11, 30)
+
+
+def timed(fn, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    args = ap.parse_args()
+
+    home = Path(tempfile.mkdtemp(prefix="yws-bench-")) / "yws"
+    settings = Settings(home=home)
+    storage = LocalStorage(settings)
+    spec = load_spec()
+    out: dict[str, float | int | str] = {"rows": args.rows, "features": len(spec.features)}
+
+    snap, t = timed(generate, args.rows, TRAIN_DAY)
+    out["generate_s"] = t
+    _, t = timed(write_snapshot, storage, snap, settings.features, "as_of_date", TRAIN_DAY)
+    out["delta_write_s"] = t
+    write_snapshot(storage, generate(args.rows, SCORE_DAY, labeled=False,
+                                     anomalies=max(4, args.rows // 10_000)),
+                   settings.features, "as_of_date", SCORE_DAY)
+    del snap
+
+    spark, t = timed(get_spark, settings)
+    out["spark_session_s"] = t
+    # Warm the JVM on a small fit so neither measured run pays for it.
+    build_pipeline(spec).fit(spark.createDataFrame(generate(2000, TRAIN_DAY)))
+
+    usable, _, _ = load_training_rows(spark, storage, settings, spec, TRAIN_DAY)
+    train_df, _ = split(usable, spec)
+    _, t = timed(build_pipeline(spec).fit, train_df)
+    out["bare_fit_s"] = t
+
+    result, t = timed(train, settings, spec, spark, as_of=TRAIN_DAY, storage=storage)
+    out["train_s"] = t
+    out["train_over_fit"] = t / out["bare_fit_s"]
+    out["train_fit_s"] = result.timings["fit"]
+    out["log_model_s"] = result.timings["log_model"]
+    out["auc_roc"] = result.metrics["auc_roc"]
+
+    yws_bin = str(Path(sys.executable).with_name("yws"))
+    env = {**os.environ, "YWS_HOME": str(home)}
+    start = time.perf_counter()
+    done = subprocess.run([yws_bin, "score", "--json"], env=env, capture_output=True, text=True)
+    out["score_cli_s"] = time.perf_counter() - start
+    if done.returncode != 0:
+        print(done.stderr, file=sys.stderr)
+        return 1
+    scored = json.loads(done.stdout)
+    out["score_rows"] = scored["rows_read"]
+    out["score_job_s"] = scored["duration_seconds"]
+    out["score_rows_per_s"] = scored["rows_read"] / out["score_cli_s"]
+    out["peak_rss_mb_bench_process"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    print(f"\nYWS core benchmark — {args.rows:,} rows x {len(spec.features)} features, "
+          f"{os.cpu_count()} cores\n")
+    rows = [
+        ("synthetic data, generate", out["generate_s"], ""),
+        ("delta-rs write of the snapshot", out["delta_write_s"], ""),
+        ("Spark session start", out["spark_session_s"], ""),
+        ("bare Pipeline.fit (train split)", out["bare_fit_s"], ""),
+        ("yws train, in process", out["train_s"],
+         f"{out['train_over_fit']:.2f}x bare fit (goal <= 1.3x)"),
+        ("  of which mlflow.spark.log_model", out["log_model_s"], "goal < 3 s"),
+        ("yws score, CLI incl. process start", out["score_cli_s"],
+         f"{out['score_rows_per_s']:,.0f} rows/s"),
+        ("  of which the score job itself", out["score_job_s"], ""),
+    ]
+    for name, seconds, note in rows:
+        print(f"  {name:<40} {seconds:8.2f} s   {note}")
+    print(f"\n  AUC-ROC {out['auc_roc']:.4f}; peak RSS of the benchmark process "
+          f"{out['peak_rss_mb_bench_process']:.0f} MB (JVM not included)\n")
+    text = json.dumps(out, indent=2, default=float)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from yws.cli import main
+from yws.spec import parse_spec
+
+
+@pytest.fixture
+def yws(tmp_path, monkeypatch, capsys):
+    """Run the CLI in this process (sharing the session's Spark); returns (code, out, err)."""
+    monkeypatch.setenv("YWS_HOME", str(tmp_path / "yws"))
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main(list(args))
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return run
+
+
+def test_spec_default_round_trips(yws):
+    code, out, _ = yws("spec", "default")
+    assert code == 0
+    assert parse_spec(yaml.safe_load(out)).entity_key == "customer_id"
+    code, out, _ = yws("spec", "check")
+    assert code == 0 and "12 features" in out
+
+
+def test_bad_spec_file_is_a_clear_error(yws, tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("entity_key: id\n")
+    code, _, err = yws("spec", "check", "--spec", str(bad))
+    assert code == 1
+    assert f"error: {bad}: missing required field 'as_of_column'" in err
+
+
+def test_tables_generate_import_list_show(yws, tmp_path):
+    code, out, _ = yws("data", "generate", "--rows", "300", "--as-of", "2026-09-30")
+    assert (code, out.strip()) == (0, "wrote 300 rows as of 2026-09-30 to yws_dev.ml.yws_features")
+    csv = tmp_path / "snap.csv"
+    code, _, _ = yws("data", "generate", "--rows", "40", "--as-of", "2026-10-31",
+                     "--output", str(csv))
+    assert code == 0 and csv.read_text().startswith('"customer_id","as_of_date"')
+    code, out, _ = yws("tables", "import", str(csv), "extra")
+    assert (code, out.strip()) == (0, f"overwrite yws_dev.ml.extra: 40 rows from {csv}")
+    code, out, _ = yws("tables", "list")
+    assert out.split() == ["yws_dev.ml.extra", "yws_dev.ml.yws_features"]
+    code, out, _ = yws("tables", "show", "yws_features", "--limit", "2", "--json")
+    shown = json.loads(out)
+    assert shown["rows"] == 300 and len(shown["head"]) == 2
+    assert ["has_autopay", "bool"] in shown["columns"]
+
+
+def test_errors_exit_non_zero_with_a_message(yws):
+    code, _, err = yws("tables", "show", "nope")
+    assert code == 1 and "error: table yws_dev.ml.nope does not exist" in err
+    code, _, err = yws("data", "generate", "--as-of", "31/12/2026")
+    assert code == 2 and "is not a date; use YYYY-MM-DD" in err
+    code, _, err = yws("tables", "show", "a;b")
+    assert code == 1 and "not a valid identifier" in err
+    code, _, err = yws("score", "--catalog", "prod-1")
+    assert code == 1 and "catalog 'prod-1' is not a valid identifier" in err
+    code, _, err = yws("train", "--param", "regParam")
+    assert code == 2 and "expected key=value" in err
+
+
+def test_train_and_score_json(yws):
+    yws("data", "generate", "--rows", "1500", "--as-of", "2026-08-31")
+    yws("data", "generate", "--rows", "500", "--as-of", "2026-11-30", "--unlabeled",
+        "--anomalies", "4")
+    code, out, err = yws("train", "--as-of", "2026-08-31", "--param", "maxIter=20", "--json")
+    assert code == 0, err
+    trained = json.loads(out)
+    assert trained["model_name"] == "yws_dev.ml.yws_lr" and trained["version"] == "1"
+    assert trained["promoted"] is True and trained["aliases"] == ["challenger", "champion"]
+    assert 0.5 < trained["metrics"]["auc_roc"] <= 1.0
+    assert set(trained["coefficients"]) >= {"tenure_months", "region=west"}
+    assert isinstance(trained["intercept"], float)
+    assert trained["rows_read"] == 1500 and trained["rows_used"] == 1500
+    assert "fitting the SparkML pipeline" in err  # progress goes to stderr
+    code, out, err = yws("score", "--json")
+    assert code == 0, err
+    scored = json.loads(out)
+    assert scored["rows_read"] == 500
+    assert scored["rows_scored"] + scored["rows_quarantined"] == 500
+    assert scored["as_of_date"] == "2026-11-30" and scored["model_version"] == 1
+
+
+@pytest.mark.slow
+def test_demo_end_to_end_through_the_console_script(tmp_path):
+    """`yws demo` as a user runs it: a fresh process, a fresh home, the printed summary."""
+    env = {**os.environ, "YWS_HOME": str(tmp_path / "home")}
+    yws_bin = Path(sys.executable).with_name("yws")
+    done = subprocess.run([str(yws_bin), "demo", "--rows", "3000"], env=env, text=True,
+                          capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = done.stdout
+    assert "yws_dev.ml.yws_lr v1  aliases: challenger, champion" in out
+    assert "read = " in out and "quarantined" in out
+    assert f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}" in out
+    assert "mlflow ui --backend-store-uri" in out
+    assert (tmp_path / "home" / "warehouse" / "yws_dev" / "ml" / "yws_predictions"
+            / "_delta_log").is_dir()

@@ -1,0 +1,73 @@
+from __future__ import annotations
+
+import datetime as dt
+import math
+
+import numpy as np
+import pytest
+
+from yws.data import generate
+from yws.pipeline import UNKNOWN, build_pipeline, category_labels, coefficients
+from yws.train import load_training_rows
+
+
+def _numpy_probabilities(model, df, coefs):
+    """sigmoid(x . beta + b) on the assembled (pre-scaling) vectors, in NumPy."""
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    out = model.transform(df).select(
+        vector_to_array(F.col("features__vec")).alias("x"),
+        vector_to_array(F.col("probability"))[1].alias("p"),
+    ).toArrow()
+    x = np.array(out.column("x").to_pylist())
+    z = x @ np.array(coefs.values) + coefs.intercept
+    return 1.0 / (1.0 + np.exp(-z)), out.column("p").to_numpy()
+
+
+@pytest.mark.parametrize("scale", [False, True])
+def test_probabilities_equal_numpy_from_the_coefficients(spark, spec, scale):
+    s = spec.with_params({"scaleFeatures": str(scale), "standardization": str(not scale)})
+    df = spark.createDataFrame(generate(2000, dt.date(2026, 1, 31)))
+    model = build_pipeline(s).fit(df)
+    coefs = coefficients(model, df, s)
+    expected, got = _numpy_probabilities(model, df, coefs)
+    assert np.max(np.abs(expected - got)) < 1e-9
+
+
+def test_expanded_names_and_categories(spark, spec):
+    df = spark.createDataFrame(generate(2000, dt.date(2026, 1, 31)))
+    model = build_pipeline(spec).fit(df)
+    coefs = coefficients(model, df, spec)
+    assert coefs.names[:9] == spec.feature_names[:9]  # numeric and boolean first, in order
+    assert f"region={UNKNOWN}" in coefs.names
+    assert {"region=west", "product_tier=platinum", "channel=phone"} <= set(coefs.names)
+    assert all(math.isfinite(v) for v in coefs.values)
+    labels = category_labels(model)
+    assert sorted(labels["product_tier"]) == ["bronze", "gold", "platinum", "silver"]
+
+
+@pytest.mark.slow
+def test_training_recovers_the_generating_coefficients(spark, settings, storage, spec):
+    """Unregularised fit on clean data lands near the known model (level differences for
+    categoricals, whose one-hot columns are collinear with the intercept)."""
+    from yws.data import true_coefficients
+    from yws.ingest import write_snapshot
+
+    day = dt.date(2026, 1, 31)
+    write_snapshot(storage, generate(60_000, day, missing=False), settings.features,
+                   "as_of_date", day)
+    s = spec.with_params({"regParam": "0", "maxIter": "200", "tol": "1e-8"})
+    usable, _, _ = load_training_rows(spark, storage, settings, s, None)
+    model = build_pipeline(s).fit(usable)
+    got = dict(zip(coefficients(model, usable, s).names, coefficients(model, usable, s).values,
+                   strict=True))
+    truth = true_coefficients()
+    for name in ("balance_utilization", "late_payments_12m", "support_calls_90d",
+                 "has_autopay", "is_business", "tenure_months", "days_past_due_avg"):
+        assert got[name] == pytest.approx(truth[name], abs=max(0.25 * abs(truth[name]), 0.01)), name
+    for cat, ref, other in (("product_tier", "bronze", "platinum"), ("region", "north", "west"),
+                            ("channel", "web", "phone")):
+        diff = got[f"{cat}={other}"] - got[f"{cat}={ref}"]
+        true_diff = truth[f"{cat}={other}"] - truth[f"{cat}={ref}"]
+        assert diff == pytest.approx(true_diff, abs=0.15), cat

@@ -1,0 +1,179 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import mlflow
+import numpy as np
+import pyarrow.compute as pc
+import pytest
+
+from conftest import SCORE_DAY, TRAIN_DAY
+from yws import registry
+from yws.config import Settings
+from yws.data import generate
+from yws.quality import FeatureSchemaError, InputDataError
+from yws.registry import ModelNotFoundError
+from yws.score import score
+from yws.storage import StorageError
+from yws.storage.local import LocalStorage
+
+
+@pytest.fixture
+def home(trained_home: Settings, tmp_path) -> Settings:
+    """A private copy of the trained home, so each test may write to it."""
+    shutil.copytree(trained_home.home, tmp_path / "yws")
+    return Settings(home=tmp_path / "yws")
+
+
+def contents(storage: LocalStorage, settings: Settings) -> list[object]:
+    return [storage.read_arrow(n).to_pylist() if storage.exists(n) else None
+            for n in (settings.predictions, settings.quarantine, settings.score_runs)]
+
+
+def versions(storage: LocalStorage, settings: Settings) -> list[int | None]:
+    return [storage.version(n) for n in (settings.predictions, settings.quarantine,
+                                         settings.score_runs)]
+
+
+def test_score_accounts_for_every_row(home, spark, spec):
+    storage = LocalStorage(home)
+    result = score(home, spec, spark, storage=storage)
+    assert result.as_of_date == SCORE_DAY.isoformat()  # the latest snapshot by default
+    assert result.batch_id == SCORE_DAY.isoformat()
+    assert result.rows_read == 3000
+    assert result.rows_read == result.rows_scored + result.rows_quarantined
+    # 8 anomalies: 2 forbidden nulls, 2 infinities, 2 unseen tiers, 2 duplicated ids (4 rows)
+    assert result.rows_quarantined == 10
+    assert result.quarantine_reasons == {
+        "balance_utilization is null or NaN": 2,
+        "credit_limit is infinite": 2,
+        "duplicate customer_id in the snapshot": 4,
+        "product_tier has unseen category 'diamond'": 2,
+    }
+    assert sum(result.bands.values()) == result.rows_scored
+    assert set(result.bands) <= {"GREEN", "YELLOW", "RED"}
+
+    predictions = storage.read_arrow(home.predictions)
+    assert predictions.column_names == ["entity_id", "as_of_date", "batch_id", "probability",
+                                        "prediction", "band", "model_name", "model_version",
+                                        "scored_at"]
+    assert predictions.num_rows == result.rows_scored
+    assert pc.count_distinct(predictions["entity_id"]).as_py() == predictions.num_rows
+    p = predictions["probability"].to_numpy()
+    bands = np.where(p >= spec.bands.red, "RED", np.where(p >= spec.bands.yellow, "YELLOW",
+                                                          "GREEN"))
+    assert bands.tolist() == predictions["band"].to_pylist()
+    assert set(predictions["model_version"].to_pylist()) == {1}
+
+    quarantine = storage.read_arrow(home.quarantine).to_pylist()
+    record = json.loads(quarantine[0]["record"])
+    assert record["customer_id"] == quarantine[0]["entity_id"]
+    assert set(record) >= set(spec.feature_names)  # the whole input row is kept
+
+    (run,) = storage.read_arrow(home.score_runs).to_pylist()
+    assert (run["rows_read"], run["rows_scored"], run["rows_quarantined"]) == (
+        3000, result.rows_scored, 10)
+    assert run["status"] == "SUCCEEDED" and run["model_version"] == 1
+
+
+def test_rescoring_a_batch_replaces_it_and_leaves_others_alone(home, spark, spec):
+    storage = LocalStorage(home)
+    first = score(home, spec, spark, storage=storage, batch_id="b1")
+    other = score(home, spec, spark, storage=storage, batch_id="b2")
+    before_b2 = storage.read_arrow(home.predictions).filter(
+        pc.field("batch_id") == "b2").sort_by("entity_id")
+    again = score(home, spec, spark, storage=storage, batch_id="b1")
+    predictions = storage.read_arrow(home.predictions)
+    counts = {b: n for b, n in zip(*[predictions.group_by("batch_id").aggregate(
+        [("batch_id", "count")])[c].to_pylist() for c in ("batch_id", "batch_id_count")],
+        strict=True)}
+    assert counts == {"b1": first.rows_scored, "b2": other.rows_scored}
+    assert again.rows_scored == first.rows_scored
+    after_b2 = predictions.filter(pc.field("batch_id") == "b2").sort_by("entity_id")
+    assert after_b2.equals(before_b2)  # untouched, scored_at included
+    quarantine = storage.read_arrow(home.quarantine)
+    assert quarantine.num_rows == 2 * first.rows_quarantined
+    assert storage.read_arrow(home.score_runs).num_rows == 3  # every run is recorded
+
+
+def test_registered_model_equals_numpy_from_coefficients_json(home, spark, spec):
+    """The logged coefficients.json reproduces the stored probabilities to 1e-9."""
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import VectorAssembler
+    from pyspark.ml.functions import vector_to_array
+    from pyspark.sql import functions as F
+
+    storage = LocalStorage(home)
+    score(home, spec, spark, storage=storage)
+    registry.configure(home)
+    version = registry.resolve(home, "champion")
+    coefs = json.loads(open(mlflow.artifacts.download_artifacts(
+        run_id=version.run_id, artifact_path="coefficients.json")).read())
+    model = registry.load(home, version)
+    upto = next(i for i, s in enumerate(model.stages) if isinstance(s, VectorAssembler))
+    prep = PipelineModel(model.stages[: upto + 1])
+    rows = storage.read(spark, home.features).where(F.col("as_of_date") == SCORE_DAY)
+    vectors = prep.transform(rows.where(F.col("balance_utilization").isNotNull()
+                                        & ~F.col("credit_limit").isin(float("inf"))
+                                        & (F.col("product_tier") != "diamond"))).select(
+        F.col("customer_id").alias("entity_id"),
+        vector_to_array(F.col("features__vec")).alias("x")).toArrow()
+    stored = storage.read_arrow(home.predictions)
+    by_id = dict(zip(stored["entity_id"].to_pylist(), stored["probability"].to_pylist(),
+                     strict=True))
+    x = np.array(vectors["x"].to_pylist())
+    beta = np.array([coefs["coefficients"][n] for n in coefs["feature_order"]])
+    expected = 1 / (1 + np.exp(-(x @ beta + coefs["intercept"])))
+    ids = vectors["entity_id"].to_pylist()
+    got = np.array([by_id.get(i, np.nan) for i in ids])
+    scored = ~np.isnan(got)  # duplicated ids were quarantined, not scored
+    assert scored.sum() == len(by_id)
+    assert np.max(np.abs(expected[scored] - got[scored])) < 1e-9
+
+
+def test_schema_error_before_any_write(home, spark, spec):
+    storage = LocalStorage(home)
+    before = versions(storage, home)
+    bad = generate(50, SCORE_DAY + dt.timedelta(days=1)).drop_columns(["channel"])
+    storage.write(bad, home.features, mode="overwrite")
+    with pytest.raises(FeatureSchemaError, match="missing column\\(s\\): channel"):
+        score(home, spec, spark, storage=storage)
+    assert versions(storage, home) == before
+
+
+def test_model_and_alias_errors(home, spark, spec, tmp_path):
+    with pytest.raises(ModelNotFoundError, match="no version with alias @staging.*yws train"):
+        score(home, spec, spark, alias="staging")
+    with pytest.raises(ValueError, match="reserved"):
+        score(home, spec, spark, alias="latest")
+    empty = Settings(home=tmp_path / "empty")
+    with pytest.raises(ModelNotFoundError, match="@champion"):
+        score(empty, spec, spark)
+
+
+def test_no_rows_for_the_date_and_bad_batch_ids(home, spark, spec):
+    with pytest.raises(InputDataError, match="no rows for as-of 2001-01-01"):
+        score(home, spec, spark, as_of=dt.date(2001, 1, 1))
+    with pytest.raises(StorageError, match="batch id"):
+        score(home, spec, spark, batch_id="x'; DROP TABLE y; --")
+
+
+def test_failure_part_way_leaves_every_table_as_it_was(home, spark, spec, monkeypatch):
+    storage = LocalStorage(home)
+    score(home, spec, spark, storage=storage, as_of=SCORE_DAY, batch_id="keep")
+    before = contents(storage, home)
+    real_write = storage.write
+
+    def failing_write(data, name, **kw):
+        if name == home.quarantine:
+            raise StorageError("disk full (simulated)")
+        return real_write(data, name, **kw)
+
+    monkeypatch.setattr(storage, "write", failing_write)
+    with pytest.raises(StorageError, match="simulated"):
+        score(home, spec, spark, storage=storage, as_of=TRAIN_DAY, batch_id="lost")
+    assert contents(storage, home) == before  # restored (as a new Delta version)
+    batches = set(storage.read_arrow(home.predictions)["batch_id"].to_pylist())
+    assert batches == {"keep"}

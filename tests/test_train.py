@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import mlflow
+import pytest
+
+from conftest import TRAIN_DAY, load_demo_data
+from yws import registry
+from yws.data import generate
+from yws.ingest import write_snapshot
+from yws.quality import FeatureSchemaError, InputDataError
+from yws.train import TrainingError, gate, train
+
+
+def test_gate_rules():
+    assert gate(0.70, None, 0.01) == (True, "no champion yet")
+    assert gate(0.695, 0.70, 0.01)[0] is True
+    promote, why = gate(0.60, 0.70, 0.01)
+    assert not promote and "worse than the champion's 0.7000" in why
+    assert gate(0.60, 0.70, 0.01, force=True)[0] is True
+
+
+def test_train_registers_logs_and_promotes(trained_home, spec):
+    registry.configure(trained_home)
+    client = mlflow.MlflowClient()
+    champion = client.get_model_version_by_alias(trained_home.model_name, "champion")
+    assert str(champion.version) == "1"
+    assert set(champion.aliases) == {"champion", "challenger"}
+    assert champion.tags["validation"] == "passed"
+    run = client.get_run(champion.run_id)
+    for key in ("auc_roc", "auc_pr", "log_loss", "brier", "tp", "fp", "tn", "fn"):
+        assert key in run.data.metrics, key
+    assert run.data.params["regParam"] == str(spec.model["regParam"])
+    artifacts = {a.path for a in client.list_artifacts(champion.run_id)}
+    assert {"coefficients.json", "roc_curve.png", "calibration_curve.png",
+            "coefficients.png", "model"} <= artifacts
+    coefs = json.loads(open(mlflow.artifacts.download_artifacts(
+        run_id=champion.run_id, artifact_path="coefficients.json")).read())
+    assert set(coefs) == {"intercept", "coefficients", "feature_order"}
+    info = mlflow.models.get_model_info(f"models:/{trained_home.model_name}/1")
+    assert [c.name for c in info.signature.inputs.inputs] == spec.feature_names
+    assert [c.name for c in info.signature.outputs.inputs] == ["prediction"]
+
+
+@pytest.mark.slow
+def test_worse_model_stays_challenger_and_force_promote(spark, settings, storage, spec):
+    load_demo_data(storage, settings)
+    first = train(settings, spec, spark, as_of=TRAIN_DAY, storage=storage)
+    assert first.promoted and first.aliases == ["challenger", "champion"]
+    # Heavy L1 regularisation zeroes every coefficient: a far worse model.
+    worse = spec.with_params({"regParam": "1.0", "elasticNetParam": "1.0"})
+    second = train(settings, worse, spark, as_of=TRAIN_DAY, storage=storage)
+    assert not second.promoted
+    assert second.champion_metrics["auc_roc"] == pytest.approx(first.metrics["auc_roc"])
+    assert "worse than the champion" in second.reason
+    assert second.aliases == ["challenger"]
+    client = mlflow.MlflowClient()
+    assert str(client.get_model_version_by_alias(settings.model_name, "champion").version) == "1"
+    assert client.get_model_version(settings.model_name, "2").tags["validation"] == "failed"
+    forced = train(settings, worse, spark, as_of=TRAIN_DAY, storage=storage,
+                   force_promote=True)
+    assert forced.promoted and forced.version == "3"
+    assert str(client.get_model_version_by_alias(settings.model_name, "champion").version) == "3"
+
+
+def _registered_versions(settings) -> int:
+    registry.configure(settings)
+    return len(mlflow.MlflowClient().search_model_versions(f"name='{settings.model_name}'"))
+
+
+def test_missing_feature_table(spark, settings, spec):
+    with pytest.raises(LookupError, match="yws_features does not exist.*yws data generate"):
+        train(settings, spec, spark)
+
+
+def test_schema_errors_name_the_columns(spark, settings, storage, spec):
+    table = generate(200, TRAIN_DAY).drop_columns(["region", "credit_limit"])
+    table = table.set_column(table.schema.get_field_index("has_autopay"), "has_autopay",
+                             table["tenure_months"])
+    write_snapshot(storage, table, settings.features, "as_of_date", TRAIN_DAY)
+    with pytest.raises(FeatureSchemaError) as err:
+        train(settings, spec, spark)
+    message = str(err.value)
+    assert "missing column(s): credit_limit, region" in message
+    assert "has_autopay is double, expected boolean" in message
+    assert _registered_versions(settings) == 0
+
+
+def test_one_class_label(spark, settings, storage, spec):
+    import pyarrow as pa
+
+    table = generate(300, TRAIN_DAY)
+    table = table.set_column(table.schema.get_field_index("defaulted_90d"), "defaulted_90d",
+                             pa.array([0] * 300, pa.int32()))
+    write_snapshot(storage, table, settings.features, "as_of_date", TRAIN_DAY)
+    with pytest.raises(InputDataError, match="one class only"):
+        train(settings, spec, spark)
+
+
+def test_label_values_outside_0_1(spark, settings, storage, spec):
+    import pyarrow as pa
+
+    table = generate(300, TRAIN_DAY)
+    labels = [2 if i % 50 == 0 else v for i, v in enumerate(table["defaulted_90d"].to_pylist())]
+    table = table.set_column(table.schema.get_field_index("defaulted_90d"), "defaulted_90d",
+                             pa.array(labels, pa.int32()))
+    write_snapshot(storage, table, settings.features, "as_of_date", TRAIN_DAY)
+    with pytest.raises(InputDataError, match="must be 0 or 1; 6 row"):
+        train(settings, spec, spark)
+
+
+def test_no_rows_for_the_date(spark, settings, storage, spec):
+    write_snapshot(storage, generate(100, TRAIN_DAY), settings.features, "as_of_date", TRAIN_DAY)
+    with pytest.raises(InputDataError, match="has no rows for as-of 2020-01-01"):
+        train(settings, spec, spark, as_of=dt.date(2020, 1, 1))
+
+
+def test_non_finite_metrics_are_never_registered(spark, settings, storage, spec, monkeypatch):
+    import yws.train as train_module
+
+    load_demo_data(storage, settings, rows=800)
+    monkeypatch.setattr(train_module, "metrics",
+                        lambda y, p, t: {"auc_roc": float("nan"), "auc_pr": 0.1})
+    with pytest.raises(TrainingError, match="non-finite metrics"):
+        train(settings, spec, spark, as_of=TRAIN_DAY, storage=storage)
+    assert _registered_versions(settings) == 0
