@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
+from yws.config import check_identifier
 from yws.storage.base import Storage, TableInfo, TableNotFoundError, WriteMode, check_literal
 
 if TYPE_CHECKING:
@@ -65,11 +66,14 @@ class DatabricksStorage(Storage):
         replace_where: tuple[str, str | dt.date] | None = None,
     ) -> int:
         self.split(name)
-        df = self.spark.createDataFrame(data) if isinstance(data, pa.Table) else data
-        writer = df.write.format("delta").mode(mode)
+        predicate = None
         if replace_where is not None:
             column, value = replace_where
-            writer = writer.option("replaceWhere", f"{column} = '{check_literal(value, column)}'")
+            predicate = f"{check_identifier(column, 'column')} = '{check_literal(value, column)}'"
+        df = self.spark.createDataFrame(data) if isinstance(data, pa.Table) else data
+        writer = df.write.format("delta").mode(mode)
+        if predicate is not None:
+            writer = writer.option("replaceWhere", predicate)
         elif mode == "overwrite":
             writer = writer.option("overwriteSchema", "true")
         writer.saveAsTable(name)

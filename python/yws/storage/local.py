@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
+from yws.config import check_identifier
 from yws.storage.base import (
     Storage,
     StorageError,
@@ -90,7 +91,7 @@ class LocalStorage(Storage):
         predicate = None
         if replace_where is not None:
             column, value = replace_where
-            predicate = f"{column} = '{check_literal(value, column)}'"
+            predicate = f"{check_identifier(column, 'column')} = '{check_literal(value, column)}'"
             if not self.exists(name):
                 mode = "append"  # nothing to replace yet; the first write creates the table
         path.parent.mkdir(parents=True, exist_ok=True)
