@@ -79,15 +79,40 @@ def check_schema(df: DataFrame, spec: Spec, table: str, *, need_label: bool) -> 
         )
 
 
+MAX_DUPLICATE_KEYS = 100_000
+_DUP_FLAG = "duplicate__flag"
+
+
+def duplicate_keys(df: DataFrame, spec: Spec) -> DataFrame | None:
+    """The (entity, as-of) pairs that occur more than once, as a small local DataFrame.
+
+    One aggregation, collected to the driver, so later passes over the rows (each pass of a
+    fit, the scoring and the quarantine writes) need no shuffle. ``None`` when there are none.
+    """
+    from pyspark.sql import functions as F
+
+    keys = [spec.entity_key, spec.as_of_column]
+    found = (df.groupBy(*keys).count().where(F.col("count") > 1).select(*keys)
+             .limit(MAX_DUPLICATE_KEYS + 1).collect())
+    if len(found) > MAX_DUPLICATE_KEYS:
+        raise InputDataError(
+            f"more than {MAX_DUPLICATE_KEYS} {spec.entity_key} values occur twice or more for "
+            f"one {spec.as_of_column}: the table is not one row per entity and date. Check the "
+            "entity_key and as_of_column of the spec"
+        )
+    if not found:
+        return None
+    return df.sparkSession.createDataFrame(found, schema=df.select(*keys).schema)
+
+
 def quarantine_reason(
-    df: DataFrame, spec: Spec, categories: dict[str, list[str]] | None = None
+    spec: Spec, categories: dict[str, list[str]] | None = None, duplicates: bool = False
 ) -> Column:
     """A column holding why a row cannot be scored ('; '-joined), or null when it can.
 
     ``categories`` are the fitted labels per categorical feature; without them (training)
-    unseen categories are not checked. Duplicates are judged per entity and as-of date.
+    unseen categories are not checked. ``duplicates`` reads the flag :func:`with_reason` joins.
     """
-    from pyspark.sql import Window
     from pyspark.sql import functions as F
 
     checks: list[Column] = []
@@ -112,8 +137,9 @@ def quarantine_reason(
                     F.concat(F.lit(f"{f.name} has unseen category '"), c, F.lit("'")),
                 )
             )
-    dupes = F.count(F.lit(1)).over(Window.partitionBy(spec.entity_key, spec.as_of_column))
-    checks.append(F.when(dupes > 1, F.lit(f"duplicate {spec.entity_key} in the snapshot")))
+    if duplicates:
+        checks.append(F.when(F.col(_DUP_FLAG).isNotNull(),
+                             F.lit(f"duplicate {spec.entity_key} in the snapshot")))
     joined = F.concat_ws("; ", *checks)
     return F.when(joined == "", F.lit(None).cast("string")).otherwise(joined)
 
@@ -121,4 +147,12 @@ def quarantine_reason(
 def with_reason(
     df: DataFrame, spec: Spec, categories: dict[str, list[str]] | None = None
 ) -> DataFrame:
-    return df.withColumn(REASON_COL, quarantine_reason(df, spec, categories))
+    """``df`` with a :data:`REASON_COL` column (null for rows that may be used)."""
+    from pyspark.sql import functions as F
+
+    dupes = duplicate_keys(df, spec)
+    if dupes is not None:
+        flagged = dupes.withColumn(_DUP_FLAG, F.lit(True))
+        df = df.join(F.broadcast(flagged), on=[spec.entity_key, spec.as_of_column], how="left")
+    out = df.withColumn(REASON_COL, quarantine_reason(spec, categories, dupes is not None))
+    return out.drop(_DUP_FLAG) if dupes is not None else out

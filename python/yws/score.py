@@ -51,6 +51,7 @@ class ScoreResult:
     ended_at: str = ""
     duration_seconds: float = 0.0
     tables: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,7 +135,15 @@ def score(
     from pyspark.sql import functions as F
 
     started = dt.datetime.now(dt.UTC)
-    clock = time.perf_counter()
+    start = clock = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
     storage = storage or storage_for(settings)
     if batch_id is not None:
         check_literal(batch_id, "batch id")
@@ -143,6 +152,7 @@ def score(
     progress(f"loading {settings.model_name}@{alias} (v{version.version})")
     model = registry.load(settings, version)
     categories = category_labels(model)
+    lap("load_model")
 
     progress(f"reading {settings.features}")
     rows, as_of = snapshot(spark, storage, settings, spec, as_of)
@@ -156,6 +166,7 @@ def score(
     checked = with_reason(rows, spec, categories)
     good = checked.where(F.col(REASON_COL).isNull()).drop(REASON_COL)
     bad = checked.where(F.col(REASON_COL).isNotNull())
+    lap("read_and_check")
 
     progress(f"scoring {rows_read} rows for as-of {as_of} as batch {batch_id}")
     names = [settings.predictions, settings.quarantine, settings.score_runs]
@@ -165,10 +176,12 @@ def score(
                     model_version=int(version.version), scored_at=started),
             settings.predictions, mode="overwrite", replace_where=("batch_id", batch_id),
         )
+        lap("score_and_write_predictions")
         rows_quarantined = storage.write(
             quarantined(bad, spec, batch_id=batch_id, at=started),
             settings.quarantine, mode="overwrite", replace_where=("batch_id", batch_id),
         )
+        lap("write_quarantine")
         if rows_read != rows_scored + rows_quarantined:
             raise AccountingError(
                 f"rows read ({rows_read}) != rows scored ({rows_scored}) + rows quarantined "
@@ -178,6 +191,7 @@ def score(
         reasons = _counts(storage.read(spark, settings.quarantine), batch_id, "reason")
         if sum(bands.values()) != rows_scored or sum(reasons.values()) != rows_quarantined:
             raise StorageError("the written batch does not read back whole; nothing was kept")
+        lap("read_back")
         ended = dt.datetime.now(dt.UTC)
         result = ScoreResult(
             run_id=uuid.uuid4().hex,
@@ -193,9 +207,10 @@ def score(
             quarantine_reasons=reasons,
             started_at=started.isoformat(),
             ended_at=ended.isoformat(),
-            duration_seconds=round(time.perf_counter() - clock, 3),
+            duration_seconds=round(time.perf_counter() - start, 3),
             tables={"predictions": settings.predictions, "quarantine": settings.quarantine,
                     "score_runs": settings.score_runs},
+            timings=timings,
         )
         storage.write(_run_record(result, as_of, started, ended), settings.score_runs,
                       mode="append")
