@@ -60,6 +60,10 @@ class Settings:
     spec: Path | None = None
     experiment: str | None = None
     dfs_tmpdir: str | None = None
+    warehouse_id: str | None = None
+    analysts_group: str = "yws_analysts"
+    r_users_group: str = "yws_r_users"
+    jobs_principal: str = "yws_jobs"
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:

@@ -1,53 +1,22 @@
 """The columns of the tables the jobs write: predictions, quarantine and score runs.
 
-Writers select exactly these columns, cast to these types, so both targets hold the same
-schema. (The SQL layer's DDL in ``sql/`` is checked against this in tests.)
+The DDL in ``sql/10_tables`` is the one source of truth; writers select exactly its columns,
+cast to its types, so both targets hold the schema the SQL layer declares.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from yws.sqlfiles import table_columns
+
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
 
-# column -> (Spark SQL type, comment)
-PREDICTIONS: dict[str, tuple[str, str]] = {
-    "entity_id": ("STRING", "The entity key from the feature table, as text"),
-    "as_of_date": ("DATE", "The feature snapshot date that was scored"),
-    "batch_id": ("STRING", "The scoring batch; a re-run of a batch replaces its rows"),
-    "probability": ("DOUBLE", "Predicted probability of the positive label"),
-    "prediction": ("INT", "1 when probability >= the model threshold, else 0"),
-    "band": ("STRING", "GREEN, YELLOW or RED, from the spec's probability bands"),
-    "model_name": ("STRING", "Registered model (catalog.schema.model)"),
-    "model_version": ("INT", "Registered model version that scored the row"),
-    "scored_at": ("TIMESTAMP", "When the batch was scored (UTC)"),
-}
-
-QUARANTINE: dict[str, tuple[str, str]] = {
-    "entity_id": ("STRING", "The entity key from the feature table, as text (may be null)"),
-    "as_of_date": ("DATE", "The feature snapshot date"),
-    "batch_id": ("STRING", "The scoring batch that set the row aside"),
-    "reason": ("STRING", "Why the row was not scored; several reasons are joined by '; '"),
-    "record": ("STRING", "The whole input row as JSON, so nothing is lost"),
-    "quarantined_at": ("TIMESTAMP", "When the row was set aside (UTC)"),
-}
-
-SCORE_RUNS: dict[str, tuple[str, str]] = {
-    "run_id": ("STRING", "Unique id of this scoring run"),
-    "batch_id": ("STRING", "The scoring batch"),
-    "as_of_date": ("DATE", "The feature snapshot date"),
-    "model_name": ("STRING", "Registered model (catalog.schema.model)"),
-    "model_alias": ("STRING", "The alias the model was loaded by"),
-    "model_version": ("INT", "Registered model version"),
-    "rows_read": ("BIGINT", "Rows in the snapshot"),
-    "rows_scored": ("BIGINT", "Rows written to the predictions table"),
-    "rows_quarantined": ("BIGINT", "Rows written to the quarantine table"),
-    "started_at": ("TIMESTAMP", "Run start (UTC)"),
-    "ended_at": ("TIMESTAMP", "Run end (UTC)"),
-    "duration_seconds": ("DOUBLE", "ended_at - started_at in seconds"),
-    "status": ("STRING", "SUCCEEDED (failed runs leave every table as it was)"),
-}
+# column -> (Spark SQL type, comment), read from the CREATE TABLE files in sql/10_tables.
+PREDICTIONS: dict[str, tuple[str, str]] = table_columns("yws_predictions")
+QUARANTINE: dict[str, tuple[str, str]] = table_columns("yws_quarantine")
+SCORE_RUNS: dict[str, tuple[str, str]] = table_columns("yws_score_runs")
 
 
 def conform(df: DataFrame, columns: dict[str, tuple[str, str]]) -> DataFrame:
@@ -60,16 +29,31 @@ def conform(df: DataFrame, columns: dict[str, tuple[str, str]]) -> DataFrame:
     return df.select(*selected)
 
 
-def arrow_schema(columns: dict[str, tuple[str, str]]):  # -> pa.Schema
-    """The Arrow schema matching ``columns`` (for rows built in Python, like a run record)."""
+def arrow_type(databricks_type: str):  # -> pa.DataType
+    """The Arrow type of a Databricks column type (the subset the YWS tables use)."""
     import pyarrow as pa
 
     kinds = {
         "STRING": pa.string(),
         "DATE": pa.date32(),
         "DOUBLE": pa.float64(),
+        "FLOAT": pa.float32(),
         "INT": pa.int32(),
         "BIGINT": pa.int64(),
+        "SMALLINT": pa.int16(),
+        "TINYINT": pa.int8(),
+        "BOOLEAN": pa.bool_(),
         "TIMESTAMP": pa.timestamp("us", tz="UTC"),
     }
-    return pa.schema([pa.field(name, kinds[kind]) for name, (kind, _) in columns.items()])
+    key = databricks_type.upper()
+    if key not in kinds:
+        raise ValueError(f"column type {databricks_type} has no local equivalent; use one of "
+                         f"{', '.join(kinds)}")
+    return kinds[key]
+
+
+def arrow_schema(columns: dict[str, tuple[str, str]]):  # -> pa.Schema
+    """The Arrow schema matching ``columns`` (for rows built in Python, like a run record)."""
+    import pyarrow as pa
+
+    return pa.schema([pa.field(name, arrow_type(kind)) for name, (kind, _) in columns.items()])

@@ -1,0 +1,212 @@
+"""The SQL files in ``sql/``: found, rendered with validated parameters, split into statements.
+
+Files are Databricks SQL with ``{{name}}`` placeholders for the catalog, schema and principals.
+Each statement keeps the file and line it came from, so an error can point at it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from yws.config import Settings, SettingsError, check_identifier
+
+logging.getLogger("sqlglot").setLevel(logging.ERROR)
+
+_PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
+_PRINCIPAL = re.compile(r"^[A-Za-z0-9_.@+\-]{1,255}$")
+
+
+class SqlFileError(ValueError):
+    """A SQL file cannot be rendered or parsed; the message names the file and line."""
+
+
+def check_principal(value: str, what: str) -> str:
+    """A user, group or service principal name: it is always written inside backquotes."""
+    if not isinstance(value, str) or not _PRINCIPAL.match(value):
+        raise SettingsError(
+            f"{what} {value!r} is not a valid principal name: use letters, digits and . _ - @ +"
+        )
+    return value
+
+
+def sql_dir() -> Path:
+    """The ``sql/`` folder: shipped inside the package, and the repository's own in a checkout."""
+    return Path(str(resources.files("yws").joinpath("sql")))
+
+
+def parameters(settings: Settings) -> dict[str, str]:
+    return {
+        "catalog": check_identifier(settings.catalog, "catalog"),
+        "schema": check_identifier(settings.schema, "schema"),
+        "analysts_group": check_principal(settings.analysts_group, "analysts group"),
+        "r_users_group": check_principal(settings.r_users_group, "R users group"),
+        "jobs_principal": check_principal(settings.jobs_principal, "jobs principal"),
+    }
+
+
+@dataclass(frozen=True)
+class Statement:
+    file: str  # relative to sql/
+    line: int  # first line of the statement in the file
+    text: str  # rendered Databricks SQL, without the trailing semicolon
+
+    @property
+    def where(self) -> str:
+        return f"sql/{self.file}:{self.line}"
+
+    def parse(self) -> Any:
+        import sqlglot
+
+        try:
+            return sqlglot.parse_one(self.text, read="databricks")
+        except sqlglot.errors.ParseError as e:
+            raise SqlFileError(f"{self.where}: does not parse as Databricks SQL: {e}") from None
+
+
+def files(root: Path | None = None) -> list[Path]:
+    """Every ``*.sql`` file under ``root``, in apply order (their numbered paths sort so)."""
+    root = root or sql_dir()
+    found = sorted(p for p in root.rglob("*.sql") if p.is_file())
+    if not found:
+        raise SqlFileError(f"no .sql files under {root}")
+    return found
+
+
+def render(text: str, params: dict[str, str], where: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        name = m.group(1)
+        if name not in params:
+            line = text.count("\n", 0, m.start()) + 1
+            raise SqlFileError(
+                f"{where}:{line}: unknown parameter {{{{{name}}}}}; known: {', '.join(params)}"
+            )
+        return params[name]
+
+    return _PLACEHOLDER.sub(sub, text)
+
+
+def split(text: str, file: str) -> list[Statement]:
+    """Statements of a rendered file, split on top-level semicolons by sqlglot's tokenizer."""
+    from sqlglot.dialects import Databricks
+    from sqlglot.tokens import TokenType
+
+    try:
+        tokens = Databricks().tokenize(text)
+    except Exception as e:  # the tokenizer raises a plain error on an unclosed string
+        raise SqlFileError(f"sql/{file}: cannot be read as SQL: {e}") from None
+    out: list[Statement] = []
+    start_tok = None
+    for tok in [*tokens, None]:
+        if tok is None or tok.token_type == TokenType.SEMICOLON:
+            if start_tok is not None:
+                end = tok.start if tok is not None else len(text)
+                body = text[start_tok.start:end].strip()
+                out.append(Statement(file=file, line=start_tok.line, text=body))
+            start_tok = None
+        elif start_tok is None:
+            start_tok = tok
+    return out
+
+
+def statements(settings: Settings, root: Path | None = None) -> list[Statement]:
+    """Every statement of every file, rendered for ``settings``, in apply order."""
+    root = root or sql_dir()
+    params = parameters(settings)
+    out: list[Statement] = []
+    for path in files(root):
+        rel = path.relative_to(root).as_posix()
+        out.extend(split(render(path.read_text(encoding="utf-8"), params, f"sql/{rel}"), rel))
+    return out
+
+
+# -- grants --------------------------------------------------------------------------------------
+PRIVILEGES = (
+    "ALL PRIVILEGES", "SELECT", "MODIFY", "USE CATALOG", "USE SCHEMA", "EXECUTE",
+    "CREATE TABLE", "CREATE SCHEMA", "CREATE FUNCTION", "CREATE VOLUME", "READ VOLUME",
+    "WRITE VOLUME", "BROWSE", "APPLY TAG", "MANAGE",
+)
+SECURABLES = ("CATALOG", "SCHEMA", "TABLE", "VIEW", "VOLUME", "FUNCTION")
+_GRANT = re.compile(
+    r"^\s*(?P<verb>GRANT|REVOKE)\s+(?P<privs>.+?)\s+ON\s+(?P<kind>[A-Z]+)\s+(?P<obj>[\w.`]+)\s+"
+    r"(?:TO|FROM)\s+`(?P<principal>[^`]+)`\s*$",
+    re.IGNORECASE | re.DOTALL,
+)
+
+
+@dataclass(frozen=True, order=True)
+class Grant:
+    principal: str
+    privilege: str
+    securable_type: str
+    securable: str
+
+
+def parse_grant(stmt: Statement) -> tuple[str, list[Grant]]:
+    """``("GRANT" | "REVOKE", grants)`` for a Unity Catalog GRANT or REVOKE statement."""
+    m = _GRANT.match(stmt.text)
+    if not m:
+        raise SqlFileError(
+            f"{stmt.where}: not a GRANT/REVOKE this tool understands: expected "
+            "GRANT <privileges> ON <CATALOG|SCHEMA|TABLE|VIEW|...> <name> TO `<principal>`"
+        )
+    kind = m["kind"].upper()
+    if kind not in SECURABLES:
+        raise SqlFileError(f"{stmt.where}: unknown securable type {kind}; "
+                           f"known: {', '.join(SECURABLES)}")
+    obj = m["obj"].replace("`", "")
+    parts = obj.split(".")
+    want = {"CATALOG": 1, "SCHEMA": 2}.get(kind, 3)
+    if len(parts) != want:
+        raise SqlFileError(f"{stmt.where}: {kind} {obj} should have {want} name part(s)")
+    for part in parts:
+        check_identifier(part, f"{stmt.where}: name part")
+    principal = check_principal(m["principal"], f"{stmt.where}: principal")
+    grants = []
+    for raw in m["privs"].split(","):
+        priv = " ".join(raw.split()).upper()
+        if priv not in PRIVILEGES:
+            raise SqlFileError(f"{stmt.where}: unknown privilege {priv!r}; "
+                               f"known: {', '.join(PRIVILEGES)}")
+        grants.append(Grant(principal, priv, "TABLE" if kind == "VIEW" else kind, obj))
+    return m["verb"].upper(), grants
+
+
+# -- table definitions: the DDL is the one source of truth for the jobs' output schemas --------
+def table_columns(table: str) -> dict[str, tuple[str, str]]:
+    """Column -> (Databricks type, comment) of ``CREATE TABLE … <table>`` in ``sql/``."""
+    tables = _ddl_tables()
+    if table not in tables:
+        raise SqlFileError(f"no CREATE TABLE for {table} under {sql_dir()}")
+    return tables[table]
+
+
+@functools.cache
+def _ddl_tables() -> dict[str, dict[str, tuple[str, str]]]:
+    from sqlglot import exp
+
+    out: dict[str, dict[str, tuple[str, str]]] = {}
+    for stmt in statements(Settings()):
+        tree = stmt.parse()
+        if isinstance(tree, exp.Create) and str(tree.args.get("kind")).upper() == "TABLE":
+            out[tree.this.this.name] = columns_of(tree)
+    return out
+
+
+def columns_of(create: Any) -> dict[str, tuple[str, str]]:
+    """Column -> (type, comment) of a parsed CREATE TABLE."""
+    from sqlglot import exp
+
+    cols: dict[str, tuple[str, str]] = {}
+    for col in create.this.expressions:
+        comment = ""
+        for c in col.args.get("constraints", []):
+            if isinstance(c.args.get("kind"), exp.CommentColumnConstraint):
+                comment = c.args["kind"].this.name
+        cols[col.name] = (col.args["kind"].sql("databricks").upper(), comment)
+    return cols

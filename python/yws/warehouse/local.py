@@ -1,0 +1,256 @@
+"""The local warehouse: DuckDB with the Delta extension over the local Delta tables.
+
+``apply`` runs every rendered statement in a fresh in-memory DuckDB first; only when all of them
+succeed does it create the missing Delta tables and save the applied state
+(``$YWS_HOME/warehouse/_sql_state.json``): the DuckDB form of each object and the grants. Every
+connection replays that state into its own in-memory database, so readers never lock each other
+out and a failed apply changes nothing. Connections may read only the warehouse folder.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+
+from yws.sqlfiles import Grant, SqlFileError, Statement, columns_of, parse_grant
+from yws.storage.local import LocalStorage
+from yws.tables import arrow_type
+from yws.warehouse.base import ApplyStep, QueryError, Warehouse, WarehouseError, check_query
+
+STATE_FILE = "_sql_state.json"
+
+
+def delta_extension() -> Path:
+    """The Delta extension shipped in the ``duckdb-extension-delta`` wheel (no download)."""
+    import duckdb
+    import duckdb_extension_delta
+
+    root = Path(duckdb_extension_delta.__file__).parent / "extensions"
+    path = root / f"v{duckdb.__version__}" / "delta.duckdb_extension"
+    if not path.is_file():
+        found = sorted(root.glob("*/delta.duckdb_extension"))
+        if not found:
+            raise WarehouseError(f"the DuckDB Delta extension is missing under {root}")
+        path = found[-1]
+    return path
+
+
+def _kind(t: pa.DataType) -> str:
+    """A coarse type name for comparing a Delta table with its DDL."""
+    if pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_string_view(t):
+        return "string"
+    if pa.types.is_timestamp(t):
+        return "timestamp"
+    return str(t)
+
+
+class LocalWarehouse(Warehouse):
+    @property
+    def state_path(self) -> Path:
+        return self.settings.warehouse_dir / STATE_FILE
+
+    def _state(self) -> dict[str, Any]:
+        if not self.state_path.is_file():
+            raise WarehouseError(
+                f"the local warehouse under {self.settings.warehouse_dir} has no tables or views "
+                "yet: run `yws sql apply` first"
+            )
+        data: dict[str, Any] = json.loads(self.state_path.read_text(encoding="utf-8"))
+        return data
+
+    def _connect(self, replay: list[str] | None = None):  # -> duckdb.DuckDBPyConnection
+        import duckdb
+
+        con = duckdb.connect(":memory:")
+        con.execute("SET autoinstall_known_extensions = false")
+        con.execute("SET autoload_known_extensions = false")
+        con.execute(f"LOAD '{delta_extension()}'")
+        con.execute(f"ATTACH ':memory:' AS {self.settings.catalog}")
+        for sql in replay or []:
+            con.execute(sql)
+        return con
+
+    def connect(self):  # -> duckdb.DuckDBPyConnection
+        """A read-only view of the applied objects: no file outside the warehouse is reachable."""
+        state = self._state()
+        con = self._connect([s["duckdb"] for s in state["statements"]])
+        warehouse = str(self.settings.warehouse_dir)
+        con.execute("SET allowed_directories = ?", [[warehouse + os.sep]])
+        con.execute("SET enable_external_access = false")
+        con.execute("SET lock_configuration = true")
+        return con
+
+    # -- apply -------------------------------------------------------------------------------
+    def apply(self, statements: list[Statement]) -> list[ApplyStep]:
+        from sqlglot import exp
+
+        storage = LocalStorage(self.settings)
+        con = self._connect()
+        replay: list[dict[str, str]] = []
+        steps: list[ApplyStep] = []
+        grants: set[Grant] = set()
+        comments: dict[str, Any] = {}
+        to_create: dict[str, pa.Schema] = {}
+        for stmt in statements:
+            tree = stmt.parse()
+            if isinstance(tree, exp.Create):
+                kind = str(tree.args.get("kind")).upper()
+                target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+                name = target.sql("databricks")
+                if kind == "SCHEMA":
+                    duck = f"CREATE SCHEMA IF NOT EXISTS {name}"
+                    action = "created"
+                elif kind == "TABLE":
+                    duck, action = self._table(stmt, tree, name, storage, con, to_create)
+                    comments[name] = columns_of(tree)
+                elif kind == "VIEW":
+                    duck = self._view(stmt, tree, name)
+                    action = "replaced"
+                    comments[name] = [c.name for c in tree.this.expressions]
+                else:
+                    raise SqlFileError(f"{stmt.where}: CREATE {kind} is not supported locally")
+                self._run(con, stmt, duck, kind, name)
+                replay.append({"where": stmt.where, "kind": kind, "object": name,
+                               "duckdb": duck})
+                steps.append(ApplyStep(stmt.where, kind, name, action))
+            elif stmt.text.lstrip()[:6].upper() in ("GRANT ", "REVOKE"):
+                verb, found = parse_grant(stmt)
+                for g in found:
+                    self._check_object(con, stmt, g)
+                (grants.update if verb == "GRANT" else grants.difference_update)(found)
+                steps.append(ApplyStep(stmt.where, verb, found[0].securable,
+                                       f"{', '.join(g.privilege for g in found)} "
+                                       f"{'to' if verb == 'GRANT' else 'from'} "
+                                       f"{found[0].principal}"))
+            else:
+                raise SqlFileError(f"{stmt.where}: {type(tree).__name__.upper()} statements are "
+                                   "not supported by the local warehouse")
+        # Everything ran: now create the missing Delta tables and save the state.
+        for name, schema in to_create.items():
+            storage.write(schema.empty_table(), name, mode="append")
+        for item in replay:
+            if item["kind"] == "TABLE":
+                item["duckdb"] = self._table_view(item["object"], storage)
+        state = {
+            "applied_at": dt.datetime.now(dt.UTC).isoformat(),
+            "statements": replay,
+            "grants": [g.__dict__ for g in sorted(grants)],
+            "comments": comments,
+        }
+        self.settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(state, indent=1), encoding="utf-8")
+        tmp.replace(self.state_path)
+        return steps
+
+    @staticmethod
+    def _table_view(name: str, storage: LocalStorage) -> str:
+        path = str(storage.path(name)).replace("'", "''")
+        return f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM delta_scan('{path}')"
+
+    def _table(self, stmt: Statement, tree: Any, name: str, storage: LocalStorage, con: Any,
+               to_create: dict[str, pa.Schema]) -> tuple[str, str]:
+        from sqlglot import exp
+
+        want = columns_of(tree)
+        schema = pa.schema([pa.field(c, arrow_type(t)) for c, (t, _) in want.items()])
+        if storage.exists(name):
+            have = storage.arrow_schema(name)
+            missing = [c for c in want if c not in have.names]
+            extra = [c for c in have.names if c not in want]
+            wrong = [f"{c} is {_kind(have.field(c).type)}, DDL says {want[c][0]}"
+                     for c in want if c in have.names
+                     and _kind(have.field(c).type) != _kind(schema.field(c).type)]
+            if missing or extra or wrong:
+                raise SqlFileError(
+                    f"{stmt.where}: table {name} exists with other columns than its DDL: "
+                    + "; ".join(p for p in (
+                        f"missing {', '.join(missing)}" if missing else "",
+                        f"not in the DDL {', '.join(extra)}" if extra else "",
+                        "; ".join(wrong)) if p)
+                )
+            return self._table_view(name, storage), "exists"
+        # Not there yet: an empty DuckDB table stands in while the views are checked.
+        to_create[name] = schema
+        cols = ", ".join(
+            f"{c} {exp.DataType.build(t, dialect='databricks').sql('duckdb')}"
+            for c, (t, _) in want.items()
+        )
+        return f"CREATE OR REPLACE TABLE {name} ({cols})", "created"
+
+    @staticmethod
+    def _view(stmt: Statement, tree: Any, name: str) -> str:
+        columns = [c.name for c in tree.this.expressions]
+        query = tree.expression
+        outputs = query.named_selects
+        if columns and columns != outputs:
+            raise SqlFileError(
+                f"{stmt.where}: view {name} declares columns {columns} but its query returns "
+                f"{outputs}"
+            )
+        return f"CREATE OR REPLACE VIEW {name} AS {query.sql('duckdb')}"
+
+    @staticmethod
+    def _run(con: Any, stmt: Statement, sql: str, kind: str, name: str) -> None:
+        import duckdb
+
+        try:
+            con.execute(sql)
+        except duckdb.Error as e:
+            first = str(e).strip().splitlines()[0]
+            raise WarehouseError(f"{stmt.where}: {kind.lower()} {name}: {first}") from None
+
+    @staticmethod
+    def _check_object(con: Any, stmt: Statement, grant: Grant) -> None:
+        """A grant must name an object that exists: a typo is an error, not a silent no-op."""
+        parts = grant.securable.split(".")
+        if grant.securable_type == "CATALOG":
+            rows = con.execute("SELECT 1 FROM duckdb_databases() WHERE database_name = ?",
+                               [parts[0]]).fetchall()
+        elif grant.securable_type == "SCHEMA":
+            rows = con.execute("SELECT 1 FROM duckdb_schemas() WHERE database_name = ? AND "
+                               "schema_name = ?", parts).fetchall()
+        else:
+            rows = con.execute(
+                "SELECT 1 FROM information_schema.tables WHERE table_catalog = ? AND "
+                "table_schema = ? AND table_name = ?", parts).fetchall()
+        if not rows:
+            raise SqlFileError(f"{stmt.where}: {grant.securable_type} {grant.securable} does not "
+                               "exist (yet): grants must follow the object they name")
+
+    # -- read --------------------------------------------------------------------------------
+    def batches(self, sql: str, params: Mapping[str, Any] | None = None
+                ) -> Iterator[pa.RecordBatch]:
+        import duckdb
+
+        params = dict(params or {})
+        tree = check_query(sql, params)
+        con = self.connect()
+        try:
+            result = con.execute(tree.sql("duckdb"), params)
+            reader = result.fetch_record_batch(65_536)
+        except duckdb.Error as e:
+            con.close()
+            raise QueryError(str(e).strip().splitlines()[0]) from None
+
+        def stream() -> Iterator[pa.RecordBatch]:
+            try:
+                sent = False
+                for batch in reader:
+                    sent = True
+                    yield batch
+                if not sent:
+                    yield pa.RecordBatch.from_pylist([], schema=reader.schema)
+            finally:
+                con.close()
+
+        return stream()
+
+    def grants(self) -> list[Grant]:
+        return [Grant(**g) for g in self._state()["grants"]]

@@ -1,0 +1,15 @@
+-- Predictions: one row per entity and scoring batch. A re-run of a batch replaces its rows.
+CREATE TABLE IF NOT EXISTS {{catalog}}.{{schema}}.yws_predictions (
+  entity_id STRING NOT NULL COMMENT 'The entity key from the feature table, as text',
+  as_of_date DATE NOT NULL COMMENT 'The feature snapshot date that was scored',
+  batch_id STRING NOT NULL COMMENT 'The scoring batch; a re-run of a batch replaces its rows',
+  probability DOUBLE NOT NULL COMMENT 'Predicted probability of the positive label',
+  prediction INT NOT NULL COMMENT '1 when probability >= the model threshold, else 0',
+  band STRING NOT NULL COMMENT 'GREEN, YELLOW or RED, from the probability bands of the spec',
+  model_name STRING NOT NULL COMMENT 'Registered model (catalog.schema.model)',
+  model_version INT NOT NULL COMMENT 'Registered model version that scored the row',
+  scored_at TIMESTAMP NOT NULL COMMENT 'When the batch was scored (UTC)'
+)
+USING DELTA
+COMMENT 'YWS predictions, written by the score job'
+TBLPROPERTIES ('yws.owner' = '{{jobs_principal}}', 'yws.layer' = 'predictions');

@@ -1,0 +1,19 @@
+-- Score runs: one row per successful scoring run, the audit of what was read and written.
+CREATE TABLE IF NOT EXISTS {{catalog}}.{{schema}}.yws_score_runs (
+  run_id STRING NOT NULL COMMENT 'Unique id of this scoring run',
+  batch_id STRING NOT NULL COMMENT 'The scoring batch',
+  as_of_date DATE NOT NULL COMMENT 'The feature snapshot date',
+  model_name STRING NOT NULL COMMENT 'Registered model (catalog.schema.model)',
+  model_alias STRING NOT NULL COMMENT 'The alias the model was loaded by',
+  model_version INT NOT NULL COMMENT 'Registered model version',
+  rows_read BIGINT NOT NULL COMMENT 'Rows in the snapshot',
+  rows_scored BIGINT NOT NULL COMMENT 'Rows written to the predictions table',
+  rows_quarantined BIGINT NOT NULL COMMENT 'Rows written to the quarantine table',
+  started_at TIMESTAMP NOT NULL COMMENT 'Run start (UTC)',
+  ended_at TIMESTAMP NOT NULL COMMENT 'Run end (UTC)',
+  duration_seconds DOUBLE NOT NULL COMMENT 'ended_at - started_at in seconds',
+  status STRING NOT NULL COMMENT 'SUCCEEDED (a failed run leaves every table as it was)'
+)
+USING DELTA
+COMMENT 'YWS scoring audit: one row per run'
+TBLPROPERTIES ('yws.owner' = '{{jobs_principal}}', 'yws.layer' = 'audit');

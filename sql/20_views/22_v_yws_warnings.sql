@@ -1,0 +1,35 @@
+-- Entities whose latest prediction is YELLOW or RED, with the model version and batch that put
+-- them there, and whether their previous prediction (the one before, in the same order as
+-- v_yws_predictions_latest) was already YELLOW or RED.
+CREATE OR REPLACE VIEW {{catalog}}.{{schema}}.v_yws_warnings (
+  entity_id COMMENT 'Entity key',
+  band COMMENT 'YELLOW or RED',
+  probability COMMENT 'Predicted probability of the positive label',
+  as_of_date COMMENT 'Snapshot date of the warning',
+  batch_id COMMENT 'Batch that raised the warning',
+  model_name COMMENT 'Registered model',
+  model_version COMMENT 'Model version that raised the warning',
+  scored_at COMMENT 'When the batch was scored (UTC)',
+  previous_batch_id COMMENT 'Previous batch of the entity, if any',
+  previous_band COMMENT 'Band of the entity in that batch, if any',
+  already_flagged COMMENT 'TRUE when the previous band was YELLOW or RED too'
+)
+COMMENT 'YWS: entities now in YELLOW or RED'
+AS WITH ordered AS (
+  SELECT entity_id, band, probability, as_of_date, batch_id, model_name, model_version,
+         scored_at,
+         ROW_NUMBER() OVER (PARTITION BY entity_id
+                            ORDER BY as_of_date DESC, scored_at DESC, batch_id DESC) AS recency,
+         LEAD(batch_id) OVER (PARTITION BY entity_id
+                              ORDER BY as_of_date DESC, scored_at DESC, batch_id DESC)
+           AS previous_batch_id,
+         LEAD(band) OVER (PARTITION BY entity_id
+                          ORDER BY as_of_date DESC, scored_at DESC, batch_id DESC)
+           AS previous_band
+  FROM {{catalog}}.{{schema}}.yws_predictions
+)
+SELECT entity_id, band, probability, as_of_date, batch_id, model_name, model_version,
+       scored_at, previous_batch_id, previous_band,
+       COALESCE(previous_band IN ('YELLOW', 'RED'), FALSE) AS already_flagged
+FROM ordered
+WHERE recency = 1 AND band IN ('YELLOW', 'RED');

@@ -1,0 +1,290 @@
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+
+import pandas as pd
+import pyarrow as pa
+import pytest
+import sqlglot
+from sqlglot import exp
+
+from yws.config import Settings, SettingsError
+from yws.predictions import read_predictions
+from yws.sqlfiles import Grant, SqlFileError, files, parse_grant, sql_dir, statements
+from yws.storage.local import LocalStorage
+from yws.tables import PREDICTIONS, SCORE_RUNS, arrow_schema
+from yws.warehouse import QueryError, WarehouseError
+from yws.warehouse.local import LocalWarehouse
+
+VIEWS = ["v_yws_predictions", "v_yws_predictions_latest", "v_yws_warnings", "v_yws_score_runs"]
+TABLES = ["yws_features", "yws_predictions", "yws_quarantine", "yws_score_runs"]
+T0 = dt.datetime(2026, 11, 1, 6, 0, tzinfo=dt.UTC)
+
+
+def test_every_file_parses_starts_with_a_comment_and_comments_every_column():
+    stmts = statements(Settings())
+    for path in files():
+        assert path.read_text().startswith("-- "), path
+    for stmt in stmts:
+        tree = stmt.parse()
+        assert tree is not None
+        if isinstance(tree, exp.Create) and str(tree.args["kind"]) in ("TABLE", "VIEW"):
+            props = tree.args["properties"].expressions
+            assert any(isinstance(p, exp.SchemaCommentProperty) for p in props), stmt.where
+            for col in tree.this.expressions:
+                assert any(isinstance(c.args.get("kind"), exp.CommentColumnConstraint)
+                           for c in col.args.get("constraints", [])), f"{stmt.where} {col.name}"
+    kinds = [str(s.parse().args.get("kind")) for s in stmts if s.text.startswith("CREATE")]
+    assert kinds == ["SCHEMA"] + ["TABLE"] * 4 + ["VIEW"] * 4
+    names = [p.relative_to(sql_dir()).as_posix() for p in files()]
+    assert names == sorted(names) and names[0] == "00_schema.sql" and names[-1] == "90_grants.sql"
+
+
+def test_catalog_schema_and_principals_are_parameters():
+    s = Settings(catalog="yws_prod", schema="risk", analysts_group="risk-analysts@corp",
+                 r_users_group="r_team", jobs_principal="6f1e-9a0b")
+    text = "\n".join(st.text for st in statements(s))
+    assert "yws_dev" not in text and "yws_analysts" not in text
+    assert "yws_prod.risk.v_yws_warnings" in text and "`risk-analysts@corp`" in text
+    with pytest.raises(SettingsError, match="not a valid principal"):
+        statements(Settings(analysts_group="a`; DROP TABLE x; --"))
+
+
+def test_grants_parse_into_principal_privilege_object():
+    s = Settings()
+    grants: set[Grant] = set()
+    for stmt in statements(s):
+        if stmt.text.startswith("GRANT"):
+            verb, found = parse_grant(stmt)
+            assert verb == "GRANT"
+            grants.update(found)
+    readers = {"yws_analysts", "yws_r_users"}
+    for group in readers:
+        selects = {g.securable for g in grants if g.principal == group and
+                   g.privilege == "SELECT"}
+        assert selects == {f"yws_dev.ml.{v}" for v in VIEWS}, group
+        # views only: nothing on a base table, and nothing but SELECT / USE
+        assert not {g for g in grants if g.principal == group and
+                    g.securable.split(".")[-1] in TABLES}
+        assert {g.privilege for g in grants if g.principal == group} == {
+            "SELECT", "USE CATALOG", "USE SCHEMA"}
+    modify = {g.securable for g in grants if g.privilege == "MODIFY"}
+    assert modify == {f"yws_dev.ml.{t}" for t in TABLES}
+    assert {g.principal for g in grants if g.privilege == "MODIFY"} == {"yws_jobs"}
+
+
+def test_apply_twice_from_an_empty_warehouse(settings):
+    wh = LocalWarehouse(settings)
+    first = wh.apply(statements(settings))
+    assert [s.action for s in first if s.kind == "TABLE"] == ["created"] * 4
+    state = json.loads(wh.state_path.read_text())
+    again = wh.apply(statements(settings))
+    assert [s.action for s in again if s.kind == "TABLE"] == ["exists"] * 4
+    assert [(s.kind, s.object) for s in again] == [(s.kind, s.object) for s in first]
+    state2 = json.loads(wh.state_path.read_text())
+    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 22
+    storage = LocalStorage(settings)
+    assert storage.list_tables() == sorted(f"yws_dev.ml.{t}" for t in TABLES)
+    for view in VIEWS:
+        assert wh.query(f"SELECT * FROM yws_dev.ml.{view}").num_rows == 0
+    assert sorted(wh.grants()) == sorted(Grant(**g) for g in state["grants"])
+
+
+def _prediction(entity, batch, as_of, band, p, scored, version=1):
+    return {"entity_id": entity, "as_of_date": as_of, "batch_id": batch, "probability": p,
+            "prediction": int(p >= 0.5), "band": band, "model_name": "yws_dev.ml.yws_lr",
+            "model_version": version, "scored_at": scored}
+
+
+@pytest.fixture
+def views_home(settings):
+    """Predictions with history, ties and re-flags; runs with a zero-row run."""
+    d1, d2 = dt.date(2026, 10, 1), dt.date(2026, 11, 1)
+    rows = [
+        _prediction("A", "b1", d1, "GREEN", 0.05, T0),
+        _prediction("A", "b2", d2, "RED", 0.70, T0 + dt.timedelta(days=31), 2),
+        _prediction("B", "b1", d1, "YELLOW", 0.20, T0),
+        _prediction("B", "b2", d2, "YELLOW", 0.25, T0 + dt.timedelta(days=31), 2),
+        # C: two batches for the same date and time; the greater batch id wins the tie
+        _prediction("C", "b2", d2, "GREEN", 0.10, T0 + dt.timedelta(days=31), 2),
+        _prediction("C", "b3", d2, "RED", 0.45, T0 + dt.timedelta(days=31), 2),
+        _prediction("D", "b1", d1, "RED", 0.60, T0),  # only ever scored once
+        _prediction("E", "b2", d2, "GREEN", 0.01, T0 + dt.timedelta(days=31), 2),
+    ]
+    storage = LocalStorage(settings)
+    storage.write(pa.Table.from_pylist(rows, schema=arrow_schema(PREDICTIONS)),
+                  settings.predictions, mode="overwrite")
+    runs = [
+        {"run_id": "r1", "batch_id": "b1", "as_of_date": d1, "model_name": "m",
+         "model_alias": "champion", "model_version": 1, "rows_read": 4, "rows_scored": 3,
+         "rows_quarantined": 1, "started_at": T0, "ended_at": T0 + dt.timedelta(seconds=5),
+         "duration_seconds": 5.0, "status": "SUCCEEDED"},
+        {"run_id": "r0", "batch_id": "b0", "as_of_date": d1, "model_name": "m",
+         "model_alias": "champion", "model_version": 1, "rows_read": 0, "rows_scored": 0,
+         "rows_quarantined": 0, "started_at": T0, "ended_at": T0, "duration_seconds": 0.0,
+         "status": "SUCCEEDED"},
+    ]
+    storage.write(pa.Table.from_pylist(runs, schema=arrow_schema(SCORE_RUNS)),
+                  settings.score_runs, mode="overwrite")
+    LocalWarehouse(settings).apply(statements(settings))
+    return settings, pd.DataFrame(rows)
+
+
+def _ordered(df: pd.DataFrame) -> pd.DataFrame:
+    return df.sort_values(["entity_id", "as_of_date", "scored_at", "batch_id"],
+                          ascending=[True, False, False, False])
+
+
+def test_latest_view_equals_pandas(views_home):
+    settings, df = views_home
+    expected = _ordered(df).groupby("entity_id", as_index=False).head(1)
+    got = read_predictions(settings, view="latest").to_pandas()
+    assert got[["entity_id", "batch_id", "band"]].values.tolist() == \
+        expected.sort_values("entity_id")[["entity_id", "batch_id", "band"]].values.tolist()
+    assert dict(zip(got.entity_id, got.batch_id, strict=True))["C"] == "b3"  # the tie
+
+
+def test_warnings_view_equals_pandas(views_home):
+    settings, df = views_home
+    ordered = _ordered(df)
+    latest = ordered.groupby("entity_id").head(1).set_index("entity_id")
+    previous = ordered.groupby("entity_id").nth(1).set_index("entity_id")
+    expected = []
+    for entity, row in latest.sort_index().iterrows():
+        if row.band in ("YELLOW", "RED"):
+            prev_band = previous.band.get(entity)
+            expected.append((entity, row.band, row.batch_id, previous.batch_id.get(entity),
+                             prev_band, prev_band in ("YELLOW", "RED")))
+    wh = LocalWarehouse(settings)
+    got = wh.query("SELECT entity_id, band, batch_id, previous_batch_id, previous_band, "
+                   "already_flagged FROM yws_dev.ml.v_yws_warnings ORDER BY entity_id")
+    assert [tuple(r.values()) for r in got.to_pylist()] == expected
+    assert expected == [("A", "RED", "b2", "b1", "GREEN", False),
+                        ("B", "YELLOW", "b2", "b1", "YELLOW", True),
+                        ("C", "RED", "b3", "b2", "GREEN", False),
+                        ("D", "RED", "b1", None, None, False)]
+
+
+def test_score_runs_view_and_filters(views_home):
+    settings, df = views_home
+    wh = LocalWarehouse(settings)
+    runs = wh.query("SELECT run_id, quarantine_rate FROM yws_dev.ml.v_yws_score_runs "
+                    "ORDER BY run_id").to_pylist()
+    assert runs == [{"run_id": "r0", "quarantine_rate": 0.0},
+                    {"run_id": "r1", "quarantine_rate": 0.25}]
+    got = read_predictions(settings, batch_id="b2", bands=["red", "YELLOW"]).to_pandas()
+    want = df[(df.batch_id == "b2") & df.band.isin(["RED", "YELLOW"])]
+    assert sorted(got.entity_id) == sorted(want.entity_id)
+    got = read_predictions(settings, as_of="2026-10-01")
+    assert got.num_rows == int((df.as_of_date == dt.date(2026, 10, 1)).sum())
+    with pytest.raises(QueryError, match="bands must be some of"):
+        read_predictions(settings, bands=["PURPLE"])
+
+
+@pytest.mark.parametrize("evil", [
+    "x'; DROP TABLE yws_dev.ml.yws_predictions; --",
+    "b2' OR '1'='1",
+    "b2\\' OR 1=1 --",
+])
+def test_parameters_withstand_injection(views_home, evil):
+    settings, df = views_home
+    wh = LocalWarehouse(settings)
+    got = wh.query("SELECT count(*) AS n FROM yws_dev.ml.v_yws_predictions "
+                   "WHERE batch_id = :b", {"b": evil})
+    assert got.to_pylist() == [{"n": 0}]
+    assert read_predictions(settings, batch_id=evil).num_rows == 0
+    assert wh.query("SELECT count(*) AS n FROM yws_dev.ml.yws_predictions").to_pylist() == [
+        {"n": len(df)}]
+
+
+def test_query_errors(views_home):
+    settings, _ = views_home
+    wh = LocalWarehouse(settings)
+    with pytest.raises(QueryError, match=":b are not bound: pass --param b=VALUE"):
+        wh.query("SELECT * FROM yws_dev.ml.v_yws_predictions WHERE batch_id = :b")
+    with pytest.raises(QueryError, match="unknown parameter\\(s\\) c: the statement uses :b"):
+        wh.query("SELECT * FROM yws_dev.ml.v_yws_predictions WHERE batch_id = :b",
+                 {"b": "1", "c": "2"})
+    with pytest.raises(QueryError, match="only queries"):
+        wh.query("DELETE FROM yws_dev.ml.yws_predictions")
+    with pytest.raises(QueryError, match="one statement at a time"):
+        wh.query("SELECT 1; SELECT 2")
+    with pytest.raises(QueryError, match="Permission Error"):
+        wh.query("SELECT * FROM read_csv('/etc/passwd')")
+
+
+def test_a_bad_view_names_its_file_line_and_object_and_changes_nothing(settings, tmp_path):
+    wh = LocalWarehouse(settings)
+    wh.apply(statements(settings))
+    state = wh.state_path.read_text()
+    root = tmp_path / "sql"
+    shutil.copytree(sql_dir(), root)
+    view = root / "20_views" / "21_v_yws_predictions_latest.sql"
+    text = view.read_text()
+    view.write_text(text.replace("model_version, scored_at\nFROM",
+                                 "model_verison, scored_at\nFROM"))
+    with pytest.raises(SqlFileError, match="declares columns .* but its query returns"):
+        wh.apply(statements(settings, root))
+    view.write_text(text.replace("model_version, scored_at\nFROM",
+                                 "model_verison AS model_version, scored_at\nFROM"))
+    with pytest.raises(WarehouseError) as err:
+        wh.apply(statements(settings, root))
+    message = str(err.value)
+    assert message.startswith("sql/20_views/21_v_yws_predictions_latest.sql:3: view "
+                              "yws_dev.ml.v_yws_predictions_latest:")
+    assert "model_verison" in message
+    assert wh.state_path.read_text() == state  # nothing half-applied
+
+
+def test_template_and_grant_errors(settings, tmp_path):
+    root = tmp_path / "sql"
+    root.mkdir()
+    (root / "00_x.sql").write_text("-- x\nCREATE SCHEMA IF NOT EXISTS {{catalog}}.{{shema}};\n")
+    with pytest.raises(SqlFileError, match="sql/00_x.sql:2: unknown parameter \\{\\{shema\\}\\}"):
+        statements(settings, root)
+    (root / "00_x.sql").write_text(
+        "-- x\nCREATE SCHEMA IF NOT EXISTS {{catalog}}.{{schema}};\n"
+        "GRANT SELECT ON TABLE {{catalog}}.{{schema}}.nope TO `yws_analysts`;\n")
+    with pytest.raises(SqlFileError, match="sql/00_x.sql:3: TABLE yws_dev.ml.nope does not "
+                                           "exist"):
+        LocalWarehouse(settings).apply(statements(settings, root))
+    (root / "00_x.sql").write_text("-- x\nGRANT FLY ON TABLE a.b.c TO `g`;\n")
+    with pytest.raises(SqlFileError, match="unknown privilege 'FLY'"):
+        LocalWarehouse(settings).apply(statements(settings, root))
+
+
+def test_query_before_apply_says_what_to_do(settings):
+    with pytest.raises(WarehouseError, match="run `yws sql apply` first"):
+        LocalWarehouse(settings).query("SELECT 1")
+
+
+def test_written_tables_match_the_ddl_column_for_column(trained_home, spark, spec, tmp_path):
+    """What the jobs write is what sql/10_tables declares, names and types."""
+    from yws.score import score
+    from yws.sqlfiles import table_columns
+    from yws.tables import arrow_type
+    from yws.warehouse.local import _kind
+
+    home = Settings(home=tmp_path / "yws")
+    shutil.copytree(trained_home.home, home.home)
+    storage = LocalStorage(home)
+    score(home, spec, spark, storage=storage)
+    for table in TABLES:
+        written = storage.arrow_schema(home.table(table))
+        ddl = table_columns(table)
+        assert written.names == list(ddl), table
+        for name, (kind, _) in ddl.items():
+            assert _kind(written.field(name).type) == _kind(arrow_type(kind)), (table, name)
+    # and the DDL applies over them as they are
+    steps = LocalWarehouse(home).apply(statements(home))
+    assert [s.action for s in steps if s.kind == "TABLE"] == ["exists"] * 4
+
+
+def test_view_sql_transpiles_to_duckdb():
+    for stmt in statements(Settings()):
+        tree = stmt.parse()
+        if isinstance(tree, exp.Create) and str(tree.args["kind"]) == "VIEW":
+            duck = tree.expression.sql("duckdb")
+            assert sqlglot.parse_one(duck, read="duckdb") is not None
