@@ -24,6 +24,7 @@ lint: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/python benchmarks/bench_sql.py
 
 setup: system-deps $(STAMP)
 

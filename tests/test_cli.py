@@ -109,3 +109,28 @@ def test_demo_end_to_end_through_the_console_script(tmp_path):
     assert "mlflow ui --backend-store-uri" in out
     assert (tmp_path / "home" / "warehouse" / "yws_dev" / "ml" / "yws_predictions"
             / "_delta_log").is_dir()
+
+
+def test_sql_apply_query_and_grants(yws):
+    code, out, err = yws("sql", "apply")
+    assert code == 0, err
+    assert "sql/20_views/22_v_yws_warnings.sql:4" in out
+    assert "yws_dev.ml.v_yws_warnings  replaced" in out
+    assert "applied 27 statements to yws_dev.ml (local)" in err
+    code, out, err = yws("sql", "apply")  # again: a no-op that succeeds
+    assert code == 0 and "yws_dev.ml.yws_predictions  exists" in out
+    code, out, _ = yws("sql", "grants", "--json")
+    grants = json.loads(out)
+    assert {"principal": "yws_r_users", "privilege": "SELECT", "securable_type": "TABLE",
+            "securable": "yws_dev.ml.v_yws_warnings"} in grants
+    yws("data", "generate", "--rows", "50", "--as-of", "2026-09-30")
+    code, out, _ = yws("sql", "query", "SELECT count(*) AS n FROM yws_dev.ml.yws_features "
+                       "WHERE as_of_date = :d", "--param", "d=2026-09-30", "--format", "csv")
+    assert (code, out) == (0, '"n"\n50\n')
+    code, out, _ = yws("sql", "query", "SELECT customer_id FROM yws_dev.ml.yws_features "
+                       "ORDER BY customer_id LIMIT 2", "--format", "json")
+    assert json.loads(out) == [{"customer_id": "C00000001"}, {"customer_id": "C00000002"}]
+    code, _, err = yws("sql", "query", "SELECT :x")
+    assert code == 1 and "error: parameter(s) :x are not bound" in err
+    code, out, _ = yws("sql", "render", "--catalog", "yws_prod")
+    assert code == 0 and "-- sql/00_schema.sql:2\nCREATE SCHEMA IF NOT EXISTS yws_prod.ml" in out

@@ -1,0 +1,170 @@
+"""The DBSQL warehouse through the SQL Statement Execution API (``databricks-sdk``).
+
+Credentials come the standard way (``DATABRICKS_HOST`` / ``DATABRICKS_TOKEN`` or a config
+profile); the warehouse id from ``YWS_WAREHOUSE_ID``. Statements are idempotent
+(``IF NOT EXISTS``, ``OR REPLACE``, ``GRANT``), so a re-run finishes what a failed run began.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from yws.sqlfiles import Grant, Statement, parse_grant
+from yws.warehouse.base import ApplyStep, QueryError, Warehouse, WarehouseError, check_query
+
+POLL_SECONDS = 1.0
+TIMEOUT_SECONDS = 600.0
+
+_ARROW = {
+    "STRING": pa.string(), "CHAR": pa.string(), "DATE": pa.date32(), "DOUBLE": pa.float64(),
+    "FLOAT": pa.float32(), "INT": pa.int32(), "LONG": pa.int64(), "SHORT": pa.int16(),
+    "BYTE": pa.int8(), "BOOLEAN": pa.bool_(), "TIMESTAMP": pa.timestamp("us", tz="UTC"),
+    "DECIMAL": pa.float64(),
+}
+
+
+def _value(text: str | None, kind: pa.DataType) -> Any:
+    """JSON_ARRAY results carry every value as a string (or null)."""
+    if text is None:
+        return None
+    if pa.types.is_boolean(kind):
+        return text.lower() == "true"
+    if pa.types.is_integer(kind):
+        return int(text)
+    if pa.types.is_floating(kind):
+        return float(text)
+    if pa.types.is_date(kind):
+        return dt.date.fromisoformat(text)
+    if pa.types.is_timestamp(kind):
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return text
+
+
+class DatabricksWarehouse(Warehouse):
+    _client: Any = None
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from databricks.sdk import WorkspaceClient
+
+            self._client = WorkspaceClient()
+        return self._client
+
+    @property
+    def warehouse_id(self) -> str:
+        if not self.settings.warehouse_id:
+            raise WarehouseError("no SQL warehouse id: set YWS_WAREHOUSE_ID (the id in the "
+                                 "warehouse's connection details)")
+        return self.settings.warehouse_id
+
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
+        """Run one statement to completion; returns the final StatementResponse."""
+        from databricks.sdk.service.sql import (
+            Disposition,
+            ExecuteStatementRequestOnWaitTimeout,
+            Format,
+            StatementParameterListItem,
+            StatementState,
+        )
+
+        api = self.client.statement_execution
+        response = api.execute_statement(
+            statement=sql,
+            warehouse_id=self.warehouse_id,
+            catalog=self.settings.catalog,
+            schema=self.settings.schema,
+            parameters=[StatementParameterListItem(name=k, value=None if v is None else str(v))
+                        for k, v in (params or {}).items()],
+            disposition=Disposition.INLINE,
+            format=Format.JSON_ARRAY,
+            wait_timeout="30s",
+            on_wait_timeout=ExecuteStatementRequestOnWaitTimeout.CONTINUE,
+        )
+        deadline = time.monotonic() + TIMEOUT_SECONDS
+        while response.status.state in (StatementState.PENDING, StatementState.RUNNING):
+            if time.monotonic() > deadline:
+                api.cancel_execution(response.statement_id)
+                raise WarehouseError(f"statement {response.statement_id} did not finish in "
+                                     f"{TIMEOUT_SECONDS:.0f} s and was cancelled")
+            time.sleep(POLL_SECONDS)
+            response = api.get_statement(response.statement_id)
+        if response.status.state != StatementState.SUCCEEDED:
+            error = response.status.error
+            message = error.message if error and error.message else str(response.status.state)
+            raise WarehouseError(message)
+        return response
+
+    def apply(self, statements: list[Statement]) -> list[ApplyStep]:
+        steps = []
+        for stmt in statements:
+            tree = stmt.parse()
+            head = stmt.text.lstrip()[:6].upper()
+            if head in ("GRANT ", "REVOKE"):
+                verb, found = parse_grant(stmt)  # validated before it is sent
+                kind, obj = verb, found[0].securable
+            else:
+                from sqlglot import exp
+
+                kind = str(tree.args.get("kind") or type(tree).__name__).upper()
+                target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+                obj = target.sql("databricks")
+            try:
+                self.execute(stmt.text)
+            except WarehouseError as e:
+                raise WarehouseError(f"{stmt.where}: {kind.lower()} {obj}: {e}") from None
+            steps.append(ApplyStep(stmt.where, kind, obj, "sent"))
+        return steps
+
+    def batches(self, sql: str, params: Mapping[str, Any] | None = None
+                ) -> Iterator[pa.RecordBatch]:
+        params = dict(params or {})
+        check_query(sql, params)
+        try:
+            response = self.execute(sql, params)
+        except WarehouseError as e:
+            raise QueryError(str(e)) from None
+        schema = pa.schema([
+            pa.field(c.name, _ARROW.get(str(getattr(c.type_name, "value", c.type_name)),
+                                        pa.string()))
+            for c in response.manifest.schema.columns
+        ])
+        return self._chunks(response, schema)
+
+    def _chunks(self, response: Any, schema: pa.Schema) -> Iterator[pa.RecordBatch]:
+        result = response.result
+        sent = False
+        while result is not None:
+            rows = result.data_array or []
+            columns = [[_value(r[i], f.type) for r in rows] for i, f in enumerate(schema)]
+            yield pa.RecordBatch.from_arrays(
+                [pa.array(c, f.type) for c, f in zip(columns, schema, strict=True)],
+                schema=schema)
+            sent = True
+            if result.next_chunk_index is None:
+                break
+            result = self.client.statement_execution.get_statement_result_chunk_n(
+                response.statement_id, result.next_chunk_index)
+        if not sent:
+            yield pa.RecordBatch.from_pylist([], schema=schema)
+
+    def grants(self) -> list[Grant]:
+        s = self.settings
+        sql = (
+            "SELECT grantee, privilege_type, 'CATALOG' AS kind, catalog_name AS obj "
+            f"FROM {s.catalog}.information_schema.catalog_privileges "
+            "UNION ALL SELECT grantee, privilege_type, 'SCHEMA', "
+            "concat(catalog_name, '.', schema_name) "
+            f"FROM {s.catalog}.information_schema.schema_privileges WHERE schema_name = :schema "
+            "UNION ALL SELECT grantee, privilege_type, 'TABLE', "
+            "concat(table_catalog, '.', table_schema, '.', table_name) "
+            f"FROM {s.catalog}.information_schema.table_privileges WHERE table_schema = :schema"
+        )
+        rows = self.query(sql, {"schema": s.schema}).to_pylist()
+        return sorted(Grant(r["grantee"], r["privilege_type"], r["kind"], r["obj"])
+                      for r in rows)
