@@ -21,12 +21,17 @@ USER_ERRORS: tuple[type[BaseException], ...] = (SettingsError, SpecError, ValueE
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
+    from databricks.sdk.errors import DatabricksError
+
+    from yws.bundle import BundleError
+    from yws.jobs_client import JobError
     from yws.registry import ModelNotFoundError
     from yws.score import AccountingError
     from yws.storage import StorageError
     from yws.train import TrainingError
 
-    return (*USER_ERRORS, ModelNotFoundError, StorageError, TrainingError, AccountingError)
+    return (*USER_ERRORS, ModelNotFoundError, StorageError, TrainingError, AccountingError,
+            BundleError, JobError, DatabricksError)
 
 
 def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -283,6 +288,74 @@ def sql_query(settings: Settings, statement: str, params: tuple[str, ...], fmt: 
     write_batches(batches, fmt, sys.stdout)
 
 
+# -- bundle and jobs ----------------------------------------------------------------------------
+@cli.group()
+def bundle() -> None:
+    """The Databricks Asset Bundle in jobs/."""
+
+
+@bundle.command("validate")
+@click.option("--root", type=click.Path(path_type=Path), default=None,
+              help="The bundle folder [./jobs].")
+def bundle_validate(root: Path | None) -> None:
+    """Type every job with databricks-bundles and check the references between parts."""
+    from yws.bundle import check
+
+    b = check(root)
+    tasks = sum(len(j.get("tasks") or []) for j in b.jobs.values())
+    click.echo(f"{b.root / 'databricks.yml'}: valid — {len(b.jobs)} jobs ({', '.join(b.jobs)}), "
+               f"{tasks} tasks, targets {', '.join(b.targets)}")
+
+
+@cli.group()
+def jobs() -> None:
+    """Trigger jobs through the Databricks Jobs API (DATABRICKS_HOST / DATABRICKS_TOKEN)."""
+
+
+@jobs.command("run")
+@click.argument("job")
+@click.option("--param", "params", multiple=True, metavar="NAME=VALUE",
+              help="A job parameter (repeatable).")
+@click.option("--wait/--no-wait", default=True, show_default=True,
+              help="Wait for the run to end and report how it went.")
+@click.option("--timeout", type=click.FloatRange(min=1), default=None,
+              help="Seconds to wait before cancelling the run [no limit].")
+@click.option("--idempotency-token", default=None,
+              help="Retrying with the same token never starts a second run "
+                   "[derived from job, parameters and date].")
+@click.option("--profile", default=None, help="A ~/.databrickscfg profile.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def jobs_run(job: str, params: tuple[str, ...], wait: bool, timeout: float | None,
+             idempotency_token: str | None, profile: str | None, as_json: bool) -> None:
+    """Run JOB (by name) with parameters; wait, report each task, exit 1 if it failed."""
+    from databricks.sdk import WorkspaceClient
+
+    from yws.jobs_client import RunTimeout, run_job
+
+    client = WorkspaceClient(profile=profile) if profile else WorkspaceClient()
+    try:
+        result = run_job(client, job, _params(params), wait_for_end=wait, timeout=timeout,
+                         token=idempotency_token, progress=stderr_progress())
+    except RunTimeout as e:
+        click.echo(f"error: {e}", err=True)
+        raise SystemExit(124) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None
+    if as_json:
+        _emit(result.as_dict())
+    else:
+        click.echo(f"run {result.run_id} of {job}: {result.life_cycle_state} "
+                   f"{result.result_state or ''}  {result.run_page_url or ''}".rstrip())
+        for t in result.tasks:
+            click.echo(f"  task {t.task_key}: {t.result_state} {t.state_message}".rstrip())
+            if t.error:
+                click.echo(f"    error: {t.error}")
+            if t.logs:
+                click.echo("    " + t.logs.strip().replace("\n", "\n    "))
+    if wait and not result.succeeded:
+        raise SystemExit(1)
+
+
 # -- jobs --------------------------------------------------------------------------------------
 def _params(values: tuple[str, ...]) -> dict[str, str]:
     out = {}
@@ -374,6 +447,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as e:
         e.show()
         return e.exit_code
+    except SystemExit as e:
+        return int(e.code or 0)
     except _user_errors() as e:
         click.echo(f"error: {e}", err=True)
         return 1
