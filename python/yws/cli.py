@@ -356,6 +356,63 @@ def jobs_run(job: str, params: tuple[str, ...], wait: bool, timeout: float | Non
         raise SystemExit(1)
 
 
+# -- the local server ---------------------------------------------------------------------------
+@cli.command()
+@settings_options
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind; anything but loopback exposes your data.")
+@click.option("--port", type=int, default=8765, show_default=True)
+@click.option("--bundle-target", default="dev", show_default=True,
+              help="Which bundle target's variables the jobs use.")
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
+              help="Override a bundle variable (repeatable).")
+def serve(settings: Settings, host: str, port: int, bundle_target: str,
+          variables: tuple[str, ...]) -> None:
+    """Answer the Jobs API and the SQL Statement Execution API on the local target."""
+    import uvicorn
+
+    from yws.server.app import create_app
+
+    if settings.target != "local":
+        raise SettingsError("yws serve runs the local target only")
+    app = create_app(settings, target=bundle_target, variables=_params(variables))
+    if app.state.runner.interrupted:
+        click.echo(f"marked {app.state.runner.interrupted} run(s) cut off by the last stop as "
+                   "failed", err=True)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"warning: listening on {host}, not loopback", err=True)
+    click.echo(f"yws serve: http://{host}:{port} (jobs: "
+               f"{', '.join(j.name for j in app.state.runner.jobs.values())}; "
+               f"warehouse id yws_local)", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+
+
+@cli.group()
+def tokens() -> None:
+    """Bearer tokens for yws serve."""
+
+
+@tokens.command("create")
+@settings_options
+@click.option("--principal", required=True, help="User or service principal name.")
+@click.option("--group", "groups", multiple=True, help="A group it belongs to (repeatable).")
+@click.option("--comment", default="")
+def tokens_create(settings: Settings, principal: str, groups: tuple[str, ...],
+                  comment: str) -> None:
+    """Create a token; it is printed once, alone on the last line, and stored only hashed."""
+    from yws.server.store import Store
+    from yws.sqlfiles import check_principal
+
+    check_principal(principal, "principal")
+    for g in groups:
+        check_principal(g, "group")
+    token = Store(settings.home.resolve() / "server.db").create_token(principal, list(groups),
+                                                                      comment)
+    click.echo(f"token for {principal} (groups: {', '.join(groups) or 'none'}); "
+               "it is not shown again:", err=True)
+    click.echo(token)
+
+
 # -- jobs --------------------------------------------------------------------------------------
 def _params(values: tuple[str, ...]) -> dict[str, str]:
     out = {}

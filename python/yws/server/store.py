@@ -1,0 +1,120 @@
+"""The server's durable state in ``$YWS_HOME/server.db`` (SQLite): tokens, runs, task runs.
+
+Tokens are stored as SHA-256 hashes only. Run ids come from one sequence shared by job runs and
+task runs, as on Databricks. Every write is one SQLite transaction.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS tokens (
+  token_hash TEXT PRIMARY KEY, principal TEXT NOT NULL, groups TEXT NOT NULL,
+  created_at REAL NOT NULL, comment TEXT);
+CREATE TABLE IF NOT EXISTS ids (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+  run_id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, job_name TEXT NOT NULL,
+  params TEXT NOT NULL, idempotency_token TEXT, creator TEXT NOT NULL,
+  life_cycle_state TEXT NOT NULL, result_state TEXT, state_message TEXT NOT NULL DEFAULT '',
+  termination_code TEXT, start_time INTEGER NOT NULL, end_time INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (job_id, idempotency_token));
+CREATE TABLE IF NOT EXISTS task_runs (
+  run_id INTEGER PRIMARY KEY, parent_run_id INTEGER NOT NULL, task_key TEXT NOT NULL,
+  depends_on TEXT NOT NULL, life_cycle_state TEXT NOT NULL, result_state TEXT,
+  state_message TEXT NOT NULL DEFAULT '', start_time INTEGER NOT NULL DEFAULT 0,
+  end_time INTEGER NOT NULL DEFAULT 0, logs TEXT, error TEXT, error_trace TEXT,
+  attempt INTEGER NOT NULL DEFAULT 0);
+"""
+ACTIVE = ("PENDING", "QUEUED", "RUNNING", "TERMINATING", "BLOCKED")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    groups: tuple[str, ...]
+
+    @property
+    def identities(self) -> set[str]:
+        return {self.name, *self.groups}
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(SCHEMA)
+
+    @contextmanager
+    def tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+
+    def query(self, sql: str, args: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return list(self._db.execute(sql, args))
+
+    # -- tokens --------------------------------------------------------------------------------
+    def create_token(self, principal: str, groups: list[str], comment: str = "") -> str:
+        token = "dapi" + secrets.token_hex(16)
+        with self.tx() as db:
+            db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?)",
+                       (hash_token(token), principal, json.dumps(sorted(set(groups))),
+                        time.time(), comment))
+        return token
+
+    def principal(self, token: str) -> Principal | None:
+        rows = self.query("SELECT principal, groups FROM tokens WHERE token_hash = ?",
+                          (hash_token(token),))
+        if not rows:
+            return None
+        return Principal(rows[0]["principal"], tuple(json.loads(rows[0]["groups"])))
+
+    # -- ids and runs --------------------------------------------------------------------------
+    def next_id(self, db: sqlite3.Connection, kind: str) -> int:
+        cur = db.execute("INSERT INTO ids (kind) VALUES (?)", (kind,))
+        assert cur.lastrowid is not None
+        return int(cur.lastrowid) + 1000  # ids that look like ids, not like counters
+
+    def fail_interrupted(self) -> int:
+        """Runs a previous server left active end failed: nothing runs them any more."""
+        message = "the server stopped while this run was in progress; start a new run"
+        with self.tx() as db:
+            marks = ",".join("?" * len(ACTIVE))
+            n = db.execute(
+                f"UPDATE runs SET life_cycle_state = 'INTERNAL_ERROR', result_state = 'FAILED', "
+                f"state_message = ?, termination_code = 'INTERNAL_ERROR', end_time = ? "
+                f"WHERE life_cycle_state IN ({marks})", (message, now_ms(), *ACTIVE)).rowcount
+            db.execute(
+                f"UPDATE task_runs SET life_cycle_state = 'INTERNAL_ERROR', "
+                f"result_state = 'FAILED', state_message = ?, end_time = ? "
+                f"WHERE life_cycle_state IN ({marks})", (message, now_ms(), *ACTIVE))
+        return int(n)

@@ -1,0 +1,172 @@
+"""`yws serve` with the official databricks-sdk as its client: jobs, runs, SQL, security."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+from databricks.sdk import WorkspaceClient
+from databricks.sdk.errors import (
+    InvalidParameterValue,
+    NotFound,
+    PermissionDenied,
+    Unauthenticated,
+)
+from databricks.sdk.service.jobs import RunLifeCycleState, RunResultState
+
+from conftest import SCORE_DAY
+from yws.config import Settings
+from yws.predictions import read_predictions
+from yws.server import sql_api
+from yws.server.app import create_app
+from yws.server.store import Store
+from yws.sqlfiles import statements
+from yws.warehouse.databricks import DatabricksWarehouse
+from yws.warehouse.local import LocalWarehouse
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def served(trained_home, tmp_path_factory):
+    """A trained home with the SQL layer applied, served on a free loopback port."""
+    home = Settings(home=tmp_path_factory.mktemp("served") / "yws")
+    shutil.copytree(trained_home.home, home.home)
+    LocalWarehouse(home).apply(statements(home))
+    store = Store(home.home.resolve() / "server.db")
+    tokens = {
+        "orchestrator": store.create_token("yws_orchestrator", []),
+        "r_user": store.create_token("ana", ["yws_r_users"]),
+        "outsider": store.create_token("mallory", ["marketing"]),
+    }
+    app = create_app(home)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:  # the SDK blocks for minutes on a refused port
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    yield {"home": home, "host": f"http://127.0.0.1:{port}", "tokens": tokens, "app": app}
+    server.should_exit = True
+    thread.join(10)
+
+
+def client(served, who: str) -> WorkspaceClient:
+    return WorkspaceClient(host=served["host"], token=served["tokens"][who])
+
+
+def job_id(w: WorkspaceClient, name: str) -> int:
+    (job,) = [j for j in w.jobs.list(name=name)]
+    return int(job.job_id)
+
+
+def test_jobs_come_from_the_bundle_and_respect_permissions(served):
+    w = client(served, "orchestrator")
+    names = sorted(j.settings.name for j in w.jobs.list())
+    assert names == ["yws_score", "yws_sql_apply", "yws_train", "yws_train_and_score"]
+    job = w.jobs.get(job_id(w, "yws_score"))
+    assert [p.name for p in job.settings.parameters] == [
+        "catalog", "schema", "as_of_date", "batch_id", "model_alias"]
+    r_user = client(served, "r_user")
+    assert [j.settings.name for j in r_user.jobs.list()] == ["yws_score"]
+    with pytest.raises(PermissionDenied):
+        client(served, "outsider").jobs.run_now(job_id(w, "yws_score"))
+    with pytest.raises(NotFound):
+        w.jobs.get(123)
+
+
+def test_score_run_end_to_end_with_the_sdk_waiter(served):
+    w = client(served, "r_user")
+    jid = job_id(w, "yws_score")
+    run = w.jobs.run_now(jid, job_parameters={"batch_id": "sdk-1"},
+                         idempotency_token="tok-sdk-1").result()
+    assert run.state.life_cycle_state == RunLifeCycleState.TERMINATED
+    assert run.state.result_state == RunResultState.SUCCESS, run.state.state_message
+    assert run.status.termination_details.code.value == "SUCCESS"
+    (task,) = run.tasks
+    output = w.jobs.get_run_output(task.run_id)
+    assert '"batch_id": "sdk-1"' in output.logs
+    # the same token again: the same run, not a second one
+    again = w.jobs.run_now(jid, job_parameters={"batch_id": "sdk-1"},
+                           idempotency_token="tok-sdk-1")
+    assert again.response.run_id == run.run_id
+    assert [r.run_id for r in w.jobs.list_runs(job_id=jid)] == [run.run_id]
+    table = read_predictions(served["home"], batch_id="sdk-1")
+    assert table.num_rows > 0 and set(table["as_of_date"].to_pylist()) == {SCORE_DAY}
+    with pytest.raises(InvalidParameterValue, match="multiple tasks|individual task"):
+        # a one-task run's own id is not a task run id
+        w.jobs.get_run_output(run.run_id)
+
+
+def test_a_failing_task_reports_its_error(served):
+    w = client(served, "orchestrator")
+    run = w.jobs.run_now(job_id(w, "yws_score"),
+                         job_parameters={"model_alias": "staging"}).result()
+    assert run.state.result_state == RunResultState.FAILED
+    assert "no version with alias @staging" in run.state.state_message
+    output = w.jobs.get_run_output(run.tasks[0].run_id)
+    assert "no version with alias @staging" in output.error
+    assert output.error_trace
+
+
+def test_bad_requests_get_databricks_errors(served):
+    w = client(served, "orchestrator")
+    with pytest.raises(InvalidParameterValue, match="not defined"):
+        w.jobs.run_now(job_id(w, "yws_score"), job_parameters={"colour": "red"})
+    with pytest.raises(Unauthenticated):
+        WorkspaceClient(host=served["host"], token="dapi-wrong").jobs.list().__next__()
+
+
+def test_sql_statements_follow_grants(served, monkeypatch):
+    monkeypatch.setattr(sql_api, "ROWS_PER_CHUNK", 500)  # several chunks
+    monkeypatch.setenv("DATABRICKS_HOST", served["host"])
+    monkeypatch.setenv("DATABRICKS_TOKEN", served["tokens"]["r_user"])
+    for var in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID"):
+        monkeypatch.delenv(var, raising=False)
+    remote = DatabricksWarehouse(Settings(target="databricks", warehouse_id="yws_local"))
+    local = LocalWarehouse(served["home"])
+    sql = ("SELECT entity_id, band, probability FROM yws_dev.ml.v_yws_predictions_latest "
+           "WHERE band IN (:a, :b) ORDER BY entity_id")
+    params = {"a": "YELLOW", "b": "RED"}
+    got, want = remote.query(sql, params), local.query(sql, params)
+    assert got.num_rows == want.num_rows > 500
+    assert got.to_pylist() == want.to_pylist()
+    w = client(served, "r_user")
+    with pytest.raises(PermissionDenied, match="does not have SELECT on "
+                                               "yws_dev.ml.yws_predictions"):
+        w.statement_execution.execute_statement(
+            "SELECT * FROM yws_dev.ml.yws_predictions", "yws_local")
+    with pytest.raises(PermissionDenied):
+        w.statement_execution.execute_statement(
+            "DROP TABLE yws_dev.ml.yws_predictions", "yws_local")
+    with pytest.raises(NotFound):
+        w.statement_execution.execute_statement("SELECT 1", "another")
+    assert [x.id for x in w.warehouses.list()] == ["yws_local"]
+
+
+def test_tokens_are_stored_hashed_and_restarts_fail_running_runs(served, tmp_path):
+    raw = (served["home"].home / "server.db").read_bytes()
+    for token in served["tokens"].values():
+        assert token.encode() not in raw
+    store = Store(tmp_path / "server.db")
+    with store.tx() as db:
+        db.execute("INSERT INTO runs (run_id, job_id, job_name, params, creator, "
+                   "life_cycle_state, start_time) VALUES (7, 1, 'j', '{}', 'x', 'RUNNING', 0)")
+    assert Store(tmp_path / "server.db").fail_interrupted() == 1
+    (row,) = store.query("SELECT * FROM runs")
+    assert (row["life_cycle_state"], row["result_state"]) == ("INTERNAL_ERROR", "FAILED")
+    assert "server stopped" in row["state_message"]
