@@ -36,10 +36,14 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def served(trained_home, tmp_path_factory):
-    """A trained home with the SQL layer applied, served on a free loopback port."""
+def served(trained_home, tmp_path_factory, spark, spec):
+    """A trained and scored home with the SQL layer applied, served on a free loopback port."""
+    from yws.score import score
+    from yws.storage.local import LocalStorage
+
     home = Settings(home=tmp_path_factory.mktemp("served") / "yws")
     shutil.copytree(trained_home.home, home.home)
+    score(home, spec, spark, storage=LocalStorage(home), batch_id="seed")
     LocalWarehouse(home).apply(statements(home))
     store = Store(home.home.resolve() / "server.db")
     tokens = {
@@ -104,8 +108,10 @@ def test_score_run_end_to_end_with_the_sdk_waiter(served):
     again = w.jobs.run_now(jid, job_parameters={"batch_id": "sdk-1"},
                            idempotency_token="tok-sdk-1")
     assert again.response.run_id == run.run_id
-    assert [r.run_id for r in w.jobs.list_runs(job_id=jid)] == [run.run_id]
+    assert [r.run_id for r in w.jobs.list_runs(job_id=jid)].count(run.run_id) == 1
     table = read_predictions(served["home"], batch_id="sdk-1")
+    seed = read_predictions(served["home"], batch_id="seed")
+    assert table["probability"].to_pylist() == seed["probability"].to_pylist()
     assert table.num_rows > 0 and set(table["as_of_date"].to_pylist()) == {SCORE_DAY}
     with pytest.raises(InvalidParameterValue, match="multiple tasks|individual task"):
         # a one-task run's own id is not a task run id
@@ -170,3 +176,93 @@ def test_tokens_are_stored_hashed_and_restarts_fail_running_runs(served, tmp_pat
     (row,) = store.query("SELECT * FROM runs")
     assert (row["life_cycle_state"], row["result_state"]) == ("INTERNAL_ERROR", "FAILED")
     assert "server stopped" in row["state_message"]
+
+
+def test_queueing_and_cancel(served):
+    w = client(served, "orchestrator")
+    jid = job_id(w, "yws_train")  # max_concurrent_runs 1, queue enabled
+    first = w.jobs.run_now(jid).response.run_id
+    second = w.jobs.run_now(jid).response.run_id
+    assert w.jobs.get_run(second).state.life_cycle_state == RunLifeCycleState.QUEUED
+    w.jobs.cancel_run(second).result()
+    cancelled = w.jobs.get_run(second)
+    assert cancelled.state.result_state == RunResultState.CANCELED
+    assert cancelled.status.termination_details.code.value == "USER_CANCELED"
+    assert w.jobs.get_run(first).state.life_cycle_state == RunLifeCycleState.RUNNING
+    done = w.jobs.cancel_run(first).result()
+    assert done.state.result_state == RunResultState.CANCELED
+    assert done.tasks[0].state.result_state == RunResultState.CANCELED
+
+
+def test_statement_formats_and_async_polling(served):
+    import base64
+    import io
+    import json
+    import urllib.error
+    import urllib.request
+
+    import pyarrow as pa
+    import pyarrow.csv as csv
+    from databricks.sdk.service.sql import Disposition, Format, StatementState
+
+    w = client(served, "r_user")
+    sql = ("SELECT entity_id, probability FROM yws_dev.ml.v_yws_predictions_latest "
+           "ORDER BY entity_id LIMIT 50")
+    arrow = w.statement_execution.execute_statement(
+        sql, "yws_local", format=Format.ARROW_STREAM, disposition=Disposition.EXTERNAL_LINKS)
+    (link,) = arrow.result.external_links
+    with urllib.request.urlopen(link.external_link) as resp:  # presigned: no bearer token
+        table = pa.ipc.open_stream(io.BytesIO(resp.read())).read_all()
+    text = w.statement_execution.execute_statement(
+        sql, "yws_local", format=Format.CSV, disposition=Disposition.EXTERNAL_LINKS)
+    with urllib.request.urlopen(text.result.external_links[0].external_link) as resp:
+        rows = csv.read_csv(io.BytesIO(resp.read()))
+    assert table.num_rows == rows.num_rows == arrow.manifest.total_row_count == 50
+    assert table.column("entity_id").to_pylist() == rows.column("entity_id").to_pylist()
+    with pytest.raises(urllib.error.HTTPError):  # a link with the wrong secret is nothing
+        urllib.request.urlopen(link.external_link[:-4] + "xxxx")
+    raw = json.loads(urllib.request.urlopen(urllib.request.Request(
+        f"{served['host']}/api/2.0/sql/statements", method="POST",
+        headers={"Authorization": f"Bearer {served['tokens']['r_user']}"},
+        data=json.dumps({"warehouse_id": "yws_local", "statement": sql, "format": "CSV",
+                         "disposition": "INLINE"}).encode())).read())
+    inline = csv.read_csv(io.BytesIO(base64.b64decode(raw["result"]["attachment"])))
+    assert inline.equals(rows)
+    pending = w.statement_execution.execute_statement(sql, "yws_local", wait_timeout="0s")
+    deadline = time.monotonic() + 30
+    state = pending
+    while state.status.state in (StatementState.PENDING, StatementState.RUNNING):
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+        state = w.statement_execution.get_statement(pending.statement_id)
+    assert state.status.state == StatementState.SUCCEEDED
+    assert len(state.result.data_array) == table.num_rows
+    with pytest.raises(NotFound):  # another principal's statement is invisible
+        client(served, "orchestrator").statement_execution.get_statement(pending.statement_id)
+
+
+def test_rate_limit_answers_429_with_retry_after():
+    from yws.server.app import RateLimiter
+    from yws.server.errors import ApiError
+
+    limiter = RateLimiter(per_second=0.001, burst=3)
+    for _ in range(3):
+        limiter.check("flood")
+    with pytest.raises(ApiError) as err:
+        limiter.check("flood")
+    assert (err.value.status, err.value.code, err.value.headers) == (
+        429, "REQUEST_LIMIT_EXCEEDED", {"Retry-After": "1"})
+    limiter.check("someone_else")  # buckets are per principal
+
+
+def test_tokens_create_prints_the_token_alone_on_the_last_line(tmp_path, capsys):
+    from yws.cli import main
+
+    code = main(["tokens", "create", "--home", str(tmp_path), "--principal", "ana",
+                 "--group", "yws_r_users"])
+    out, err = capsys.readouterr()
+    assert code == 0 and "not shown again" in err
+    token = out.strip().splitlines()[-1]
+    assert token.startswith("dapi") and len(token) == 36
+    assert Store(tmp_path.resolve() / "server.db").principal(token).groups == ("yws_r_users",)
+    assert main(["tokens", "create", "--home", str(tmp_path), "--principal", "a b"]) == 1

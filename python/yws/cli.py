@@ -387,6 +387,68 @@ def serve(settings: Settings, host: str, port: int, bundle_target: str,
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
+@cli.command()
+@settings_options
+@click.option("--port", type=int, default=8765, show_default=True, help="yws serve's port.")
+@click.option("--mlflow-port", type=int, default=5000, show_default=True)
+def up(settings: Settings, port: int, mlflow_port: int) -> None:
+    """Start the local stack (yws serve and the MLflow UI) and print how to use it."""
+    import subprocess
+
+    import uvicorn
+
+    from yws import registry
+    from yws.server.app import create_app
+    from yws.server.store import Store
+    from yws.sqlfiles import statements
+    from yws.warehouse.local import LocalWarehouse
+
+    if settings.target != "local":
+        raise SettingsError("yws up runs the local target only")
+    warehouse = LocalWarehouse(settings)
+    if not warehouse.state_path.is_file():
+        warehouse.apply(statements(settings))
+    store = Store(settings.home.resolve() / "server.db")
+    token = store.create_token("yws_orchestrator",
+                               [settings.analysts_group, settings.r_users_group], "yws up")
+    host = f"http://127.0.0.1:{port}"
+    mlflow_bin = Path(sys.executable).with_name("mlflow")
+    ui = subprocess.Popen(
+        [str(mlflow_bin), "ui", "--backend-store-uri", registry.tracking_uri(settings),
+         "--default-artifact-root", settings.mlflow_artifacts.as_uri(),
+         "--host", "127.0.0.1", "--port", str(mlflow_port)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    click.echo(f"""
+YWS local stack
+  Jobs + SQL API   {host}   (warehouse id yws_local)
+  MLflow UI        http://127.0.0.1:{mlflow_port}
+  token            {token}   (principal yws_orchestrator; groups {settings.analysts_group},
+                   {settings.r_users_group}; make more with `yws tokens create`)
+
+Python:
+  from databricks.sdk import WorkspaceClient
+  w = WorkspaceClient(host="{host}", token="{token}")
+  job = next(w.jobs.list(name="yws_score"))
+  run = w.jobs.run_now(job.job_id, job_parameters={{"batch_id": "try-1"}}).result()
+  print(run.state.result_state)
+
+R:
+  library(httr2)
+  resp <- request("{host}/api/2.0/sql/statements") |>
+    req_auth_bearer_token("{token}") |>
+    req_body_json(list(warehouse_id = "yws_local",
+      statement = "SELECT * FROM {settings.catalog}.{settings.schema}.v_yws_warnings")) |>
+    req_perform() |> resp_body_json()
+
+Ctrl-C stops both.
+""")
+    try:
+        uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
+                    access_log=False)
+    finally:
+        ui.terminate()
+
+
 @cli.group()
 def tokens() -> None:
     """Bearer tokens for yws serve."""

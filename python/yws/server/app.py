@@ -14,7 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from yws.bundle import load
 from yws.config import Settings
@@ -262,17 +262,24 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
     @app.post("/api/2.0/sql/statements")
     async def execute(request: Request) -> dict[str, Any]:
         principal = who(request)
-        return statements.submit(await body(request), principal)
+        return statements.submit(await body(request), principal, str(request.base_url))
 
     @app.get("/api/2.0/sql/statements/{statement_id}")
     def statement(request: Request, statement_id: str) -> dict[str, Any]:
         principal = who(request)
-        return statements.response(statements.get(statement_id, principal))
+        return statements.response(statements.get(statement_id, principal),
+                                   str(request.base_url))
 
     @app.get("/api/2.0/sql/statements/{statement_id}/result/chunks/{index}")
     def chunk(request: Request, statement_id: str, index: int) -> dict[str, Any]:
         principal = who(request)
-        return statements.chunk(statements.get(statement_id, principal), index)
+        return statements.chunk(statements.get(statement_id, principal), index,
+                                str(request.base_url))
+
+    @app.get("/api/2.0/sql/results/{statement_id}/{index}/{secret}")
+    def result_link(statement_id: str, index: int, secret: str) -> Response:
+        data, kind = statements.link_payload(statement_id, index, secret)
+        return Response(content=data, media_type=kind)
 
     @app.post("/api/2.0/sql/statements/{statement_id}/cancel")
     def cancel(request: Request, statement_id: str) -> dict[str, Any]:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import json
 import re
+import secrets
 import threading
 import uuid
 from dataclasses import dataclass, field
@@ -78,6 +80,8 @@ class Statement:
     statement_id: str
     principal: str
     fmt: str
+    disposition: str = "INLINE"
+    link_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     state: str = "PENDING"
     table: pa.Table | None = None
     error: tuple[str, str] | None = None
@@ -108,7 +112,8 @@ class StatementService:
             raise denied(f"User {principal.name} does not have SELECT on "
                          f"{', '.join(missing)}; grants in sql/90_grants.sql decide who reads what")
 
-    def submit(self, body: dict[str, Any], principal: Principal) -> dict[str, Any]:
+    def submit(self, body: dict[str, Any], principal: Principal,
+               base_url: str = "") -> dict[str, Any]:
         if body.get("warehouse_id") != LOCAL_WAREHOUSE_ID:
             raise not_found(f"warehouse {body.get('warehouse_id')!r} does not exist; this "
                             f"server has one: {LOCAL_WAREHOUSE_ID}")
@@ -118,8 +123,9 @@ class StatementService:
         fmt = body.get("format", "JSON_ARRAY")
         if fmt not in FORMATS:
             raise invalid(f"format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
-        if body.get("disposition", "INLINE") != "INLINE":
-            raise invalid("only disposition INLINE is supported by the local server")
+        disposition = body.get("disposition", "INLINE")
+        if disposition not in ("INLINE", "EXTERNAL_LINKS"):
+            raise invalid("disposition must be INLINE or EXTERNAL_LINKS")
         wait = body.get("wait_timeout", "10s")
         m = _WAIT.match(str(wait))
         if not m or not (int(m.group(1)) == 0 or 5 <= int(m.group(1)) <= 50):
@@ -141,7 +147,8 @@ class StatementService:
         self._allowed(principal, referenced_objects(tree, body.get("catalog"),
                                                     body.get("schema")))
         row_limit = body.get("row_limit")
-        st = Statement(statement_id=str(uuid.uuid4()), principal=principal.name, fmt=fmt)
+        st = Statement(statement_id=str(uuid.uuid4()), principal=principal.name, fmt=fmt,
+                       disposition=disposition)
         with self._lock:
             self._statements[st.statement_id] = st
         threading.Thread(target=self._run, args=(st, sql, params, row_limit),
@@ -149,7 +156,7 @@ class StatementService:
         seconds = int(m.group(1))
         if seconds and not st.done.wait(seconds) and on_timeout == "CANCEL":
             self.cancel(st.statement_id, principal)
-        return self.response(st)
+        return self.response(st, base_url)
 
     def _run(self, st: Statement, sql: str, params: dict[str, Any],
              row_limit: int | None) -> None:
@@ -184,7 +191,7 @@ class StatementService:
         n = table.num_rows
         return [(i, min(ROWS_PER_CHUNK, n - i)) for i in range(0, n, ROWS_PER_CHUNK)] or [(0, 0)]
 
-    def response(self, st: Statement) -> dict[str, Any]:
+    def response(self, st: Statement, base_url: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {"statement_id": st.statement_id, "status": {"state": st.state}}
         if st.state == "FAILED" and st.error:
             out["status"]["error"] = {"error_code": st.error[0], "message": st.error[1]}
@@ -201,33 +208,61 @@ class StatementService:
                 "total_row_count": st.table.num_rows,
                 "truncated": False,
             }
-            out["result"] = self.chunk(st, 0)
+            out["result"] = self.chunk(st, 0, base_url)
         return out
 
-    def chunk(self, st: Statement, index: int) -> dict[str, Any]:
+    @staticmethod
+    def _rows(part: pa.Table) -> list[list[str | None]]:
+        columns = [[_text(v) for v in col.to_pylist()] for col in part.columns]
+        return [list(row) for row in zip(*columns, strict=True)] if columns else []
+
+    def payload(self, st: Statement, index: int) -> bytes:
+        """A chunk as Arrow IPC stream or CSV bytes."""
+        offset, count = self._chunks(st.table)[index]  # type: ignore[arg-type]
+        part = st.table.slice(offset, count)  # type: ignore[union-attr]
+        sink = io.BytesIO()
+        if st.fmt == "JSON_ARRAY":
+            return json.dumps(self._rows(part)).encode()
+        if st.fmt == "ARROW_STREAM":
+            with pa.ipc.new_stream(sink, part.schema) as writer:
+                writer.write_table(part)
+        else:
+            import pyarrow.csv as csv
+
+            csv.write_csv(part, sink, csv.WriteOptions(include_header=index == 0))
+        return sink.getvalue()
+
+    def link_payload(self, statement_id: str, index: int, secret: str) -> tuple[bytes, str]:
+        """The bytes behind an external link: the link's secret is its only credential."""
+        with self._lock:
+            st = self._statements.get(statement_id)
+        if st is None or not secrets.compare_digest(secret, st.link_secret) or \
+                st.state != "SUCCEEDED" or not 0 <= index < len(self._chunks(st.table)):  # type: ignore[arg-type]
+            raise not_found("no such result link")
+        kind = {"ARROW_STREAM": "application/vnd.apache.arrow.stream", "CSV": "text/csv",
+                "JSON_ARRAY": "application/json"}[st.fmt]
+        return self.payload(st, index), kind
+
+    def chunk(self, st: Statement, index: int, base_url: str = "") -> dict[str, Any]:
         if st.state != "SUCCEEDED" or st.table is None:
             raise ApiError(400, "BAD_REQUEST", f"statement {st.statement_id} is {st.state}")
         chunks = self._chunks(st.table)
         if not 0 <= index < len(chunks):
             raise not_found(f"chunk {index} does not exist (0..{len(chunks) - 1})")
         offset, count = chunks[index]
-        part = st.table.slice(offset, count)
         data: dict[str, Any] = {"chunk_index": index, "row_offset": offset, "row_count": count}
-        if st.fmt == "JSON_ARRAY":
-            columns = [[_text(v) for v in col.to_pylist()] for col in part.columns]
-            data["data_array"] = [list(row) for row in zip(*columns, strict=True)] \
-                if columns else []
-        elif st.fmt == "ARROW_STREAM":
-            sink = io.BytesIO()
-            with pa.ipc.new_stream(sink, part.schema) as writer:
-                writer.write_table(part)
-            data["attachment"] = base64.b64encode(sink.getvalue()).decode()
+        if st.fmt == "JSON_ARRAY" and st.disposition == "INLINE":
+            data["data_array"] = self._rows(st.table.slice(offset, count))
+        elif st.disposition == "EXTERNAL_LINKS":
+            expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=15)
+            link = {**data, "external_link": f"{base_url.rstrip('/')}/api/2.0/sql/results/"
+                                             f"{st.statement_id}/{index}/{st.link_secret}",
+                    "expiration": expires.isoformat(timespec="seconds").replace("+00:00", "Z")}
+            if index + 1 < len(chunks):
+                link["next_chunk_index"] = index + 1
+            data["external_links"] = [link]
         else:
-            import pyarrow.csv as csv
-
-            sink = io.BytesIO()
-            csv.write_csv(part, sink, csv.WriteOptions(include_header=index == 0))
-            data["attachment"] = base64.b64encode(sink.getvalue()).decode()
+            data["attachment"] = base64.b64encode(self.payload(st, index)).decode()
         if index + 1 < len(chunks):
             data["next_chunk_index"] = index + 1
             data["next_chunk_internal_link"] = (
