@@ -7,13 +7,24 @@ STAMP := $(VENV)/.installed
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(abspath $(BIN)/python)
 
-.PHONY: demo test test-fast test-python lint typecheck bench setup system-deps lock clean
+.PHONY: demo test test-fast test-r lint bench setup system-deps lock clean
+
+# Debian packages: Java for Spark; R, the R package's dependencies, unixODBC and the SQLite
+# ODBC driver for its tests (CRAN is not reachable: every R dependency comes from Debian).
+DEB_PACKAGES := openjdk-17-jre-headless r-base-core r-cran-httr2 r-cran-jsonlite r-cran-rlang \
+  r-cran-cli r-cran-dbi r-cran-rodbc r-cran-testthat r-cran-webfakes r-cran-withr \
+  r-cran-mockery r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown r-cran-reticulate pandoc \
+  unixodbc odbcinst libsqliteodbc
 
 demo: setup
 	$(BIN)/yws demo
 
 test: setup lint
 	$(BIN)/python -m pytest -q
+	bash scripts/test-r.sh
+
+test-r: setup
+	bash scripts/test-r.sh
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
@@ -30,9 +41,16 @@ setup: system-deps $(STAMP)
 
 # Debian packages the jobs and tests need, installed only when missing.
 system-deps:
-	@if ! command -v java >/dev/null 2>&1; then \
-	  echo "installing a Java runtime for Spark"; \
-	  apt-get update -qq && apt-get install -y -qq --no-install-recommends openjdk-17-jre-headless; \
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || echo $$p; \
+	done); \
+	if [ -n "$$missing" ]; then \
+	  if command -v java >/dev/null 2>&1; then missing=$$(echo $$missing | tr ' ' '\n' | grep -v openjdk); fi; \
+	fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:" $$missing; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	    --no-install-recommends $$missing >/dev/null; \
 	fi
 
 $(STAMP): pyproject.toml requirements.lock

@@ -1,0 +1,131 @@
+#' Run a YWS job and follow it
+#'
+#' `yws_run_job()` starts a job by name through the Jobs API with job parameters and an
+#' idempotency token (a retried call with the same token never starts a second run).
+#' `yws_run_status()` reads a run's state. `yws_wait()` polls until the run ends, showing
+#' progress, and checks the result: a failed run raises a `yws_run_failed` error carrying the
+#' task's error message; a run still going after `timeout` seconds raises `yws_timeout`.
+#' `yws_cancel()` cancels a run. `yws_train()` runs the training job.
+#'
+#' @param job The job's name, e.g. `"yws_score"`.
+#' @param params A named list of job parameters.
+#' @param idempotency_token A string of at most 64 characters; `NULL` for none.
+#' @inheritParams yws_host
+#' @return `yws_run_job()`: a `yws_run` (a list with `run_id`, `job_id`, `job`).
+#'   `yws_run_status()` / `yws_wait()`: a list with `life_cycle_state`, `result_state`,
+#'   `state_message` and `tasks`.
+#' @examples
+#' \dontrun{
+#' run <- yws_run_job("yws_score", list(as_of_date = "2026-11-30"))
+#' yws_wait(run)
+#' }
+#' @export
+yws_run_job <- function(job, params = list(), idempotency_token = NULL, host = NULL,
+                        token = NULL) {
+  job_id <- yws_job_id(job, host = host, token = token)
+  body <- list(job_id = job_id, job_parameters = lapply(params, as.character),
+               idempotency_token = idempotency_token)
+  if (!length(params)) body$job_parameters <- NULL
+  if (is.null(idempotency_token)) body$idempotency_token <- NULL
+  out <- yws_perform(yws_request("/api/2.2/jobs/run-now", body = body, host = host,
+                                 token = token))
+  structure(list(run_id = out$run_id, job_id = job_id, job = job), class = "yws_run")
+}
+
+#' @export
+print.yws_run <- function(x, ...) {
+  cat("<yws_run> ", x$job, " run ", format(x$run_id, scientific = FALSE), "\n", sep = "")
+  invisible(x)
+}
+
+yws_job_id <- function(job, host = NULL, token = NULL) {
+  found <- yws_perform(yws_request("/api/2.2/jobs/list", query = list(name = job),
+                                   host = host, token = token))
+  ids <- vapply(Filter(function(j) identical(j$settings$name, job), found$jobs %||% list()),
+                function(j) as.numeric(j$job_id), numeric(1))
+  if (length(ids) != 1) {
+    cli::cli_abort("{length(ids)} jobs are named {.val {job}}; expected exactly one.",
+                   class = c("yws_job_not_found", "yws_error"))
+  }
+  ids
+}
+
+run_id_of <- function(run) if (inherits(run, "yws_run")) run$run_id else run
+
+#' @rdname yws_run_job
+#' @param run A `yws_run` or a run id.
+#' @export
+yws_run_status <- function(run, host = NULL, token = NULL) {
+  out <- yws_perform(yws_request("/api/2.2/jobs/runs/get",
+                                 query = list(run_id = format(run_id_of(run), scientific = FALSE)),
+                                 host = host, token = token))
+  list(run_id = out$run_id, life_cycle_state = out$state$life_cycle_state,
+       result_state = out$state$result_state, state_message = out$state$state_message %||% "",
+       run_page_url = out$run_page_url, tasks = out$tasks %||% list())
+}
+
+#' @rdname yws_run_job
+#' @param timeout Seconds to wait before giving up (the run is cancelled).
+#' @param interval Seconds between polls.
+#' @export
+yws_wait <- function(run, timeout = 3600, interval = 2, host = NULL, token = NULL) {
+  ends <- c("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
+  deadline <- Sys.time() + timeout
+  id <- format(run_id_of(run), scientific = FALSE)
+  cli::cli_progress_step("Waiting for run {id}")
+  repeat {
+    status <- yws_run_status(run, host = host, token = token)
+    if (status$life_cycle_state %in% ends) break
+    if (Sys.time() > deadline) {
+      yws_cancel(run, host = host, token = token)
+      cli::cli_abort("Run {id} did not end within {timeout} s; it was cancelled.",
+                     class = c("yws_timeout", "yws_error"), run_id = run_id_of(run))
+    }
+    if (interactive()) cli::cli_progress_update()
+    Sys.sleep(interval)
+  }
+  if (!identical(status$result_state, "SUCCESS")) {
+    cli::cli_progress_done(result = "failed")
+    detail <- task_error(status, host = host, token = token)
+    cli::cli_abort(c("Run {id} ended {status$life_cycle_state} {status$result_state %||% ''}.",
+                     x = "{detail}"),
+                   class = c("yws_run_failed", "yws_error"), run_id = run_id_of(run),
+                   result_state = status$result_state, task_error = detail)
+  }
+  cli::cli_progress_done()
+  invisible(status)
+}
+
+task_error <- function(status, host = NULL, token = NULL) {
+  for (task in status$tasks) {
+    if (!identical(task$state$result_state, "SUCCESS") && !is.null(task$run_id)) {
+      out <- tryCatch(
+        yws_perform(yws_request("/api/2.2/jobs/runs/get-output",
+                                query = list(run_id = format(task$run_id, scientific = FALSE)),
+                                host = host, token = token)),
+        yws_error = function(e) list())
+      if (!is.null(out$error)) return(paste0(task$task_key, ": ", out$error))
+    }
+  }
+  if (nzchar(status$state_message)) status$state_message else "no error message"
+}
+
+#' @rdname yws_run_job
+#' @export
+yws_cancel <- function(run, host = NULL, token = NULL) {
+  yws_perform(yws_request("/api/2.2/jobs/runs/cancel",
+                          body = list(run_id = run_id_of(run)), host = host, token = token))
+  invisible(run)
+}
+
+#' @rdname yws_run_job
+#' @param as_of Snapshot date to train on (`NULL`: every labelled snapshot).
+#' @param wait Wait for the run to end.
+#' @export
+yws_train <- function(as_of = NULL, wait = TRUE, timeout = 7200, host = NULL, token = NULL) {
+  params <- list(catalog = yws_catalog(), schema = yws_schema())
+  if (!is.null(as_of)) params$as_of_date <- check_date(as_of)
+  run <- yws_run_job("yws_train", params, host = host, token = token)
+  if (wait) yws_wait(run, timeout = timeout, host = host, token = token)
+  run
+}

@@ -1,0 +1,102 @@
+#' Where and as whom yws talks to Databricks
+#'
+#' Each setting is taken from the argument, then an R option, then an environment variable,
+#' then (for host and token) the profile named by `DATABRICKS_CONFIG_PROFILE` (default
+#' `DEFAULT`) in `~/.databrickscfg` (or the file named by `DATABRICKS_CONFIG_FILE`).
+#'
+#' | setting | option | variable | default |
+#' |---|---|---|---|
+#' | host | `yws.host` | `DATABRICKS_HOST` | profile |
+#' | token | `yws.token` | `DATABRICKS_TOKEN` | profile |
+#' | warehouse id | `yws.warehouse_id` | `YWS_WAREHOUSE_ID` | the only warehouse visible |
+#' | catalog | `yws.catalog` | `YWS_CATALOG` | `yws_dev` (`""` in the option: the connection's default catalog, for ODBC) |
+#' | schema | `yws.schema` | `YWS_SCHEMA` | `ml` |
+#'
+#' @param host Workspace URL, e.g. `https://adb-123.azuredatabricks.net`.
+#' @param token A personal access token or service principal token.
+#' @return The setting, as a string.
+#' @examples
+#' withr::with_envvar(c(DATABRICKS_HOST = "http://127.0.0.1:8765/"), yws_host())
+#' @export
+yws_host <- function(host = NULL) {
+  host <- host %||% getOption("yws.host") %||% env_or_null("DATABRICKS_HOST") %||%
+    profile_value("host")
+  if (is.null(host)) {
+    cli::cli_abort(c("No Databricks host.",
+                     i = "Set {.envvar DATABRICKS_HOST}, a profile, or pass {.arg host}."),
+                   class = c("yws_config_error", "yws_error"))
+  }
+  if (!grepl("^https?://", host)) host <- paste0("https://", host)
+  sub("/+$", "", host)
+}
+
+#' @rdname yws_host
+#' @export
+yws_token <- function(token = NULL) {
+  token <- token %||% getOption("yws.token") %||% env_or_null("DATABRICKS_TOKEN") %||%
+    profile_value("token")
+  if (is.null(token)) {
+    cli::cli_abort(c("No Databricks token.",
+                     i = "Set {.envvar DATABRICKS_TOKEN}, a profile, or pass {.arg token}."),
+                   class = c("yws_config_error", "yws_error"))
+  }
+  token
+}
+
+#' @rdname yws_host
+#' @export
+yws_catalog <- function() {
+  value <- getOption("yws.catalog") %||% env_or_null("YWS_CATALOG") %||% "yws_dev"
+  check_identifier(if (identical(value, "")) "yws_dev" else value, "catalog")
+}
+
+#' @rdname yws_host
+#' @export
+yws_schema <- function() {
+  check_identifier(getOption("yws.schema") %||% env_or_null("YWS_SCHEMA") %||% "ml", "schema")
+}
+
+#' @rdname yws_host
+#' @export
+yws_warehouse_id <- function(host = NULL, token = NULL) {
+  id <- getOption("yws.warehouse_id") %||% env_or_null("YWS_WAREHOUSE_ID")
+  if (!is.null(id)) return(id)
+  found <- yws_perform(yws_request("/api/2.0/sql/warehouses", host = host, token = token))
+  ids <- vapply(found$warehouses %||% list(), function(w) w$id, character(1))
+  if (length(ids) != 1) {
+    cli::cli_abort(c("Cannot pick a SQL warehouse: {length(ids)} are visible.",
+                     i = "Set {.envvar YWS_WAREHOUSE_ID} or option {.code yws.warehouse_id}."),
+                   class = c("yws_config_error", "yws_error"))
+  }
+  ids
+}
+
+env_or_null <- function(name) {
+  value <- Sys.getenv(name, unset = "")
+  if (identical(value, "")) NULL else value
+}
+
+profile_value <- function(key) {
+  path <- env_or_null("DATABRICKS_CONFIG_FILE") %||% path.expand("~/.databrickscfg")
+  if (!file.exists(path)) return(NULL)
+  profile <- env_or_null("DATABRICKS_CONFIG_PROFILE") %||% "DEFAULT"
+  lines <- trimws(readLines(path, warn = FALSE))
+  section <- NA_character_
+  for (line in lines) {
+    if (grepl("^\\[.*\\]$", line)) {
+      section <- sub("^\\[(.*)\\]$", "\\1", line)
+    } else if (identical(section, profile) && grepl("=", line, fixed = TRUE)) {
+      name <- trimws(sub("=.*$", "", line))
+      if (identical(name, key)) return(trimws(sub("^[^=]*=", "", line)))
+    }
+  }
+  NULL
+}
+
+check_identifier <- function(x, what) {
+  if (!is.character(x) || length(x) != 1 || !grepl("^[A-Za-z_][A-Za-z0-9_]{0,254}$", x)) {
+    cli::cli_abort("{what} {.val {x}} is not a valid identifier (letters, digits, underscore).",
+                   class = c("yws_input_error", "yws_error"))
+  }
+  x
+}

@@ -1,0 +1,4 @@
+library(testthat)
+library(yws)
+
+test_check("yws")

@@ -1,0 +1,32 @@
+# A fake Databricks REST API in a real local HTTP server (webfakes). Every request is written
+# to a JSON-lines log so tests can check exactly what the package sent.
+fake_api <- function(routes, env = parent.frame()) {
+  log <- tempfile(fileext = ".jsonl")
+  app <- webfakes::new_app()
+  app$use(webfakes::mw_json())
+  app$use(function(req, res) {
+    entry <- list(method = req$method, path = req$path, query = req$query,
+                  auth = req$get_header("Authorization"),
+                  agent = req$get_header("User-Agent"), body = req$json)
+    cat(jsonlite::toJSON(entry, auto_unbox = TRUE, null = "null", digits = NA), "\n",
+        file = req$app$locals$log, append = TRUE, sep = "")
+    "next"
+  })
+  app$locals$log <- log
+  for (r in routes) app[[r$method]](r$path, r$handler)
+  proc <- webfakes::local_app_process(app, .local_envir = env)
+  list(url = sub("/$", "", proc$url()), log = log)
+}
+
+requests <- function(fake) {
+  if (!file.exists(fake$log)) return(list())
+  lapply(readLines(fake$log), jsonlite::fromJSON, simplifyVector = FALSE)
+}
+
+route <- function(method, path, handler) list(method = method, path = path, handler = handler)
+
+with_fake_env <- function(fake, env = parent.frame()) {
+  withr::local_envvar(c(DATABRICKS_HOST = fake$url, DATABRICKS_TOKEN = "dapi-r-test",
+                        DATABRICKS_CONFIG_FILE = tempfile(), YWS_WAREHOUSE_ID = "wh1",
+                        YWS_CATALOG = "", YWS_SCHEMA = ""), .local_envir = env)
+}
