@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 import uvicorn
@@ -93,29 +95,44 @@ def test_jobs_come_from_the_bundle_and_respect_permissions(served):
         w.jobs.get(123)
 
 
-def test_score_run_end_to_end_with_the_sdk_waiter(served):
-    w = client(served, "r_user")
-    jid = job_id(w, "yws_score")
+def test_train_and_score_end_to_end_with_the_sdk_waiter(served):
+    w = client(served, "orchestrator")
+    jid = job_id(w, "yws_train_and_score")
     run = w.jobs.run_now(jid, job_parameters={"batch_id": "sdk-1"},
-                         idempotency_token="tok-sdk-1").result()
+                         idempotency_token="tok-sdk-1").result(timeout=timedelta(minutes=10))
     assert run.state.life_cycle_state == RunLifeCycleState.TERMINATED
     assert run.state.result_state == RunResultState.SUCCESS, run.state.state_message
     assert run.status.termination_details.code.value == "SUCCESS"
-    (task,) = run.tasks
-    output = w.jobs.get_run_output(task.run_id)
-    assert '"batch_id": "sdk-1"' in output.logs
+    assert [t.task_key for t in run.tasks] == ["train", "score"]
+    assert [d.task_key for d in run.tasks[1].depends_on] == ["train"]
+    assert run.tasks[0].end_time <= run.tasks[1].start_time  # score waited for train
+    trained = json.loads(w.jobs.get_run_output(run.tasks[0].run_id).logs)
+    scored = json.loads(w.jobs.get_run_output(run.tasks[1].run_id).logs)
+    assert trained["version"] == "2" and scored["batch_id"] == "sdk-1"
     # the same token again: the same run, not a second one
     again = w.jobs.run_now(jid, job_parameters={"batch_id": "sdk-1"},
                            idempotency_token="tok-sdk-1")
     assert again.response.run_id == run.run_id
     assert [r.run_id for r in w.jobs.list_runs(job_id=jid)].count(run.run_id) == 1
     table = read_predictions(served["home"], batch_id="sdk-1")
-    seed = read_predictions(served["home"], batch_id="seed")
-    assert table["probability"].to_pylist() == seed["probability"].to_pylist()
-    assert table.num_rows > 0 and set(table["as_of_date"].to_pylist()) == {SCORE_DAY}
-    with pytest.raises(InvalidParameterValue, match="multiple tasks|individual task"):
-        # a one-task run's own id is not a task run id
+    assert table.num_rows == scored["rows_scored"]
+    assert set(table["as_of_date"].to_pylist()) == {SCORE_DAY}
+    with pytest.raises(InvalidParameterValue, match="multiple tasks"):
         w.jobs.get_run_output(run.run_id)
+
+
+def test_one_run_per_token_under_20_concurrent_requests(served):
+    from concurrent.futures import ThreadPoolExecutor
+
+    w = client(served, "orchestrator")
+    jid = job_id(w, "yws_score")
+    with ThreadPoolExecutor(20) as pool:
+        ids = list(pool.map(lambda _: w.jobs.run_now(
+            jid, job_parameters={"batch_id": "conc"}, idempotency_token="tok-conc"
+        ).response.run_id, range(20)))
+    assert len(set(ids)) == 1
+    assert [r.run_id for r in w.jobs.list_runs(job_id=jid)].count(ids[0]) == 1
+    w.jobs.cancel_run(ids[0]).result(timeout=timedelta(minutes=2))
 
 
 def test_a_failing_task_reports_its_error(served):
@@ -266,3 +283,55 @@ def test_tokens_create_prints_the_token_alone_on_the_last_line(tmp_path, capsys)
     assert token.startswith("dapi") and len(token) == 36
     assert Store(tmp_path.resolve() / "server.db").principal(token).groups == ("yws_r_users",)
     assert main(["tokens", "create", "--home", str(tmp_path), "--principal", "a b"]) == 1
+
+
+@pytest.mark.slow
+def test_a_restart_during_a_run_ends_it_failed(trained_home, tmp_path):
+    """Kill the whole server (and its task) mid-run, start it again: the run is FAILED."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    home = tmp_path / "yws"
+    shutil.copytree(trained_home.home, home)
+    token = Store(home.resolve() / "server.db").create_token("yws_orchestrator", [])
+    yws = str(Path(sys.executable).with_name("yws"))
+    env = {**os.environ, "YWS_HOME": str(home)}
+
+    def start(port: int) -> subprocess.Popen:
+        proc = subprocess.Popen([yws, "serve", "--port", str(port)], env=env,
+                                start_new_session=True, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                return proc
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError("yws serve did not start")
+
+    port = free_port()
+    server = start(port)
+    w = WorkspaceClient(host=f"http://127.0.0.1:{port}", token=token)
+    run_id = w.jobs.run_now(job_id(w, "yws_train")).response.run_id
+    deadline = time.monotonic() + 30
+    while w.jobs.get_run(run_id).state.life_cycle_state != RunLifeCycleState.RUNNING:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    os.killpg(server.pid, signal.SIGKILL)  # the server and its task process, as a crash would
+    server.wait()
+    port = free_port()
+    server = start(port)
+    try:
+        w = WorkspaceClient(host=f"http://127.0.0.1:{port}", token=token)
+        run = w.jobs.get_run(run_id)
+        assert run.state.life_cycle_state == RunLifeCycleState.INTERNAL_ERROR
+        assert run.state.result_state == RunResultState.FAILED
+        assert "server stopped while this run was in progress" in run.state.state_message
+        assert run.tasks[0].state.result_state == RunResultState.FAILED
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)

@@ -10,9 +10,9 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request
+from fastapi import Body, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
@@ -260,9 +260,13 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
         return statements.warehouses()
 
     @app.post("/api/2.0/sql/statements")
-    async def execute(request: Request) -> dict[str, Any]:
+    def execute(request: Request, payload: Annotated[Any, Body()] = None) -> dict[str, Any]:
+        # a plain def: FastAPI runs it in its thread pool, so waiting on a statement never
+        # blocks the event loop
         principal = who(request)
-        return statements.submit(await body(request), principal, str(request.base_url))
+        if not isinstance(payload, dict):
+            raise invalid("the request body must be a JSON object")
+        return statements.submit(payload, principal, str(request.base_url))
 
     @app.get("/api/2.0/sql/statements/{statement_id}")
     def statement(request: Request, statement_id: str) -> dict[str, Any]:

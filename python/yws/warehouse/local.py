@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,12 @@ def _kind(t: pa.DataType) -> str:
 
 
 class LocalWarehouse(Warehouse):
+    def __init__(self, settings: Any) -> None:
+        super().__init__(settings)
+        self._lock = threading.Lock()
+        self._base: Any = None
+        self._base_stamp: int | None = None
+
     @property
     def state_path(self) -> Path:
         return self.settings.warehouse_dir / STATE_FILE
@@ -77,7 +84,18 @@ class LocalWarehouse(Warehouse):
         return con
 
     def connect(self):  # -> duckdb.DuckDBPyConnection
-        """A read-only view of the applied objects: no file outside the warehouse is reachable."""
+        """A cursor on the applied objects: no file outside the warehouse is reachable.
+
+        The database behind it is built once per applied state (and again when ``yws sql
+        apply`` changes it); each caller gets its own cursor, so threads do not share one.
+        """
+        stamp = self.state_path.stat().st_mtime_ns if self.state_path.is_file() else None
+        with self._lock:
+            if self._base is None or self._base_stamp != stamp:
+                self._base, self._base_stamp = self._open(), stamp
+            return self._base.cursor()
+
+    def _open(self):  # -> duckdb.DuckDBPyConnection
         state = self._state()
         con = self._connect([s["duckdb"] for s in state["statements"]])
         warehouse = str(self.settings.warehouse_dir)
