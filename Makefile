@@ -36,6 +36,7 @@ lint: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_core.py
 	$(BIN)/python benchmarks/bench_sql.py
+	$(BIN)/python benchmarks/bench_serve.py
 
 setup: system-deps $(STAMP)
 

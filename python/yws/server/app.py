@@ -10,11 +10,12 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Body, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from yws.bundle import load
 from yws.config import Settings
@@ -260,13 +261,13 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
         return statements.warehouses()
 
     @app.post("/api/2.0/sql/statements")
-    def execute(request: Request, payload: Annotated[Any, Body()] = None) -> dict[str, Any]:
-        # a plain def: FastAPI runs it in its thread pool, so waiting on a statement never
-        # blocks the event loop
+    async def execute(request: Request) -> dict[str, Any]:
         principal = who(request)
-        if not isinstance(payload, dict):
-            raise invalid("the request body must be a JSON object")
-        return statements.submit(payload, principal, str(request.base_url))
+        payload = await body(request)  # any content type, as curl -d sends
+        # the wait for the statement happens in the thread pool, never in the event loop
+        result: dict[str, Any] = await run_in_threadpool(
+            statements.submit, payload, principal, str(request.base_url))
+        return result
 
     @app.get("/api/2.0/sql/statements/{statement_id}")
     def statement(request: Request, statement_id: str) -> dict[str, Any]:
