@@ -20,6 +20,12 @@ from yws.storage import StorageError
 from yws.storage.local import LocalStorage
 
 
+@pytest.fixture(params=["spark", "arrow"])
+def engine(request) -> str:
+    """Every behaviour below holds for both scoring engines."""
+    return str(request.param)
+
+
 @pytest.fixture
 def home(trained_home: Settings, tmp_path) -> Settings:
     """A private copy of the trained home, so each test may write to it."""
@@ -37,9 +43,9 @@ def versions(storage: LocalStorage, settings: Settings) -> list[int | None]:
                                          settings.score_runs)]
 
 
-def test_score_accounts_for_every_row(home, spark, spec):
+def test_score_accounts_for_every_row(home, spark, spec, engine):
     storage = LocalStorage(home)
-    result = score(home, spec, spark, storage=storage)
+    result = score(home, spec, spark, storage=storage, engine=engine)
     assert result.as_of_date == SCORE_DAY.isoformat()  # the latest snapshot by default
     assert result.batch_id == SCORE_DAY.isoformat()
     assert result.rows_read == 3000
@@ -78,13 +84,13 @@ def test_score_accounts_for_every_row(home, spark, spec):
     assert run["status"] == "SUCCEEDED" and run["model_version"] == 1
 
 
-def test_rescoring_a_batch_replaces_it_and_leaves_others_alone(home, spark, spec):
+def test_rescoring_a_batch_replaces_it_and_leaves_others_alone(home, spark, spec, engine):
     storage = LocalStorage(home)
-    first = score(home, spec, spark, storage=storage, batch_id="b1")
-    other = score(home, spec, spark, storage=storage, batch_id="b2")
+    first = score(home, spec, spark, storage=storage, batch_id="b1", engine=engine)
+    other = score(home, spec, spark, storage=storage, batch_id="b2", engine=engine)
     before_b2 = storage.read_arrow(home.predictions).filter(
         pc.field("batch_id") == "b2").sort_by("entity_id")
-    again = score(home, spec, spark, storage=storage, batch_id="b1")
+    again = score(home, spec, spark, storage=storage, batch_id="b1", engine=engine)
     predictions = storage.read_arrow(home.predictions)
     counts = {b: n for b, n in zip(*[predictions.group_by("batch_id").aggregate(
         [("batch_id", "count")])[c].to_pylist() for c in ("batch_id", "batch_id_count")],
@@ -133,13 +139,13 @@ def test_registered_model_equals_numpy_from_coefficients_json(home, spark, spec)
     assert np.max(np.abs(expected[scored] - got[scored])) < 1e-9
 
 
-def test_schema_error_before_any_write(home, spark, spec):
+def test_schema_error_before_any_write(home, spark, spec, engine):
     storage = LocalStorage(home)
     before = versions(storage, home)
     bad = generate(50, SCORE_DAY + dt.timedelta(days=1)).drop_columns(["channel"])
     storage.write(bad, home.features, mode="overwrite")
     with pytest.raises(FeatureSchemaError, match="missing column\\(s\\): channel"):
-        score(home, spec, spark, storage=storage)
+        score(home, spec, spark, storage=storage, engine=engine)
     assert versions(storage, home) == before
 
 
@@ -153,16 +159,16 @@ def test_model_and_alias_errors(home, spark, spec, tmp_path):
         score(empty, spec, spark)
 
 
-def test_no_rows_for_the_date_and_bad_batch_ids(home, spark, spec):
+def test_no_rows_for_the_date_and_bad_batch_ids(home, spark, spec, engine):
     with pytest.raises(InputDataError, match="no rows for as-of 2001-01-01"):
-        score(home, spec, spark, as_of=dt.date(2001, 1, 1))
+        score(home, spec, spark, as_of=dt.date(2001, 1, 1), engine=engine)
     with pytest.raises(StorageError, match="batch id"):
-        score(home, spec, spark, batch_id="x'; DROP TABLE y; --")
+        score(home, spec, spark, batch_id="x'; DROP TABLE y; --", engine=engine)
 
 
-def test_failure_part_way_leaves_every_table_as_it_was(home, spark, spec, monkeypatch):
+def test_failure_part_way_leaves_every_table_as_it_was(home, spark, spec, engine, monkeypatch):
     storage = LocalStorage(home)
-    score(home, spec, spark, storage=storage, as_of=SCORE_DAY, batch_id="keep")
+    score(home, spec, spark, storage=storage, as_of=SCORE_DAY, batch_id="keep", engine=engine)
     before = contents(storage, home)
     real_write = storage.write
 
@@ -173,7 +179,33 @@ def test_failure_part_way_leaves_every_table_as_it_was(home, spark, spec, monkey
 
     monkeypatch.setattr(storage, "write", failing_write)
     with pytest.raises(StorageError, match="simulated"):
-        score(home, spec, spark, storage=storage, as_of=TRAIN_DAY, batch_id="lost")
+        score(home, spec, spark, storage=storage, as_of=TRAIN_DAY, batch_id="lost",
+              engine=engine)
     assert contents(storage, home) == before  # restored (as a new Delta version)
     batches = set(storage.read_arrow(home.predictions)["batch_id"].to_pylist())
     assert batches == {"keep"}
+
+
+def test_both_engines_write_the_same_batch(home, spark, spec):
+    """Arrow and Spark: the same rows, quarantine reasons and bands, probabilities to 1e-9."""
+    storage = LocalStorage(home)
+    a = score(home, spec, spark, storage=storage, batch_id="by-spark", engine="spark")
+    b = score(home, spec, spark, storage=storage, batch_id="by-arrow", engine="arrow")
+    assert (a.engine, b.engine) == ("spark", "arrow")
+    assert (a.rows_scored, a.rows_quarantined, a.quarantine_reasons, a.bands) == (
+        b.rows_scored, b.rows_quarantined, b.quarantine_reasons, b.bands)
+    table = storage.read_arrow(home.predictions)
+    by = {batch: {r["entity_id"]: r for r in table.filter(pc.field("batch_id") == batch)
+                  .to_pylist()} for batch in ("by-spark", "by-arrow")}
+    assert by["by-spark"].keys() == by["by-arrow"].keys()
+    for entity, row in by["by-spark"].items():
+        other = by["by-arrow"][entity]
+        assert abs(row["probability"] - other["probability"]) < 1e-9
+        assert (row["prediction"], row["band"]) == (other["prediction"], other["band"])
+    quarantine = storage.read_arrow(home.quarantine).to_pylist()
+    reasons = {}
+    for row in quarantine:
+        reasons.setdefault(row["batch_id"], set()).add((row["entity_id"], row["reason"]))
+    assert reasons["by-spark"] == reasons["by-arrow"]
+    assert score(home, spec, None, storage=storage, batch_id="auto", engine="auto").engine == \
+        "arrow"

@@ -57,6 +57,8 @@ def score_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of-date", default="", help="Snapshot to score [the latest].")
     p.add_argument("--batch-id", default="", help="Batch id [the as-of date].")
     p.add_argument("--model-alias", default="", help="Model alias [champion].")
+    p.add_argument("--engine", default="auto", choices=["auto", "spark", "arrow"],
+                   help="Scoring engine [auto: arrow locally when it can, Spark on Databricks].")
     return p
 
 
@@ -106,9 +108,10 @@ def score_main(argv: Sequence[str] | None = None) -> int:
         from yws.spec import load_spec
 
         settings = _settings(args)
-        return score(settings, load_spec(settings.spec), get_spark(settings),
+        spark = get_spark(settings) if args.engine == "spark" else None
+        return score(settings, load_spec(settings.spec), spark,
                      as_of=_date(args.as_of_date), batch_id=args.batch_id or None,
-                     alias=args.model_alias or "champion",
+                     alias=args.model_alias or "champion", engine=args.engine,
                      progress=stderr_progress()).as_dict()
 
     return _run(go)

@@ -6,7 +6,7 @@ quarantine with a reason, so that rows read = rows scored + rows quarantined.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from yws.spec import Spec
 
@@ -103,6 +103,41 @@ def duplicate_keys(df: DataFrame, spec: Spec) -> DataFrame | None:
     if not found:
         return None
     return df.sparkSession.createDataFrame(found, schema=df.select(*keys).schema)
+
+
+def _fits_arrow(kind: str, dtype: Any) -> bool:
+    import pyarrow as pa
+
+    integral = pa.types.is_integer(dtype)
+    if kind == "key":
+        return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or integral
+    if kind == "date":
+        return pa.types.is_date32(dtype)
+    if kind == "label":
+        return pa.types.is_boolean(dtype) or integral
+    if kind == "numeric":
+        return integral or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype)
+    if kind == "boolean":
+        return pa.types.is_boolean(dtype)
+    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
+
+
+def check_arrow_schema(schema: Any, spec: Spec, table: str, *, need_label: bool) -> None:
+    """:func:`check_schema` for an Arrow schema (the arrow engine's input)."""
+    actual = {f.name: f.type for f in schema}
+    expected = _expected(spec, need_label)
+    missing = [c for c in expected if c not in actual]
+    wrong = [f"{c} is {actual[c]}, expected {desc}" for c, (kind, desc) in expected.items()
+             if c in actual and not _fits_arrow(kind, actual[c])]
+    problems = []
+    if missing:
+        problems.append(f"missing column(s): {', '.join(missing)}")
+    if wrong:
+        problems.append("wrong type(s): " + "; ".join(wrong))
+    if problems:
+        raise FeatureSchemaError(
+            f"{table} does not match the feature spec ({spec.source}): " + " | ".join(problems)
+        )
 
 
 def quarantine_reason(

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from yws import registry
 from yws.config import Settings
@@ -52,6 +53,7 @@ class ScoreResult:
     duration_seconds: float = 0.0
     tables: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
+    engine: str = "spark"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -121,18 +123,40 @@ def snapshot(
     return df.where(F.col(spec.as_of_column) == F.lit(as_of)), as_of
 
 
+ENGINES = ("auto", "spark", "arrow")
+
+
+def choose_engine(engine: str, settings: Settings, model_uri: str) -> tuple[str, Any]:
+    """("arrow", ArrowModel) or ("spark", None). ``auto`` takes arrow on the local target when
+    the model is one the arrow engine implements; on Databricks the batch stays on Spark."""
+    from yws.engine import ArrowModel, UnsupportedModelError
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine {engine!r} is unknown; use one of {', '.join(ENGINES)}")
+    if engine == "spark" or (engine == "auto" and settings.target == "databricks"):
+        return "spark", None
+    try:
+        return "arrow", ArrowModel.from_registry(model_uri)
+    except UnsupportedModelError:
+        if engine == "arrow":
+            raise
+        return "spark", None
+
+
 def score(
     settings: Settings,
     spec: Spec,
-    spark: SparkSession,
+    spark: SparkSession | None = None,
     *,
     as_of: dt.date | None = None,
     batch_id: str | None = None,
     alias: str = registry.CHAMPION,
+    engine: str = "spark",
     storage: Storage | None = None,
     progress: Progress = quiet,
 ) -> ScoreResult:
-    from pyspark.sql import functions as F
+    """Score the snapshot for ``as_of`` (default: the latest) as one batch."""
+    from yws import score_arrow
 
     started = dt.datetime.now(dt.UTC)
     start = clock = time.perf_counter()
@@ -149,46 +173,77 @@ def score(
         check_literal(batch_id, "batch id")
     registry.configure(settings)
     version = registry.resolve(settings, alias)
-    progress(f"loading {settings.model_name}@{alias} (v{version.version})")
-    model = registry.load(settings, version)
-    categories = category_labels(model)
+    model_version = int(version.version)
+    used, arrow_model = choose_engine(engine, settings,
+                                      f"models:/{settings.model_name}/{version.version}")
+    progress(f"loading {settings.model_name}@{alias} (v{version.version}) for the {used} "
+             "engine")
+    if used == "spark":
+        if spark is None:
+            from yws.spark import get_spark
+
+            spark = get_spark(settings)
+        model = registry.load(settings, version)
+        categories = category_labels(model)
+    else:
+        categories = arrow_model.categories()
     lap("load_model")
 
     progress(f"reading {settings.features}")
-    rows, as_of = snapshot(spark, storage, settings, spec, as_of)
+    if used == "spark":
+        from pyspark.sql import functions as F
+
+        assert spark is not None
+        rows, as_of = snapshot(spark, storage, settings, spec, as_of)
+        rows_read = rows.count()
+    else:
+        table, as_of = score_arrow.snapshot(storage, settings, spec, as_of)
+        rows_read = table.num_rows
     batch_id = batch_id or as_of.isoformat()
-    rows_read = rows.count()
     if rows_read == 0:
         raise InputDataError(
             f"{settings.features} has no rows for as-of {as_of}: pick a date the table holds "
             "(`yws tables show` lists them) or load that snapshot first"
         )
-    checked = with_reason(rows, spec, categories)
-    good = checked.where(F.col(REASON_COL).isNull()).drop(REASON_COL)
-    bad = checked.where(F.col(REASON_COL).isNotNull())
+    if used == "spark":
+        checked = with_reason(rows, spec, categories)
+        good_rows = predict(model, checked.where(F.col(REASON_COL).isNull()).drop(REASON_COL),
+                            spec, batch_id=batch_id, model_name=settings.model_name,
+                            model_version=model_version, scored_at=started)
+        bad_rows = quarantined(checked.where(F.col(REASON_COL).isNotNull()), spec,
+                               batch_id=batch_id, at=started)
+    else:
+        why = score_arrow.reasons(table, spec, categories)
+        ok = pa.array([w is None for w in why])
+        good_rows = score_arrow.predictions(
+            arrow_model, table.filter(ok), spec, batch_id=batch_id,
+            model_name=settings.model_name, model_version=model_version, scored_at=started)
+        bad_rows = score_arrow.quarantined(
+            table.filter(pa.compute.invert(ok)), [w for w in why if w is not None], spec,
+            batch_id=batch_id, at=started)
     lap("read_and_check")
 
     progress(f"scoring {rows_read} rows for as-of {as_of} as batch {batch_id}")
     names = [settings.predictions, settings.quarantine, settings.score_runs]
     with storage.transaction(names):
-        rows_scored = storage.write(
-            predict(model, good, spec, batch_id=batch_id, model_name=settings.model_name,
-                    model_version=int(version.version), scored_at=started),
-            settings.predictions, mode="overwrite", replace_where=("batch_id", batch_id),
-        )
+        rows_scored = storage.write(good_rows, settings.predictions, mode="overwrite",
+                                    replace_where=("batch_id", batch_id))
         lap("score_and_write_predictions")
-        rows_quarantined = storage.write(
-            quarantined(bad, spec, batch_id=batch_id, at=started),
-            settings.quarantine, mode="overwrite", replace_where=("batch_id", batch_id),
-        )
+        rows_quarantined = storage.write(bad_rows, settings.quarantine, mode="overwrite",
+                                         replace_where=("batch_id", batch_id))
         lap("write_quarantine")
         if rows_read != rows_scored + rows_quarantined:
             raise AccountingError(
                 f"rows read ({rows_read}) != rows scored ({rows_scored}) + rows quarantined "
                 f"({rows_quarantined}); every table was put back as it was"
             )
-        bands = _counts(storage.read(spark, settings.predictions), batch_id, "band")
-        reasons = _counts(storage.read(spark, settings.quarantine), batch_id, "reason")
+        if used == "spark":
+            assert spark is not None
+            bands = _counts(storage.read(spark, settings.predictions), batch_id, "band")
+            reasons = _counts(storage.read(spark, settings.quarantine), batch_id, "reason")
+        else:
+            bands = score_arrow.counts(storage, settings.predictions, batch_id, "band")
+            reasons = score_arrow.counts(storage, settings.quarantine, batch_id, "reason")
         if sum(bands.values()) != rows_scored or sum(reasons.values()) != rows_quarantined:
             raise StorageError("the written batch does not read back whole; nothing was kept")
         lap("read_back")
@@ -199,7 +254,7 @@ def score(
             as_of_date=as_of.isoformat(),
             model_name=settings.model_name,
             model_alias=alias,
-            model_version=int(version.version),
+            model_version=model_version,
             rows_read=rows_read,
             rows_scored=rows_scored,
             rows_quarantined=rows_quarantined,
@@ -211,6 +266,7 @@ def score(
             tables={"predictions": settings.predictions, "quarantine": settings.quarantine,
                     "score_runs": settings.score_runs},
             timings=timings,
+            engine=used,
         )
         storage.write(_run_record(result, as_of, started, ended), settings.score_runs,
                       mode="append")

@@ -66,7 +66,9 @@ class Storage(ABC):
         """The table's current snapshot as a Spark DataFrame."""
 
     @abstractmethod
-    def read_arrow(self, name: str, limit: int | None = None) -> pa.Table: ...
+    def read_arrow(self, name: str, limit: int | None = None,
+                   where: tuple[str, str | dt.date] | None = None) -> pa.Table:
+        """Rows as Arrow; ``where=(column, value)`` keeps the rows where column = value."""
 
     @abstractmethod
     def describe(self, name: str) -> TableInfo: ...

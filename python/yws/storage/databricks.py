@@ -38,8 +38,13 @@ class DatabricksStorage(Storage):
             raise TableNotFoundError(name)
         return spark.table(name)
 
-    def read_arrow(self, name: str, limit: int | None = None) -> pa.Table:
+    def read_arrow(self, name: str, limit: int | None = None,
+                   where: tuple[str, str | dt.date] | None = None) -> pa.Table:
+        from pyspark.sql import functions as F
+
         df = self.read(self.spark, name)
+        if where is not None:
+            df = df.where(F.col(where[0]) == F.lit(where[1]))
         return (df.limit(limit) if limit is not None else df).toArrow()
 
     def describe(self, name: str) -> TableInfo:
