@@ -105,3 +105,36 @@ def test_null_reaching_the_assembler_is_refused(spark, spec, tmp_path):
     rows = generate(100, SCORE, anomalies=4)  # a null in a column the spec quarantines
     with pytest.raises(InvalidInputError, match="balance_utilization__num"):
         ArrowModel.load(tmp_path / "m").predict(rows)
+
+
+def test_the_registered_model_serves_through_pyfunc_without_spark(trained_home, tmp_path):
+    """mlflow.pyfunc loads the arrow engine: run in a process where pyspark cannot import."""
+    import json
+    import subprocess
+    import sys
+
+    import mlflow
+
+    from yws import registry
+
+    registry.configure(trained_home)
+    version = registry.resolve(trained_home, "champion")
+    uri = f"models:/{trained_home.model_name}/{version.version}"
+    rows = generate(200, SCORE, labeled=False)
+    rows.to_pandas().to_parquet(tmp_path / "rows.parquet")
+    expected, _ = ArrowModel.from_registry(uri).predict(rows)
+    script = f"""
+import sys, json
+sys.modules["pyspark"] = None  # any import of pyspark now fails
+import mlflow, pandas as pd
+mlflow.set_tracking_uri({mlflow.get_tracking_uri()!r})
+mlflow.set_registry_uri({mlflow.get_registry_uri()!r})
+model = mlflow.pyfunc.load_model({uri!r})
+out = model.predict(pd.read_parquet({str(tmp_path / "rows.parquet")!r}))
+print(json.dumps(out["probability"].tolist()))
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert np.max(np.abs(got - expected)) < 1e-12

@@ -360,3 +360,23 @@ class ArrowModel:
         for stage in self.stages:
             stage.apply(cols)
         return cols["probability__p1"], cols["prediction"]
+
+
+class ArrowPyfunc:
+    """The MLflow pyfunc face of :class:`ArrowModel` (see ``yws.train.arrow_pyfunc``)."""
+
+    def __init__(self, model: ArrowModel) -> None:
+        self.model = model
+
+    def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        import pandas as pd
+
+        table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(
+            pd.DataFrame(data), preserve_index=False)
+        p, y = self.model.predict(table)
+        return pd.DataFrame({"prediction": y.astype(np.float64), "probability": p})
+
+
+def _load_pyfunc(path: str) -> ArrowPyfunc:
+    """MLflow's pyfunc loader hook: ``path`` is the model's ``sparkml`` folder."""
+    return ArrowPyfunc(ArrowModel.load(path))

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from importlib.metadata import version as installed_version
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from yws import registry
@@ -81,6 +83,19 @@ def signature(spec: Spec) -> ModelSignature:
     kinds = {"numeric": "double", "boolean": "boolean", "categorical": "string"}
     inputs = Schema([ColSpec(kinds[f.type], f.name, required=False) for f in spec.features])
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "prediction")]))
+
+
+def arrow_pyfunc(saved: Path) -> None:
+    """Make the model's pyfunc flavour the arrow engine: ``mlflow.pyfunc.load_model`` (and
+    ``mlflow models serve``) then answer with NumPy and no Spark session; the ``spark`` flavour
+    stays for ``mlflow.spark.load_model``."""
+    from mlflow.models import Model
+
+    mlmodel = Model.load(str(saved / "MLmodel"))
+    pyfunc = mlmodel.flavors["python_function"]
+    pyfunc["loader_module"] = "yws.engine"
+    pyfunc["data"] = "sparkml"
+    mlmodel.save(str(saved / "MLmodel"))
 
 
 def pip_requirements() -> list[str]:
@@ -238,16 +253,16 @@ def train(
         for name, figure in plots(y, p, coefs.as_dict()["coefficients"]).items():
             mlflow.log_figure(figure, name)
         lap("log_metrics_and_plots")
-        info = mlflow.spark.log_model(
-            model,
-            "model",
-            signature=signature(spec),
-            pip_requirements=pip_requirements(),
-            dfs_tmpdir=settings.dfs_tmpdir,
-        )
+        with tempfile.TemporaryDirectory() as tmp:
+            saved = Path(tmp) / "model"
+            mlflow.spark.save_model(model, str(saved), signature=signature(spec),
+                                    pip_requirements=pip_requirements(),
+                                    dfs_tmpdir=settings.dfs_tmpdir)
+            arrow_pyfunc(saved)
+            mlflow.log_artifacts(str(saved), "model")
         lap("log_model")
         mlflow.set_tags({"yws.promoted": str(promote).lower(), "yws.gate": reason})
-        version = mlflow.register_model(info.model_uri, settings.model_name)
+        version = mlflow.register_model(f"runs:/{run.info.run_id}/model", settings.model_name)
     client.set_registered_model_alias(settings.model_name, registry.CHALLENGER, version.version)
     client.set_model_version_tag(settings.model_name, version.version, "validation",
                                  "passed" if promote else "failed")
