@@ -72,4 +72,12 @@ def read_predictions(
     """Predictions as Arrow (``.to_pandas()`` for a DataFrame), filtered in the warehouse."""
     sql, params = predictions_query(settings, as_of=as_of, batch_id=batch_id, bands=bands,
                                     view=view)
-    return (warehouse or warehouse_for(settings)).query(sql, params)
+    if warehouse is not None:
+        return warehouse.query(sql, params)
+    own = warehouse_for(settings)
+    try:
+        return own.query(sql, params)
+    finally:
+        close = getattr(own, "close", None)
+        if close is not None:
+            close()

@@ -14,7 +14,6 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
-import pyarrow.compute  # noqa: F401  (pa.compute)
 
 from yws import registry
 from yws.config import Settings
@@ -213,14 +212,12 @@ def score(
         bad_rows = quarantined(checked.where(F.col(REASON_COL).isNotNull()), spec,
                                batch_id=batch_id, at=started)
     else:
-        why = score_arrow.reasons(table, spec, categories)
-        ok = pa.array([w is None for w in why])
+        bad, why = score_arrow.reasons(table, spec, categories)
         good_rows = score_arrow.predictions(
-            arrow_model, table.filter(ok), spec, batch_id=batch_id,
+            arrow_model, table.filter(pa.array(~bad)), spec, batch_id=batch_id,
             model_name=settings.model_name, model_version=model_version, scored_at=started)
-        bad_rows = score_arrow.quarantined(
-            table.filter(pa.compute.invert(ok)), [w for w in why if w is not None], spec,
-            batch_id=batch_id, at=started)
+        bad_rows = score_arrow.quarantined(table.filter(pa.array(bad)), why, spec,
+                                           batch_id=batch_id, at=started)
     lap("read_and_check")
 
     progress(f"scoring {rows_read} rows for as-of {as_of} as batch {batch_id}")

@@ -41,14 +41,18 @@ def snapshot(storage: Storage, settings: Settings, spec: Spec,
     return table, as_of
 
 
-def reasons(table: pa.Table, spec: Spec, categories: dict[str, list[str]]) -> list[str | None]:
-    """Why each row cannot be scored ('; '-joined), or None."""
-    n = table.num_rows
-    found: list[list[str]] = [[] for _ in range(n)]
+def reasons(table: pa.Table, spec: Spec,
+            categories: dict[str, list[str]]) -> tuple[np.ndarray, list[str]]:
+    """(mask of the rows that cannot be scored, why — '; '-joined — for each of them, in order).
 
-    def add(mask: np.ndarray, text: str | list[str]) -> None:
-        for i in np.nonzero(mask)[0]:
-            found[i].append(text if isinstance(text, str) else text[i])
+    Vectorised: only the flagged rows, usually few, are visited one by one.
+    """
+    n = table.num_rows
+    checks: list[tuple[np.ndarray, str | Any]] = []  # (mask, text or per-row texts)
+
+    def add(mask: np.ndarray, text: str | Any) -> None:
+        if mask.any():
+            checks.append((mask, text))
 
     add(_nulls(table[spec.entity_key]), f"{spec.entity_key} is null")
     for f in spec.features:
@@ -65,8 +69,8 @@ def reasons(table: pa.Table, spec: Spec, categories: dict[str, list[str]]) -> li
             known = pa.array(categories.get(f.name, []), pa.string())
             values = pc.cast(col, pa.string())
             unseen = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=known)))
-            texts = [f"{f.name} has unseen category '{v}'" for v in values.to_pylist()]
-            add(np.asarray(unseen.to_numpy(zero_copy_only=False), dtype=bool), texts)
+            add(np.asarray(unseen.to_numpy(zero_copy_only=False), dtype=bool),
+                (f"{f.name} has unseen category '{{}}'", values))
     keys = pa.table({"k": pc.cast(table[spec.entity_key], pa.string()),
                      "d": table[spec.as_of_column]})
     counts = keys.group_by(["k", "d"]).aggregate([("k", "count")])
@@ -76,7 +80,18 @@ def reasons(table: pa.Table, spec: Spec, categories: dict[str, list[str]]) -> li
         dup_keys = pc.is_in(keys["k"], value_set=dupes["k"])
         add(np.asarray(dup_keys.to_numpy(zero_copy_only=False), dtype=bool),
             f"duplicate {spec.entity_key} in the snapshot")
-    return ["; ".join(r) if r else None for r in found]
+    bad = np.zeros(n, dtype=bool)
+    for mask, _ in checks:
+        bad |= mask
+    texts = []
+    for i in np.nonzero(bad)[0]:
+        parts = []
+        for mask, text in checks:
+            if mask[i]:
+                parts.append(text if isinstance(text, str) else
+                             text[0].format(text[1][int(i)].as_py()))
+        texts.append("; ".join(parts))
+    return bad, texts
 
 
 def _nulls(col: Any) -> np.ndarray:

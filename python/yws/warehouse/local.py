@@ -95,6 +95,13 @@ class LocalWarehouse(Warehouse):
                 self._base, self._base_stamp = self._open(), stamp
             return self._base.cursor()
 
+    def close(self) -> None:
+        """Close the database behind the cursors (a later call opens it again)."""
+        with self._lock:
+            if self._base is not None:
+                self._base.close()
+            self._base = None
+
     def _open(self):  # -> duckdb.DuckDBPyConnection
         state = self._state()
         con = self._connect([s["duckdb"] for s in state["statements"]])

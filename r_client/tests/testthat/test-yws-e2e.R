@@ -9,9 +9,15 @@ test_that("train, yws_score() and the rows equal the predictions table for that 
   batch <- unique(preds$batch_id)
   expect_length(batch, 1)
   expect_match(batch, "^r-")
-  # the same batch straight from the Python read API of the predictions table
+  # the same batch through the Python read API (reticulate), in a process of its own so an
+  # embedded interpreter never shares this one
   skip_if_not_installed("reticulate")
-  direct <- yws_py_predictions(batch_id = batch)
+  rds <- tempfile(fileext = ".rds")
+  code <- sprintf('library(yws); saveRDS(yws_py_predictions(batch_id = "%s"), "%s")', batch, rds)
+  log <- system2(file.path(R.home("bin"), "Rscript"), c("-e", shQuote(code)), stdout = TRUE,
+                 stderr = TRUE)
+  expect_true(file.exists(rds), info = paste(log, collapse = "\n"))
+  direct <- readRDS(rds)
   expect_equal(nrow(preds), nrow(direct))
   expect_equal(preds$entity_id, direct$entity_id)
   expect_equal(preds$probability, direct$probability, tolerance = 1e-12)
