@@ -59,15 +59,13 @@ def _fits(kind: str, dtype: DataType) -> bool:
     return isinstance(dtype, T.StringType)
 
 
-def check_schema(df: DataFrame, spec: Spec, table: str, *, need_label: bool) -> None:
-    """Raise :class:`FeatureSchemaError` naming every missing or mistyped column."""
-    actual = {f.name: f.dataType for f in df.schema.fields}
-    missing = [c for c in _expected(spec, need_label) if c not in actual]
-    wrong = [
-        f"{c} is {actual[c].simpleString()}, expected {desc}"
-        for c, (kind, desc) in _expected(spec, need_label).items()
-        if c in actual and not _fits(kind, actual[c])
-    ]
+def _raise_schema_problems(actual: dict[str, Any], type_name: Any, fits: Any, spec: Spec,
+                           table: str, need_label: bool) -> None:
+    expected = _expected(spec, need_label)
+    missing = [c for c in expected if c not in actual]
+    wrong = [f"{c} is {type_name(actual[c])}, expected {desc}"
+             for c, (kind, desc) in expected.items()
+             if c in actual and not fits(kind, actual[c])]
     problems = []
     if missing:
         problems.append(f"missing column(s): {', '.join(missing)}")
@@ -77,6 +75,12 @@ def check_schema(df: DataFrame, spec: Spec, table: str, *, need_label: bool) -> 
         raise FeatureSchemaError(
             f"{table} does not match the feature spec ({spec.source}): " + " | ".join(problems)
         )
+
+
+def check_schema(df: DataFrame, spec: Spec, table: str, *, need_label: bool) -> None:
+    """Raise :class:`FeatureSchemaError` naming every missing or mistyped column."""
+    _raise_schema_problems({f.name: f.dataType for f in df.schema.fields},
+                           lambda t: t.simpleString(), _fits, spec, table, need_label)
 
 
 MAX_DUPLICATE_KEYS = 100_000
@@ -124,20 +128,8 @@ def _fits_arrow(kind: str, dtype: Any) -> bool:
 
 def check_arrow_schema(schema: Any, spec: Spec, table: str, *, need_label: bool) -> None:
     """:func:`check_schema` for an Arrow schema (the arrow engine's input)."""
-    actual = {f.name: f.type for f in schema}
-    expected = _expected(spec, need_label)
-    missing = [c for c in expected if c not in actual]
-    wrong = [f"{c} is {actual[c]}, expected {desc}" for c, (kind, desc) in expected.items()
-             if c in actual and not _fits_arrow(kind, actual[c])]
-    problems = []
-    if missing:
-        problems.append(f"missing column(s): {', '.join(missing)}")
-    if wrong:
-        problems.append("wrong type(s): " + "; ".join(wrong))
-    if problems:
-        raise FeatureSchemaError(
-            f"{table} does not match the feature spec ({spec.source}): " + " | ".join(problems)
-        )
+    _raise_schema_problems({f.name: f.type for f in schema}, str, _fits_arrow, spec, table,
+                           need_label)
 
 
 def quarantine_reason(
