@@ -65,3 +65,11 @@ def trained_home(tmp_path_factory: pytest.TempPathFactory, spark, spec) -> Itera
     load_demo_data(storage, settings, rows=3000, anomalies=8)
     train(settings, spec, spark, as_of=TRAIN_DAY, storage=storage)
     yield settings
+
+
+def point_sdk_at(monkeypatch: pytest.MonkeyPatch, host: str, token: str) -> None:
+    """Make databricks-sdk clients built from the environment talk to a local stand-in."""
+    for var in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("DATABRICKS_HOST", host)
+    monkeypatch.setenv("DATABRICKS_TOKEN", token)

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from conftest import point_sdk_at
 from yws import jobs_client
 from yws.cli import main
 from yws.jobs_client import default_token
@@ -96,10 +97,7 @@ def fake(monkeypatch):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    for var in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("DATABRICKS_HOST", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-orchestrator")
+    point_sdk_at(monkeypatch, f"http://127.0.0.1:{server.server_address[1]}", "dapi-orchestrator")
     monkeypatch.setattr(jobs_client, "POLL_SECONDS", 0.01)
     yield state
     server.shutdown()

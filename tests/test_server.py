@@ -20,7 +20,7 @@ from databricks.sdk.errors import (
 )
 from databricks.sdk.service.jobs import RunLifeCycleState, RunResultState
 
-from conftest import SCORE_DAY
+from conftest import SCORE_DAY, point_sdk_at
 from yws.config import Settings
 from yws.predictions import read_predictions
 from yws.server import sql_api
@@ -156,10 +156,7 @@ def test_bad_requests_get_databricks_errors(served):
 
 def test_sql_statements_follow_grants(served, monkeypatch):
     monkeypatch.setattr(sql_api, "ROWS_PER_CHUNK", 500)  # several chunks
-    monkeypatch.setenv("DATABRICKS_HOST", served["host"])
-    monkeypatch.setenv("DATABRICKS_TOKEN", served["tokens"]["r_user"])
-    for var in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID"):
-        monkeypatch.delenv(var, raising=False)
+    point_sdk_at(monkeypatch, served["host"], served["tokens"]["r_user"])
     remote = DatabricksWarehouse(Settings(target="databricks", warehouse_id="yws_local"))
     local = LocalWarehouse(served["home"])
     sql = ("SELECT entity_id, band, probability FROM yws_dev.ml.v_yws_predictions_latest "

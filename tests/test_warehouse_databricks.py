@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from conftest import point_sdk_at
 from yws.config import Settings
 from yws.sqlfiles import statements
 from yws.warehouse import QueryError, WarehouseError
@@ -78,10 +79,7 @@ def stub(monkeypatch):
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    for var in ("DATABRICKS_CONFIG_PROFILE", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("DATABRICKS_HOST", f"http://127.0.0.1:{server.server_address[1]}")
-    monkeypatch.setenv("DATABRICKS_TOKEN", "dapi-test-token")
+    point_sdk_at(monkeypatch, f"http://127.0.0.1:{server.server_address[1]}", "dapi-test-token")
     monkeypatch.setattr(dbx, "POLL_SECONDS", 0.01)
     yield state
     server.shutdown()

@@ -29,12 +29,11 @@ def snapshot(storage: Storage, settings: Settings, spec: Spec,
     from yws.train import FEATURES_HINT
 
     storage.require(settings.features, FEATURES_HINT)
-    if as_of is None:
-        dates = storage.read_arrow(settings.features).column(spec.as_of_column) \
-            if spec.as_of_column else None
-        if dates is None or len(dates) == 0 or pc.max(dates).as_py() is None:
+    if as_of is None:  # the latest snapshot: read the date column only
+        dates = storage.read_arrow(settings.features, columns=[spec.as_of_column])
+        as_of = pc.max(dates.column(0)).as_py() if dates.num_rows else None
+        if as_of is None:
             raise InputDataError(f"{settings.features} is empty: there is nothing to score")
-        as_of = pc.max(dates).as_py()
     assert as_of is not None
     table = storage.read_arrow(settings.features, where=(spec.as_of_column, as_of))
     check_arrow_schema(table.schema, spec, settings.features, need_label=False)

@@ -67,8 +67,10 @@ class Storage(ABC):
 
     @abstractmethod
     def read_arrow(self, name: str, limit: int | None = None,
-                   where: tuple[str, str | dt.date] | None = None) -> pa.Table:
-        """Rows as Arrow; ``where=(column, value)`` keeps the rows where column = value."""
+                   where: tuple[str, str | dt.date] | None = None,
+                   columns: list[str] | None = None) -> pa.Table:
+        """Rows as Arrow; ``where=(column, value)`` keeps the rows where column = value and
+        ``columns`` reads only those columns."""
 
     @abstractmethod
     def describe(self, name: str) -> TableInfo: ...

@@ -39,12 +39,15 @@ class DatabricksStorage(Storage):
         return spark.table(name)
 
     def read_arrow(self, name: str, limit: int | None = None,
-                   where: tuple[str, str | dt.date] | None = None) -> pa.Table:
+                   where: tuple[str, str | dt.date] | None = None,
+                   columns: list[str] | None = None) -> pa.Table:
         from pyspark.sql import functions as F
 
         df = self.read(self.spark, name)
         if where is not None:
             df = df.where(F.col(where[0]) == F.lit(where[1]))
+        if columns is not None:
+            df = df.select(*columns)
         return (df.limit(limit) if limit is not None else df).toArrow()
 
     def describe(self, name: str) -> TableInfo:

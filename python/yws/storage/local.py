@@ -55,14 +55,15 @@ class LocalStorage(Storage):
         return spark.createDataFrame([], from_arrow_schema(pa.schema(table.schema().to_arrow())))
 
     def read_arrow(self, name: str, limit: int | None = None,
-                   where: tuple[str, str | dt.date] | None = None) -> pa.Table:
+                   where: tuple[str, str | dt.date] | None = None,
+                   columns: list[str] | None = None) -> pa.Table:
         import pyarrow.compute as pc
 
         dataset = self._table(name).to_pyarrow_dataset()
         expr = pc.field(where[0]) == where[1] if where is not None else None
         if limit is not None:
-            return dataset.head(limit, filter=expr)
-        return dataset.to_table(filter=expr)
+            return dataset.head(limit, columns=columns, filter=expr)
+        return dataset.to_table(columns=columns, filter=expr)
 
     def describe(self, name: str) -> TableInfo:
         table = self._table(name)
