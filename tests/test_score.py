@@ -10,12 +10,13 @@ import pyarrow.compute as pc
 import pytest
 
 from conftest import SCORE_DAY, TRAIN_DAY
-from yws import registry
+from yws import registry, score_arrow
 from yws.config import Settings
 from yws.data import generate
+from yws.engine import ArrowModel
 from yws.quality import FeatureSchemaError, InputDataError
 from yws.registry import ModelNotFoundError
-from yws.score import score
+from yws.score import AccountingError, score
 from yws.storage import StorageError
 from yws.storage.local import LocalStorage
 
@@ -117,7 +118,7 @@ def test_registered_model_equals_numpy_from_coefficients_json(home, spark, spec)
     version = registry.resolve(home, "champion")
     coefs = json.loads(open(mlflow.artifacts.download_artifacts(
         run_id=version.run_id, artifact_path="coefficients.json")).read())
-    model = registry.load(home, version)
+    model = registry.load(home, version.version)
     upto = next(i for i, s in enumerate(model.stages) if isinstance(s, VectorAssembler))
     prep = PipelineModel(model.stages[: upto + 1])
     rows = storage.read(spark, home.features).where(F.col("as_of_date") == SCORE_DAY)
@@ -209,3 +210,93 @@ def test_both_engines_write_the_same_batch(home, spark, spec):
     assert reasons["by-spark"] == reasons["by-arrow"]
     assert score(home, spec, None, storage=storage, batch_id="auto", engine="auto").engine == \
         "arrow"
+
+
+def _by_entity(storage: LocalStorage, settings: Settings, table: str, batch: str) -> dict:
+    rows = storage.read_arrow(table, where=("batch_id", batch)).to_pylist()
+    return {r["entity_id"]: {k: v for k, v in r.items()
+                             if k not in ("batch_id", "scored_at", "quarantined_at")}
+            for r in rows}
+
+
+def test_arrow_engine_streams_in_record_batches(home, spec, monkeypatch):
+    """Many small batches give exactly what one batch gives, duplicates across batches too."""
+    storage = LocalStorage(home)
+    whole = score(home, spec, None, storage=storage, batch_id="whole", engine="arrow")
+    seen: list[int] = []
+    real_scan = storage.scan_arrow
+
+    def counting_scan(*args, **kwargs):  # opens the table now, as the real scan does
+        batches = real_scan(*args, **kwargs)
+
+        def counted():
+            for batch in batches:
+                seen.append(batch.num_rows)
+                yield batch
+        return counted()
+
+    monkeypatch.setattr(score_arrow, "BATCH_ROWS", 97)
+    monkeypatch.setattr(storage, "scan_arrow", counting_scan)
+    small = score(home, spec, None, storage=storage, batch_id="small", engine="arrow")
+    assert len(seen) >= 3000 // 97 and max(seen) <= 97 and sum(seen) == 3000
+    assert (small.rows_scored, small.rows_quarantined, small.quarantine_reasons,
+            small.bands) == (whole.rows_scored, whole.rows_quarantined,
+                             whole.quarantine_reasons, whole.bands)
+    assert small.quarantine_reasons["duplicate customer_id in the snapshot"] == 4
+    assert _by_entity(storage, home, home.quarantine, "small") == \
+        _by_entity(storage, home, home.quarantine, "whole")
+    small_rows = _by_entity(storage, home, home.predictions, "small")
+    whole_rows = _by_entity(storage, home, home.predictions, "whole")
+    assert small_rows.keys() == whole_rows.keys()
+    for entity, row in small_rows.items():  # the matrix product may round in its last bit
+        other = whole_rows[entity]
+        assert abs(row.pop("probability") - other.pop("probability")) < 1e-12
+        assert row == other
+
+
+def test_arrow_failure_mid_stream_keeps_its_error_and_writes_nothing(home, spec, monkeypatch):
+    storage = LocalStorage(home)
+    score(home, spec, None, storage=storage, batch_id="keep", engine="arrow")
+    before = contents(storage, home)
+    calls = {"n": 0}
+    real_predict = ArrowModel.predict
+
+    def failing_predict(self, data):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise MemoryError("out of memory on the third batch (simulated)")
+        return real_predict(self, data)
+
+    monkeypatch.setattr(score_arrow, "BATCH_ROWS", 500)
+    monkeypatch.setattr(ArrowModel, "predict", failing_predict)
+    with pytest.raises(MemoryError, match="third batch"):
+        score(home, spec, None, storage=storage, batch_id="lost", engine="arrow")
+    assert contents(storage, home) == before
+
+
+def test_rows_that_change_while_read_are_an_accounting_error(home, spec, monkeypatch):
+    storage = LocalStorage(home)
+    before = contents(storage, home)
+    real_scan = storage.scan_arrow
+
+    def short_scan(*args, **kwargs):  # as if a writer had replaced the snapshot meanwhile
+        batches = list(real_scan(*args, **kwargs))
+        return iter(batches[:-1])
+
+    monkeypatch.setattr(score_arrow, "BATCH_ROWS", 1000)
+    monkeypatch.setattr(storage, "scan_arrow", short_scan)
+    with pytest.raises(AccountingError, match="3000 rows were counted .* 2000 went through"):
+        score(home, spec, None, storage=storage, batch_id="short", engine="arrow")
+    assert contents(storage, home) == before
+
+
+def test_auto_scores_on_spark_when_the_batch_does_not_fit(home, spark, spec, monkeypatch):
+    assert score_arrow.fits(10_000_000, memory=24 * 2**30)
+    assert not score_arrow.fits(10_000_000, memory=1 * 2**30)
+    said: list[str] = []
+    monkeypatch.setattr(score_arrow, "available_memory", lambda: 64 * 2**20)
+    result = score(home, spec, spark, engine="auto", progress=said.append)
+    assert result.engine == "spark"
+    assert any("3,000 rows is more than the arrow engine should hold" in s for s in said)
+    monkeypatch.undo()
+    assert score(home, spec, spark, engine="auto", batch_id="fits").engine == "arrow"

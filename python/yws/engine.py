@@ -214,7 +214,7 @@ class OneHotStage:
                 raise InvalidInputError(f"{src}: index outside 0..{size - 1} and "
                                         "OneHotEncoder handleInvalid=error")
             pos = np.where(invalid, size, idx).astype(np.int64)
-            out = np.zeros((len(idx), width))
+            out = np.zeros((len(idx), width), order="F")
             hit = pos < width
             out[np.nonzero(hit)[0], pos[hit]] = 1.0
             cols[dst] = out
@@ -242,7 +242,14 @@ class AssemblerStage:
                     raise InvalidInputError(f"{name}: null or NaN reaches VectorAssembler")
                 x = x[:, None]
             parts.append(x)
-        cols[self.output] = np.hstack(parts)
+        # Column-major, filled in place: each part is one contiguous copy.
+        n = parts[0].shape[0] if parts else 0
+        out = np.empty((n, sum(x.shape[1] for x in parts)), order="F")
+        at = 0
+        for x in parts:
+            out[:, at:at + x.shape[1]] = x
+            at += x.shape[1]
+        cols[self.output] = out
 
 
 @dataclass

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import unquote, urlparse
 
 from yws.config import Settings
 
@@ -86,9 +92,85 @@ def resolve(settings: Settings, alias: str) -> ModelVersion:
     return version
 
 
-def load(settings: Settings, version: ModelVersion) -> PipelineModel:
+def load(settings: Settings, version: int | str) -> PipelineModel:
     import mlflow.spark
 
     return mlflow.spark.load_model(
-        f"models:/{settings.model_name}/{version.version}", dfs_tmpdir=settings.dfs_tmpdir
+        f"models:/{settings.model_name}/{version}", dfs_tmpdir=settings.dfs_tmpdir
     )
+
+
+# -- the local fast path ------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Located:
+    """A model version and the local folder holding its files."""
+
+    version: int
+    path: Path
+
+
+CACHE_SETTLE_SECONDS = 1.0
+"""The registry files must have been still this long before a lookup may be cached: a write
+in the same clock tick as the lookup could otherwise leave the file times unchanged (file
+systems keep times to a tick of up to a second)."""
+
+
+def _store_state(settings: Settings) -> list[int]:
+    """What changes whenever the local registry (SQLite, with any write-ahead log) is written."""
+    state: list[int] = []
+    for path in (settings.mlflow_db, Path(f"{settings.mlflow_db}-wal")):
+        try:
+            st = path.stat()
+            state += [st.st_ino, st.st_size, st.st_mtime_ns]
+        except FileNotFoundError:
+            state += [0, 0, 0]
+    return state
+
+
+def locate(settings: Settings, alias: str) -> Located:
+    """``alias``'s version and its files on the local target, without importing MLflow when the
+    registry has not changed since the last lookup.
+
+    The answer comes from MLflow and is kept in ``$YWS_HOME/cache/registry.json`` with the
+    registry files' identity, size and modification time; any write to the registry (a new
+    version, an alias moved by MLflow's client or UI) changes those and sends the next
+    lookup back to MLflow. Importing MLflow costs ~2 s, more than scoring 1M rows.
+    """
+    if settings.target != "local":
+        raise ValueError("locate() is for the local target; use resolve()")
+    check_alias(alias)
+    key = f"{settings.model_name}@{alias}"
+    cache = settings.home.resolve() / "cache" / "registry.json"
+    before = _store_state(settings)
+    try:
+        saved = json.loads(cache.read_text())
+        if saved["store"] == before and key in saved["entries"]:
+            hit = saved["entries"][key]
+            path = Path(hit["path"])
+            if (path / "MLmodel").is_file():
+                return Located(int(hit["version"]), path)
+    except (OSError, ValueError, KeyError, TypeError):
+        saved = None
+    configure(settings)
+    version = resolve(settings, alias)
+    import mlflow
+
+    uri = mlflow.MlflowClient().get_model_version_download_uri(settings.model_name,
+                                                               version.version)
+    parsed = urlparse(uri)
+    if parsed.scheme == "file":
+        path = Path(unquote(parsed.path))
+    else:  # not a local folder: a private copy, not cached
+        return Located(int(version.version),
+                       Path(mlflow.artifacts.download_artifacts(
+                           f"models:/{settings.model_name}/{version.version}")))
+    after = _store_state(settings)
+    settled = time.time() - max(before[2], before[5]) / 1e9 > CACHE_SETTLE_SECONDS
+    if after == before and settled:
+        entries = saved["entries"] if saved and saved.get("store") == before else {}
+        entries[key] = {"version": int(version.version), "path": str(path)}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"store": before, "entries": entries}))
+        os.replace(tmp, cache)
+    return Located(int(version.version), path)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -125,20 +126,28 @@ def snapshot(
 ENGINES = ("auto", "spark", "arrow")
 
 
-def choose_engine(engine: str, settings: Settings, model_uri: str) -> tuple[str, Any]:
+def choose_engine(engine: str, settings: Settings, arrow_model: Callable[[], Any],
+                  rows: int | None = None, progress: Progress = quiet) -> tuple[str, Any]:
     """("arrow", ArrowModel) or ("spark", None). ``auto`` takes arrow on the local target when
-    the model is one the arrow engine implements; on Databricks the batch stays on Spark."""
-    from yws.engine import ArrowModel, UnsupportedModelError
+    the model is one the arrow engine implements and ``rows`` fit this machine (see
+    :func:`yws.score_arrow.fits`); on Databricks the batch stays on Spark."""
+    from yws.engine import UnsupportedModelError
+    from yws.score_arrow import available_memory, fits
 
     if engine not in ENGINES:
         raise ValueError(f"engine {engine!r} is unknown; use one of {', '.join(ENGINES)}")
     if engine == "spark" or (engine == "auto" and settings.target == "databricks"):
         return "spark", None
+    if engine == "auto" and rows is not None and not fits(rows):
+        progress(f"{rows:,} rows is more than the arrow engine should hold with "
+                 f"{available_memory() / 2**30:.1f} GiB free: scoring on Spark")
+        return "spark", None
     try:
-        return "arrow", ArrowModel.from_registry(model_uri)
-    except UnsupportedModelError:
+        return "arrow", arrow_model()
+    except UnsupportedModelError as e:
         if engine == "arrow":
             raise
+        progress(f"{e}: scoring on Spark")
         return "spark", None
 
 
@@ -170,25 +179,44 @@ def score(
     storage = storage or storage_for(settings)
     if batch_id is not None:
         check_literal(batch_id, "batch id")
-    registry.configure(settings)
-    version = registry.resolve(settings, alias)
-    model_version = int(version.version)
-    used, arrow_model = choose_engine(engine, settings,
-                                      f"models:/{settings.model_name}/{version.version}")
-    progress(f"loading {settings.model_name}@{alias} (v{version.version}) for the {used} "
+    located = None  # the local fast path to the model's files, for the arrow engine
+    if engine != "spark" and settings.target == "local":
+        located = registry.locate(settings, alias)
+        model_version = located.version
+    else:
+        registry.configure(settings)
+        model_version = int(registry.resolve(settings, alias).version)
+    snap = None  # the arrow path's look at the snapshot, which auto also needs to choose
+    if engine == "arrow" or (engine == "auto" and settings.target != "databricks"):
+        snap = score_arrow.snapshot(storage, settings, spec, as_of)
+        as_of = snap.as_of
+
+    def load_arrow() -> Any:
+        from yws.engine import ArrowModel
+
+        if located is not None:
+            return ArrowModel.load(located.path)
+        return ArrowModel.from_registry(f"models:/{settings.model_name}/{model_version}")
+
+    used, arrow_model = choose_engine(engine, settings, load_arrow,
+                                      rows=snap.rows if snap else None, progress=progress)
+    progress(f"loading {settings.model_name}@{alias} (v{model_version}) for the {used} "
              "engine")
     if used == "spark":
         if spark is None:
             from yws.spark import get_spark
 
             spark = get_spark(settings)
-        model = registry.load(settings, version)
+        if located is not None:
+            registry.configure(settings)
+        model = registry.load(settings, model_version)
         categories = category_labels(model)
     else:
         categories = arrow_model.categories()
     lap("load_model")
 
     progress(f"reading {settings.features}")
+    scorer = None
     if used == "spark":
         from pyspark.sql import functions as F
 
@@ -196,8 +224,9 @@ def score(
         rows, as_of = snapshot(spark, storage, settings, spec, as_of)
         rows_read = rows.count()
     else:
-        table, as_of = score_arrow.snapshot(storage, settings, spec, as_of)
-        rows_read = table.num_rows
+        assert snap is not None
+        rows_read = snap.rows
+    assert as_of is not None
     batch_id = batch_id or as_of.isoformat()
     if rows_read == 0:
         raise InputDataError(
@@ -212,12 +241,14 @@ def score(
         bad_rows = quarantined(checked.where(F.col(REASON_COL).isNotNull()), spec,
                                batch_id=batch_id, at=started)
     else:
-        bad, why = score_arrow.reasons(table, spec, categories)
-        good_rows = score_arrow.predictions(
-            arrow_model, table.filter(pa.array(~bad)), spec, batch_id=batch_id,
-            model_name=settings.model_name, model_version=model_version, scored_at=started)
-        bad_rows = score_arrow.quarantined(table.filter(pa.array(bad)), why, spec,
-                                           batch_id=batch_id, at=started)
+        assert snap is not None
+        scorer = score_arrow.Scorer(
+            arrow_model, spec, categories, score_arrow.duplicate_keys(storage, spec, snap),
+            batch_id=batch_id, model_name=settings.model_name, model_version=model_version,
+            at=started, total=rows_read, progress=progress)
+        good_rows = scorer.predictions(storage.scan_arrow(
+            settings.features, where=(spec.as_of_column, as_of),
+            batch_rows=score_arrow.BATCH_ROWS))
     lap("read_and_check")
 
     progress(f"scoring {rows_read} rows for as-of {as_of} as batch {batch_id}")
@@ -226,6 +257,14 @@ def score(
         rows_scored = storage.write(good_rows, settings.predictions, mode="overwrite",
                                     replace_where=("batch_id", batch_id))
         lap("score_and_write_predictions")
+        if scorer is not None:  # the stream has gone through: what it held back is known
+            bad_rows = scorer.quarantined()
+            if scorer.rows_read != rows_read:
+                raise AccountingError(
+                    f"{settings.features} changed while it was read: {rows_read} rows were "
+                    f"counted for as-of {as_of}, {scorer.rows_read} went through the model; "
+                    "every table was put back as it was — run the score job again"
+                )
         rows_quarantined = storage.write(bad_rows, settings.quarantine, mode="overwrite",
                                          replace_where=("batch_id", batch_id))
         lap("write_quarantine")

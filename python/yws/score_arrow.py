@@ -1,5 +1,8 @@
 """The scoring job's arrow engine path: snapshot, quarantine rules and predictions without Spark.
 
+The snapshot streams through in record batches (:class:`Scorer`), so memory stays flat as the
+rows grow; the one whole-snapshot pass reads the entity keys alone, to find duplicates.
+
 The rules and their wording are those of :func:`yws.quality.quarantine_reason` (the Spark
 path), in the same order, so both engines quarantine the same rows for the same reasons; the
 tests run the same cases on both.
@@ -10,6 +13,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -17,34 +23,87 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from yws.config import Settings
+from yws.console import Progress, quiet
 from yws.engine import ArrowModel
 from yws.quality import InputDataError, check_arrow_schema
 from yws.spec import Spec
 from yws.storage import Storage
 from yws.tables import PREDICTIONS, QUARANTINE, arrow_schema
 
+BATCH_ROWS = 262_144
+"""Rows per record batch: big enough for NumPy to run at full speed, small enough that a few
+batches in flight stay well under 1 GB whatever the snapshot's size."""
+ARROW_BYTES_PER_ROW = 64
+"""Memory the arrow path holds per snapshot row: the entity keys it checks for duplicates."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    table: str
+    as_of: dt.date
+    rows: int
+
 
 def snapshot(storage: Storage, settings: Settings, spec: Spec,
-             as_of: dt.date | None) -> tuple[pa.Table, dt.date]:
+             as_of: dt.date | None) -> Snapshot:
+    """Which rows one score run reads, found from the date column alone."""
     from yws.train import FEATURES_HINT
 
     storage.require(settings.features, FEATURES_HINT)
-    if as_of is None:  # the latest snapshot: read the date column only
-        dates = storage.read_arrow(settings.features, columns=[spec.as_of_column])
-        as_of = pc.max(dates.column(0)).as_py() if dates.num_rows else None
+    schema = storage.read_arrow(settings.features, limit=0).schema
+    check_arrow_schema(schema, spec, settings.features, need_label=False)
+    dates = storage.read_arrow(settings.features, columns=[spec.as_of_column]).column(0)
+    if as_of is None:  # the latest snapshot
+        as_of = pc.max(dates).as_py() if len(dates) else None
         if as_of is None:
             raise InputDataError(f"{settings.features} is empty: there is nothing to score")
     assert as_of is not None
-    table = storage.read_arrow(settings.features, where=(spec.as_of_column, as_of))
-    check_arrow_schema(table.schema, spec, settings.features, need_label=False)
-    return table, as_of
+    rows = pc.sum(pc.equal(dates, pa.scalar(as_of, dates.type))).as_py() or 0
+    return Snapshot(settings.features, as_of, int(rows))
 
 
-def reasons(table: pa.Table, spec: Spec,
-            categories: dict[str, list[str]]) -> tuple[np.ndarray, list[str]]:
+def available_memory() -> int:
+    """Bytes this process can still take without swapping (MemAvailable on Linux)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def fits(rows: int, memory: int | None = None) -> bool:
+    """Whether the arrow path can score ``rows`` here using at most half the free memory."""
+    memory = available_memory() if memory is None else memory
+    return rows * ARROW_BYTES_PER_ROW + 4 * BATCH_ROWS * 1024 <= memory // 2
+
+
+def duplicate_keys(storage: Storage, spec: Spec, snap: Snapshot) -> pa.Array:
+    """Entity keys that occur more than once in the snapshot (nulls are never duplicates)."""
+    keys = storage.read_arrow(snap.table, where=(spec.as_of_column, snap.as_of),
+                              columns=[spec.entity_key]).column(0)
+    keys = pc.cast(keys, pa.string())
+    distinct = len(pc.unique(keys)) - (1 if keys.null_count else 0)  # unique: 2x count_distinct
+    if distinct == len(keys) - keys.null_count:
+        out = pa.array([], pa.string())
+    else:
+        counts = pc.value_counts(keys)
+        repeated = pc.and_(pc.greater(counts.field("counts"), 1),
+                           pc.is_valid(counts.field("values")))
+        out = counts.field("values").filter(repeated)
+    del keys
+    pa.default_memory_pool().release_unused()  # hand the key pass's memory back for the stream
+    return out
+
+
+def reasons(table: pa.Table, spec: Spec, categories: dict[str, list[str]],
+            duplicates: pa.Array) -> tuple[np.ndarray, list[str]]:
     """(mask of the rows that cannot be scored, why — '; '-joined — for each of them, in order).
 
-    Vectorised: only the flagged rows, usually few, are visited one by one.
+    Vectorised: only the flagged rows, usually few, are visited one by one. ``duplicates``
+    holds the snapshot's repeated keys (:func:`duplicate_keys`), so a batch needs no other.
     """
     n = table.num_rows
     checks: list[tuple[np.ndarray, str | Any]] = []  # (mask, text or per-row texts)
@@ -70,14 +129,9 @@ def reasons(table: pa.Table, spec: Spec,
             unseen = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=known)))
             add(np.asarray(unseen.to_numpy(zero_copy_only=False), dtype=bool),
                 (f"{f.name} has unseen category '{{}}'", values))
-    keys = pa.table({"k": pc.cast(table[spec.entity_key], pa.string()),
-                     "d": table[spec.as_of_column]})
-    counts = keys.group_by(["k", "d"]).aggregate([("k", "count")])
-    # a null key is never a duplicate of another (as in the Spark path's join)
-    dupes = counts.filter(pc.and_(pc.greater(counts["k_count"], 1), pc.is_valid(counts["k"])))
-    if dupes.num_rows:
-        dup_keys = pc.is_in(keys["k"], value_set=dupes["k"])
-        add(np.asarray(dup_keys.to_numpy(zero_copy_only=False), dtype=bool),
+    if len(duplicates):
+        dup = pc.is_in(pc.cast(table[spec.entity_key], pa.string()), value_set=duplicates)
+        add(np.asarray(dup.to_numpy(zero_copy_only=False), dtype=bool),
             f"duplicate {spec.entity_key} in the snapshot")
     bad = np.zeros(n, dtype=bool)
     for mask, _ in checks:
@@ -93,13 +147,60 @@ def reasons(table: pa.Table, spec: Spec,
     return bad, texts
 
 
+class Scorer:
+    """Streams one snapshot through the quality rules and the model, a record batch at a time.
+
+    :meth:`predictions` is a stream for the predictions table; once it has been consumed,
+    :meth:`quarantined` holds the rows it held back (usually few) and :attr:`rows_read`
+    counts every row that went through.
+    """
+
+    def __init__(self, model: ArrowModel, spec: Spec, categories: dict[str, list[str]],
+                 duplicates: pa.Array, *, batch_id: str, model_name: str, model_version: int,
+                 at: dt.datetime, total: int = 0, progress: Progress = quiet) -> None:
+        self.model, self.spec, self.categories, self.duplicates = (
+            model, spec, categories, duplicates)
+        self.model_name, self.model_version = model_name, model_version
+        self.batch_id, self.at, self.total, self.progress = batch_id, at, total, progress
+        self.rows_read = 0
+        self._held: list[pa.Table] = []
+
+    def predictions(self, batches: Iterable[pa.RecordBatch]) -> pa.RecordBatchReader:
+        return pa.RecordBatchReader.from_batches(arrow_schema(PREDICTIONS), self._run(batches))
+
+    def _run(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+        said = 0
+        for batch in batches:
+            table = pa.Table.from_batches([batch])
+            bad, why = reasons(table, self.spec, self.categories, self.duplicates)
+            if bad.any():
+                self._held.append(quarantined(table.filter(pa.array(bad)), why, self.spec,
+                                              batch_id=self.batch_id, at=self.at))
+                table = table.filter(pa.array(~bad))
+            self.rows_read += batch.num_rows
+            yield from predictions(
+                self.model, table, self.spec, batch_id=self.batch_id, model_name=self.model_name,
+                model_version=self.model_version, scored_at=self.at).to_batches()
+            if self.rows_read - said >= 10 * BATCH_ROWS:
+                said = self.rows_read
+                self.progress(f"  {self.rows_read:,} of {self.total:,} rows through the model")
+
+    def quarantined(self) -> pa.Table:
+        if not self._held:
+            return arrow_schema(QUARANTINE).empty_table()
+        return pa.concat_tables(self._held)
+
+
 def _nulls(col: Any) -> np.ndarray:
     return np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-def bands(p: np.ndarray, spec: Spec) -> np.ndarray:
-    return np.where(p >= spec.bands.red, "RED",
-                    np.where(p >= spec.bands.yellow, "YELLOW", "GREEN"))
+BANDS = pa.array(["GREEN", "YELLOW", "RED"], pa.string())
+
+
+def bands(p: np.ndarray, spec: Spec) -> pa.Array:
+    level = (p >= spec.bands.yellow).astype(np.int8) + (p >= spec.bands.red).astype(np.int8)
+    return BANDS.take(pa.array(level))
 
 
 def predictions(model: ArrowModel, good: pa.Table, spec: Spec, *, batch_id: str,
@@ -112,10 +213,10 @@ def predictions(model: ArrowModel, good: pa.Table, spec: Spec, *, batch_id: str,
         "batch_id": pa.array([batch_id] * n, pa.string()),
         "probability": pa.array(p, pa.float64()),
         "prediction": pa.array(y, pa.int32()),
-        "band": pa.array(bands(p, spec), pa.string()),
+        "band": bands(p, spec),
         "model_name": pa.array([model_name] * n, pa.string()),
-        "model_version": pa.array([model_version] * n, pa.int32()),
-        "scored_at": pa.array([scored_at] * n, pa.timestamp("us", tz="UTC")),
+        "model_version": pa.array(np.full(n, model_version, dtype=np.int32)),
+        "scored_at": pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),
     }, schema=arrow_schema(PREDICTIONS))
 
 
@@ -144,7 +245,7 @@ def quarantined(bad: pa.Table, why: list[str], spec: Spec, *, batch_id: str,
 
 
 def counts(storage: Storage, name: str, batch_id: str, column: str) -> dict[str, int]:
-    table = storage.read_arrow(name, where=("batch_id", batch_id))
+    table = storage.read_arrow(name, where=("batch_id", batch_id), columns=[column])
     grouped = table.group_by(column).aggregate([(column, "count")]).to_pylist()
     return {str(r[column]): int(r[f"{column}_count"])
             for r in sorted(grouped, key=lambda r: str(r[column]))}

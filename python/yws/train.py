@@ -216,7 +216,7 @@ def train(
     if champion is not None and not force_promote:
         progress(f"evaluating champion v{champion.version} on the same held-out rows")
         try:
-            yc, pc = scored_arrays(registry.load(settings, champion), test_df, spec.label)
+            yc, pc = scored_arrays(registry.load(settings, champion.version), test_df, spec.label)
             champion_metrics = metrics(yc, pc, float(spec.model.get("threshold", 0.5)))
         except Exception as e:  # e.g. a champion fitted on another spec
             promote, reason = False, (

@@ -66,13 +66,16 @@ yws_run_status <- function(run, host = NULL, token = NULL) {
 
 #' @rdname yws_run_job
 #' @param timeout Seconds to wait before giving up (the run is cancelled).
-#' @param interval Seconds between polls.
+#' @param interval The longest wait between polls, in seconds. Polls start a quarter of a
+#'   second apart and back off to it, so a short run returns promptly and a long one is not
+#'   asked about too often.
 #' @export
-yws_wait <- function(run, timeout = 3600, interval = 2, host = NULL, token = NULL) {
+yws_wait <- function(run, timeout = 3600, interval = 5, host = NULL, token = NULL) {
   ends <- c("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
   deadline <- Sys.time() + timeout
   id <- format(run_id_of(run), scientific = FALSE)
   cli::cli_progress_step("Waiting for run {id}")
+  pause <- min(0.25, interval)
   repeat {
     status <- yws_run_status(run, host = host, token = token)
     if (status$life_cycle_state %in% ends) break
@@ -82,7 +85,8 @@ yws_wait <- function(run, timeout = 3600, interval = 2, host = NULL, token = NUL
                      class = c("yws_timeout", "yws_error"), run_id = run_id_of(run))
     }
     if (interactive()) cli::cli_progress_update()
-    Sys.sleep(interval)
+    Sys.sleep(pause)
+    pause <- min(pause * 1.5, interval)
   }
   if (!identical(status$result_state, "SUCCESS")) {
     cli::cli_progress_done(result = "failed")

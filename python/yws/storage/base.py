@@ -72,6 +72,15 @@ class Storage(ABC):
         """Rows as Arrow; ``where=(column, value)`` keeps the rows where column = value and
         ``columns`` reads only those columns."""
 
+    def scan_arrow(self, name: str, where: tuple[str, str | dt.date] | None = None,
+                   columns: list[str] | None = None,
+                   batch_rows: int = 262_144) -> Iterator[pa.RecordBatch]:
+        """The rows of :meth:`read_arrow` as record batches of at most ``batch_rows`` rows.
+
+        This default reads the whole selection first; the local target streams it.
+        """
+        return iter(self.read_arrow(name, where=where, columns=columns).to_batches(batch_rows))
+
     @abstractmethod
     def describe(self, name: str) -> TableInfo: ...
 
@@ -83,12 +92,15 @@ class Storage(ABC):
     @abstractmethod
     def write(
         self,
-        data: DataFrame | pa.Table,
+        data: DataFrame | pa.Table | pa.RecordBatchReader,
         name: str,
         mode: WriteMode = "append",
         replace_where: tuple[str, str | dt.date] | None = None,
     ) -> int:
         """Write rows in one commit and return how many were written.
+
+        A ``RecordBatchReader`` is consumed once; the local target writes it as it comes, so
+        a stream larger than memory can be written.
 
         ``mode="overwrite"`` with ``replace_where=(column, value)`` atomically replaces only the
         rows where ``column = value`` (every new row must match), which makes a batch re-run

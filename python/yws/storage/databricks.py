@@ -68,7 +68,7 @@ class DatabricksStorage(Storage):
 
     def write(
         self,
-        data: DataFrame | pa.Table,
+        data: DataFrame | pa.Table | pa.RecordBatchReader,
         name: str,
         mode: WriteMode = "append",
         replace_where: tuple[str, str | dt.date] | None = None,
@@ -78,6 +78,8 @@ class DatabricksStorage(Storage):
         if replace_where is not None:
             column, value = replace_where
             predicate = f"{check_identifier(column, 'column')} = '{check_literal(value, column)}'"
+        if isinstance(data, pa.RecordBatchReader):
+            data = data.read_all()
         df = self.spark.createDataFrame(data) if isinstance(data, pa.Table) else data
         writer = df.write.format("delta").mode(mode)
         if predicate is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -65,6 +66,23 @@ class LocalStorage(Storage):
             return dataset.head(limit, columns=columns, filter=expr)
         return dataset.to_table(columns=columns, filter=expr)
 
+    def scan_arrow(self, name: str, where: tuple[str, str | dt.date] | None = None,
+                   columns: list[str] | None = None,
+                   batch_rows: int = 262_144) -> Iterator[pa.RecordBatch]:
+        import pyarrow.compute as pc
+        import pyarrow.dataset as ds
+
+        dataset = self._table(name).to_pyarrow_dataset()
+        expr = pc.field(where[0]) == where[1] if where is not None else None
+        # One file, one row group's pages (no pre-buffering) and a few batches in flight:
+        # memory stays flat however many rows there are.
+        # Not a generator: the table is opened here, not inside a consumer such as a delta-rs
+        # write (whose runtime cannot be re-entered).
+        return dataset.to_batches(
+            columns=columns, filter=expr, batch_size=batch_rows, batch_readahead=1,
+            fragment_readahead=1,
+            fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False))
+
     def describe(self, name: str) -> TableInfo:
         table = self._table(name)
         schema = pa.schema(table.schema().to_arrow())
@@ -88,12 +106,29 @@ class LocalStorage(Storage):
 
     def write(
         self,
-        data: DataFrame | pa.Table,
+        data: DataFrame | pa.Table | pa.RecordBatchReader,
         name: str,
         mode: WriteMode = "append",
         replace_where: tuple[str, str | dt.date] | None = None,
     ) -> int:
-        table = data if isinstance(data, pa.Table) else data.toArrow()
+        rows = 0
+        failed: list[BaseException] = []  # the stream's own error, which delta-rs would wrap
+        if isinstance(data, pa.RecordBatchReader):
+            def counted(reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
+                nonlocal rows
+                try:
+                    for batch in reader:
+                        rows += batch.num_rows
+                        yield batch
+                except BaseException as e:
+                    failed.append(e)
+                    raise
+
+            table: pa.Table | pa.RecordBatchReader = pa.RecordBatchReader.from_batches(
+                data.schema, counted(data))
+        else:
+            table = data if isinstance(data, pa.Table) else data.toArrow()
+            rows = table.num_rows
         path = self.path(name)
         predicate = None
         if replace_where is not None:
@@ -111,8 +146,10 @@ class LocalStorage(Storage):
                 schema_mode="overwrite" if mode == "overwrite" and predicate is None else None,
             )
         except Exception as e:  # delta-rs raises several exception types; name the table
+            if failed:  # nothing was committed; the producer's error is the one to report
+                raise failed[0] from None
             raise StorageError(f"writing {name} failed: {e}") from e
-        return table.num_rows
+        return rows
 
     def version(self, name: str) -> int | None:
         return DeltaTable(str(self.path(name))).version() if self.exists(name) else None
