@@ -134,3 +134,55 @@ def test_sql_apply_query_and_grants(yws):
     assert code == 1 and "error: parameter(s) :x are not bound" in err
     code, out, _ = yws("sql", "render", "--catalog", "yws_prod")
     assert code == 0 and "-- sql/00_schema.sql:2\nCREATE SCHEMA IF NOT EXISTS yws_prod.ml" in out
+
+
+def test_model_versions_and_rolling_the_champion_back(yws):
+    yws("data", "generate", "--rows", "1200", "--as-of", "2026-08-31")
+    for _ in range(2):
+        code, _, err = yws("train", "--param", "maxIter=5", "--force-promote")
+        assert code == 0, err
+    code, out, err = yws("model", "versions", "--json")
+    assert code == 0, err
+    listed = json.loads(out)
+    assert [v["version"] for v in listed] == [2, 1]
+    assert listed[0]["aliases"] == ["challenger", "champion"] and listed[1]["aliases"] == []
+    assert all(0.5 < v["auc_roc"] <= 1.0 and v["run_id"] for v in listed)
+    code, out, err = yws("score", "--json")
+    assert code == 0, err
+    assert json.loads(out)["model_version"] == 2
+    code, out, err = yws("model", "alias", "champion", "1")
+    assert code == 0, err
+    assert out.strip() == "yws_dev.ml.yws_lr@champion: v2 -> v1"
+    code, out, err = yws("score", "--json", "--engine", "arrow")
+    assert code == 0, err
+    assert json.loads(out)["model_version"] == 1  # the arrow path sees the moved alias
+    code, out, _ = yws("model", "versions")
+    assert out.splitlines()[1].startswith("v1") and out.splitlines()[1].endswith("@champion")
+    code, _, err = yws("model", "alias", "champion", "9")
+    assert code != 0 and "has no version 9" in err
+    code, _, err = yws("model", "alias", "latest", "1")
+    assert code != 0 and "reserved" in err
+
+
+def test_tokens_list_and_revoke(yws, tmp_path):
+    from yws.server.store import Store
+
+    code, out, err = yws("tokens", "create", "--principal", "ana", "--group", "yws_r_users",
+                         "--comment", "laptop")
+    assert code == 0, err
+    token = out.strip()
+    code, out, _ = yws("tokens", "list", "--json")
+    (listed,) = json.loads(out)
+    assert listed["principal"] == "ana" and listed["groups"] == ["yws_r_users"]
+    assert listed["comment"] == "laptop" and listed["id"] in err  # create names the id
+    assert token not in out and token[4:] not in out  # the secret is never shown again
+    store = Store(tmp_path / "yws" / "server.db")
+    assert store.principal(token) is not None
+    code, out, err = yws("tokens", "revoke", listed["id"])
+    assert code == 0, err
+    assert out.strip() == f"revoked token {listed['id']} of ana"
+    assert store.principal(token) is None
+    code, _, err = yws("tokens", "revoke", listed["id"])
+    assert code != 0 and "0 tokens have an id starting" in err
+    code, _, err = yws("tokens", "revoke", "x'; --")
+    assert code != 0 and "is not one" in err

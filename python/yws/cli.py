@@ -88,7 +88,7 @@ def _spark(settings: Settings):  # -> SparkSession
     return get_spark(settings)
 
 
-def _emit(obj: dict[str, Any]) -> None:
+def _emit(obj: dict[str, Any] | list[Any]) -> None:
     click.echo(json.dumps(obj, indent=2, default=str))
 
 
@@ -462,7 +462,7 @@ def tokens() -> None:
 def tokens_create(settings: Settings, principal: str, groups: tuple[str, ...],
                   comment: str) -> None:
     """Create a token; it is printed once, alone on the last line, and stored only hashed."""
-    from yws.server.store import Store
+    from yws.server.store import Store, hash_token
     from yws.sqlfiles import check_principal
 
     check_principal(principal, "principal")
@@ -470,9 +470,82 @@ def tokens_create(settings: Settings, principal: str, groups: tuple[str, ...],
         check_principal(g, "group")
     token = Store(settings.home.resolve() / "server.db").create_token(principal, list(groups),
                                                                       comment)
-    click.echo(f"token for {principal} (groups: {', '.join(groups) or 'none'}); "
-               "it is not shown again:", err=True)
+    click.echo(f"token {hash_token(token)[:12]} for {principal} "
+               f"(groups: {', '.join(groups) or 'none'}); it is not shown again:", err=True)
     click.echo(token)
+
+
+@tokens.command("list")
+@settings_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array on stdout.")
+def tokens_list(settings: Settings, as_json: bool) -> None:
+    """The tokens yws serve accepts, by id (the secret itself is never stored)."""
+    from yws.server.store import Store
+
+    found = Store(settings.home.resolve() / "server.db").tokens()
+    if as_json:
+        _emit(found)
+        return
+    for t in found:
+        created = dt.datetime.fromtimestamp(t["created_at"], dt.UTC).isoformat(
+            timespec="seconds")
+        click.echo(f"{t['id']}  {t['principal']:<24} {created}  "
+                   f"groups={','.join(t['groups']) or '-'}  {t['comment']}".rstrip())
+    if not found:
+        click.echo("no tokens: `yws tokens create --principal NAME` makes one", err=True)
+
+
+@tokens.command("revoke")
+@settings_options
+@click.argument("token_id")
+def tokens_revoke(settings: Settings, token_id: str) -> None:
+    """Revoke the token TOKEN_ID (from `yws tokens list`); it stops working at once."""
+    from yws.server.store import Store
+
+    gone = Store(settings.home.resolve() / "server.db").revoke_token(token_id)
+    click.echo(f"revoked token {gone['id']} of {gone['principal']}")
+
+
+# -- the model registry ------------------------------------------------------------------------
+@cli.group()
+def model() -> None:
+    """The registered model's versions and aliases."""
+
+
+@model.command("versions")
+@settings_options
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array on stdout.")
+def model_versions(settings: Settings, as_json: bool) -> None:
+    """Every version, newest first, with its aliases, training run and AUC-ROC."""
+    from dataclasses import asdict
+
+    from yws import registry
+
+    registry.configure(settings)
+    found = registry.versions(settings)
+    if as_json:
+        _emit([asdict(v) for v in found])
+        return
+    if not found:
+        click.echo(f"{settings.model_name} has no versions: run `yws train`", err=True)
+    for v in found:
+        auc = f"{v.auc_roc:.4f}" if v.auc_roc is not None else "-"
+        click.echo(f"v{v.version:<4} {v.created}  AUC-ROC {auc}  run {v.run_id or '-'}  "
+                   f"{' '.join('@' + a for a in v.aliases)}".rstrip())
+
+
+@model.command("alias")
+@settings_options
+@click.argument("alias")
+@click.argument("version", type=int)
+def model_alias(settings: Settings, alias: str, version: int) -> None:
+    """Point ALIAS at VERSION: `yws model alias champion 3` rolls the champion back to v3."""
+    from yws import registry
+
+    registry.configure(settings)
+    before = registry.set_alias(settings, alias, version)
+    was = f"v{before}" if before is not None else "unset"
+    click.echo(f"{settings.model_name}@{alias}: {was} -> v{version}")
 
 
 # -- jobs --------------------------------------------------------------------------------------

@@ -92,6 +92,53 @@ def resolve(settings: Settings, alias: str) -> ModelVersion:
     return version
 
 
+@dataclass(frozen=True)
+class VersionInfo:
+    version: int
+    aliases: list[str]
+    run_id: str | None
+    created: str
+    auc_roc: float | None
+
+
+def versions(settings: Settings) -> list[VersionInfo]:
+    """Every registered version of the model, newest first, with its aliases and AUC-ROC."""
+    import datetime as dt
+
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    found = client.search_model_versions(f"name = '{settings.model_name}'")
+    out = []
+    for v in sorted(found, key=lambda v: int(v.version), reverse=True):
+        metrics = client.get_run(v.run_id).data.metrics if v.run_id else {}
+        out.append(VersionInfo(
+            int(v.version), sorted(getattr(v, "aliases", []) or []), v.run_id,
+            dt.datetime.fromtimestamp(v.creation_timestamp / 1000, dt.UTC).isoformat(
+                timespec="seconds"),
+            metrics.get("auc_roc")))
+    return out
+
+
+def set_alias(settings: Settings, alias: str, version: int) -> int | None:
+    """Point ``alias`` at ``version`` (a roll-back, or a manual promotion); returns the version
+    it pointed at before (None: it was not set)."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    check_alias(alias)
+    client = mlflow.MlflowClient()
+    try:
+        client.get_model_version(settings.model_name, str(version))
+    except MlflowException:
+        raise ModelNotFoundError(
+            f"model {settings.model_name} has no version {version}: `yws model versions` "
+            "lists them") from None
+    before = version_for_alias(client, settings.model_name, alias)
+    client.set_registered_model_alias(settings.model_name, alias, str(version))
+    return int(before.version) if before is not None else None
+
+
 def load(settings: Settings, version: int | str) -> PipelineModel:
     import mlflow.spark
 

@@ -91,6 +91,28 @@ class Store:
                         time.time(), comment))
         return token
 
+    def tokens(self) -> list[dict[str, Any]]:
+        """Every token by its id (the first 12 hex digits of its hash), never the secret."""
+        rows = self.query("SELECT token_hash, principal, groups, created_at, comment "
+                          "FROM tokens ORDER BY created_at")
+        return [{"id": r["token_hash"][:12], "principal": r["principal"],
+                 "groups": json.loads(r["groups"]), "created_at": r["created_at"],
+                 "comment": r["comment"] or ""} for r in rows]
+
+    def revoke_token(self, token_id: str) -> dict[str, Any]:
+        """Delete the one token whose id is ``token_id``; it stops working at once."""
+        if not (6 <= len(token_id) <= 64 and all(c in "0123456789abcdef" for c in token_id)):
+            raise ValueError(f"token id {token_id!r} is not one: `yws tokens list` shows them")
+        with self.tx() as db:
+            rows = list(db.execute("SELECT token_hash, principal FROM tokens "
+                                   "WHERE substr(token_hash, 1, ?) = ?",
+                                   (len(token_id), token_id)))
+            if len(rows) != 1:
+                raise LookupError(f"{len(rows)} tokens have an id starting {token_id}: "
+                                  "`yws tokens list` shows them")
+            db.execute("DELETE FROM tokens WHERE token_hash = ?", (rows[0]["token_hash"],))
+        return {"id": token_id, "principal": rows[0]["principal"]}
+
     def principal(self, token: str) -> Principal | None:
         rows = self.query("SELECT principal, groups FROM tokens WHERE token_hash = ?",
                           (hash_token(token),))
