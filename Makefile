@@ -7,14 +7,15 @@ STAMP := $(VENV)/.installed
 export SPARK_LOCAL_IP ?= 127.0.0.1
 export PYSPARK_PYTHON ?= $(abspath $(BIN)/python)
 
-.PHONY: demo test test-fast test-r lint bench setup system-deps lock clean
+.PHONY: demo test test-fast test-r lint bench diagram setup system-deps lock clean
 
 # Debian packages: Java for Spark; R, the R package's dependencies, unixODBC and the SQLite
-# ODBC driver for its tests (CRAN is not reachable: every R dependency comes from Debian).
+# ODBC driver for its tests (CRAN is not reachable: every R dependency comes from Debian);
+# Graphviz for `make diagram`.
 DEB_PACKAGES := openjdk-17-jre-headless r-base-core r-cran-httr2 r-cran-jsonlite r-cran-rlang \
   r-cran-cli r-cran-dbi r-cran-rodbc r-cran-testthat r-cran-webfakes r-cran-withr \
   r-cran-mockery r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown r-cran-reticulate pandoc \
-  unixodbc odbcinst libsqliteodbc
+  unixodbc odbcinst libsqliteodbc graphviz
 
 demo: setup
 	$(BIN)/yws demo
@@ -33,10 +34,16 @@ lint: setup
 	$(BIN)/ruff check python tests benchmarks
 	$(BIN)/mypy
 
+# Tables on stdout; JSON in benchmarks/out/. bench_core takes ~15 min (1M and 10M rows).
 bench: setup
-	$(BIN)/python benchmarks/bench_core.py
+	$(BIN)/python benchmarks/bench_core.py --json benchmarks/out/core.json
+	$(BIN)/python benchmarks/bench_r.py --json benchmarks/out/r.json
 	$(BIN)/python benchmarks/bench_sql.py
 	$(BIN)/python benchmarks/bench_serve.py
+
+# The architecture pictures in docs/, drawn from the bundle and the settings (yws/diagram.py).
+diagram: setup
+	$(BIN)/python -m yws.diagram
 
 setup: system-deps $(STAMP)
 

@@ -109,11 +109,17 @@ def versions(settings: Settings) -> list[VersionInfo]:
 
     client = mlflow.MlflowClient()
     found = client.search_model_versions(f"name = '{settings.model_name}'")
+    if not found:
+        return []
+    # search results leave aliases out on some stores; the registered model has them all
+    aliases: dict[str, list[str]] = {}
+    for alias, number in (client.get_registered_model(settings.model_name).aliases or {}).items():
+        aliases.setdefault(str(number), []).append(alias)
     out = []
     for v in sorted(found, key=lambda v: int(v.version), reverse=True):
         metrics = client.get_run(v.run_id).data.metrics if v.run_id else {}
         out.append(VersionInfo(
-            int(v.version), sorted(getattr(v, "aliases", []) or []), v.run_id,
+            int(v.version), sorted(aliases.get(str(v.version), [])), v.run_id,
             dt.datetime.fromtimestamp(v.creation_timestamp / 1000, dt.UTC).isoformat(
                 timespec="seconds"),
             metrics.get("auc_roc")))
