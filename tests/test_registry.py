@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import shutil
+import tempfile
 
 import mlflow
 import pytest
@@ -58,9 +60,26 @@ def test_unsettled_or_damaged_cache_is_not_trusted(home, monkeypatch):
     assert not cache.exists()  # the registry was written moments ago: nothing cached
     monkeypatch.setattr(registry, "CACHE_SETTLE_SECONDS", 0.0)
     located = registry.locate(home, "champion")
+    asked = []
+    real_resolve = registry.resolve
+    monkeypatch.setattr(registry, "resolve", lambda *a: asked.append(a) or real_resolve(*a))
     cache.write_text("{not json")
-    assert registry.locate(home, "champion") == located  # read through MLflow again
+    assert registry.locate(home, "champion") == located
+    assert len(asked) == 1  # read through MLflow again …
+    assert json.loads(cache.read_text())["entries"]["yws_dev.ml.yws_lr@champion"][
+        "version"] == located.version  # … and the cache written anew
     with pytest.raises(registry.ModelNotFoundError, match="no version with alias @staging"):
         registry.locate(home, "staging")
     with pytest.raises(ValueError, match="reserved"):
         registry.locate(home, "latest")
+
+
+def test_a_home_that_cannot_be_written_only_loses_the_cache(home, monkeypatch):
+    def refuse(*args, **kwargs):
+        raise PermissionError("read-only file system (simulated)")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    located = registry.locate(home, "champion")
+    assert located.version == 1 and (located.path / "MLmodel").is_file()
+    assert not (home.home / "cache" / "registry.json").exists()
+    assert [p.name for p in (home.home / "cache").glob("*")] == []

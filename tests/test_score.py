@@ -228,6 +228,8 @@ def test_arrow_engine_streams_in_record_batches(home, spec, monkeypatch):
 
     def counting_scan(*args, **kwargs):  # opens the table now, as the real scan does
         batches = real_scan(*args, **kwargs)
+        if kwargs.get("where") is None:  # the date pass that finds the snapshot
+            return batches
 
         def counted():
             for batch in batches:
@@ -279,9 +281,9 @@ def test_rows_that_change_while_read_are_an_accounting_error(home, spec, monkeyp
     before = contents(storage, home)
     real_scan = storage.scan_arrow
 
-    def short_scan(*args, **kwargs):  # as if a writer had replaced the snapshot meanwhile
+    def short_scan(*args, **kwargs):  # the scoring stream loses its last batch
         batches = list(real_scan(*args, **kwargs))
-        return iter(batches[:-1])
+        return iter(batches[:-1] if kwargs.get("where") is not None else batches)
 
     monkeypatch.setattr(score_arrow, "BATCH_ROWS", 1000)
     monkeypatch.setattr(storage, "scan_arrow", short_scan)
@@ -293,10 +295,67 @@ def test_rows_that_change_while_read_are_an_accounting_error(home, spec, monkeyp
 def test_auto_scores_on_spark_when_the_batch_does_not_fit(home, spark, spec, monkeypatch):
     assert score_arrow.fits(10_000_000, memory=24 * 2**30)
     assert not score_arrow.fits(10_000_000, memory=1 * 2**30)
+    assert score_arrow.fits(10_000, memory=1 * 2**30)  # a small batch fits a small machine
+    assert score_arrow.available_memory() > 0
     said: list[str] = []
-    monkeypatch.setattr(score_arrow, "available_memory", lambda: 64 * 2**20)
+    monkeypatch.setattr(score_arrow, "available_memory", lambda: 8 * 2**20)
     result = score(home, spec, spark, engine="auto", progress=said.append)
     assert result.engine == "spark"
     assert any("3,000 rows is more than the arrow engine should hold" in s for s in said)
-    monkeypatch.undo()
+    monkeypatch.setattr(score_arrow, "available_memory", lambda: 16 * 2**30)
     assert score(home, spec, spark, engine="auto", batch_id="fits").engine == "arrow"
+
+
+def test_arrow_reads_one_table_version_even_if_the_snapshot_is_replaced(home, spec,
+                                                                        monkeypatch):
+    """Rows re-loaded for the date while a run reads them: the run scores what it counted."""
+    from yws.ingest import write_snapshot
+
+    storage = LocalStorage(home)
+    score(home, spec, None, storage=storage, batch_id="before", engine="arrow")
+    real_scan = storage.scan_arrow
+
+    def scan_after_a_reload(*args, **kwargs):
+        if kwargs.get("where") is not None:  # the scoring stream, after counting and keys
+            write_snapshot(storage, generate(3000, SCORE_DAY, seed=99, labeled=False),
+                           home.features, "as_of_date", SCORE_DAY)
+        return real_scan(*args, **kwargs)
+
+    monkeypatch.setattr(storage, "scan_arrow", scan_after_a_reload)
+    during = score(home, spec, None, storage=storage, batch_id="during", engine="arrow")
+    assert during.rows_read == 3000 and during.rows_quarantined == 10
+    assert _by_entity(storage, home, home.quarantine, "during") == \
+        _by_entity(storage, home, home.quarantine, "before")
+    old = _by_entity(storage, home, home.predictions, "before")
+    new = _by_entity(storage, home, home.predictions, "during")
+    assert old.keys() == new.keys()
+    assert all(abs(old[k]["probability"] - new[k]["probability"]) < 1e-12 for k in old)
+    monkeypatch.undo()
+    after = score(home, spec, None, storage=storage, batch_id="after", engine="arrow")
+    assert after.rows_quarantined == 0  # the reloaded snapshot has no planted bad rows
+
+
+def test_too_many_duplicate_keys_is_a_clear_error_on_both_engines(home, spark, spec, engine,
+                                                                  monkeypatch):
+    from yws import quality
+
+    monkeypatch.setattr(quality, "MAX_DUPLICATE_KEYS", 1)
+    monkeypatch.setattr(score_arrow, "MAX_DUPLICATE_KEYS", 1)
+    storage = LocalStorage(home)
+    with pytest.raises(InputDataError, match="not one row per entity and date"):
+        score(home, spec, spark, storage=storage, engine=engine)
+    assert not storage.exists(home.predictions)
+
+
+def test_arrow_leaves_no_temporary_files(home, spec, monkeypatch, tmp_path):
+    import tempfile
+
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    result = score(home, spec, None, batch_id="ok", engine="arrow")
+    assert result.rows_quarantined == 10  # held back on disk, then written
+    monkeypatch.setattr(score_arrow, "predictions", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        score(home, spec, None, batch_id="broken", engine="arrow")
+    assert list(scratch.iterdir()) == []

@@ -87,6 +87,14 @@ MAX_DUPLICATE_KEYS = 100_000
 _DUP_FLAG = "duplicate__flag"
 
 
+def too_many_duplicates(spec: Spec) -> InputDataError:
+    return InputDataError(
+        f"more than {MAX_DUPLICATE_KEYS} {spec.entity_key} values occur twice or more for "
+        f"one {spec.as_of_column}: the table is not one row per entity and date. Check the "
+        "entity_key and as_of_column of the spec"
+    )
+
+
 def duplicate_keys(df: DataFrame, spec: Spec) -> DataFrame | None:
     """The (entity, as-of) pairs that occur more than once, as a small local DataFrame.
 
@@ -99,11 +107,7 @@ def duplicate_keys(df: DataFrame, spec: Spec) -> DataFrame | None:
     found = (df.groupBy(*keys).count().where(F.col("count") > 1).select(*keys)
              .limit(MAX_DUPLICATE_KEYS + 1).collect())
     if len(found) > MAX_DUPLICATE_KEYS:
-        raise InputDataError(
-            f"more than {MAX_DUPLICATE_KEYS} {spec.entity_key} values occur twice or more for "
-            f"one {spec.as_of_column}: the table is not one row per entity and date. Check the "
-            "entity_key and as_of_column of the spec"
-        )
+        raise too_many_duplicates(spec)
     if not found:
         return None
     return df.sparkSession.createDataFrame(found, schema=df.select(*keys).schema)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,6 +107,7 @@ def versions(settings: Settings) -> list[VersionInfo]:
     import datetime as dt
 
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient()
     found = client.search_model_versions(f"name = '{settings.model_name}'")
@@ -117,7 +119,10 @@ def versions(settings: Settings) -> list[VersionInfo]:
         aliases.setdefault(str(number), []).append(alias)
     out = []
     for v in sorted(found, key=lambda v: int(v.version), reverse=True):
-        metrics = client.get_run(v.run_id).data.metrics if v.run_id else {}
+        try:
+            metrics = client.get_run(v.run_id).data.metrics if v.run_id else {}
+        except MlflowException:  # the training run was deleted: the version stays usable
+            metrics = {}
         out.append(VersionInfo(
             int(v.version), sorted(aliases.get(str(v.version), [])), v.run_id,
             dt.datetime.fromtimestamp(v.creation_timestamp / 1000, dt.UTC).isoformat(
@@ -136,7 +141,10 @@ def set_alias(settings: Settings, alias: str, version: int) -> int | None:
     client = mlflow.MlflowClient()
     try:
         client.get_model_version(settings.model_name, str(version))
-    except MlflowException:
+    except MlflowException as e:
+        if e.error_code not in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE",
+                                "NOT_FOUND"):
+            raise
         raise ModelNotFoundError(
             f"model {settings.model_name} has no version {version}: `yws model versions` "
             "lists them") from None
@@ -178,6 +186,20 @@ def _store_state(settings: Settings) -> list[int]:
         except FileNotFoundError:
             state += [0, 0, 0]
     return state
+
+
+def _save(cache: Path, content: dict[str, object]) -> None:
+    """Replace the cache file atomically; a home that cannot be written only loses the cache."""
+    tmp = None
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache.parent, prefix=".registry.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(content, f)
+        os.replace(tmp, cache)
+    except OSError:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
 
 
 def locate(settings: Settings, alias: str) -> Located:
@@ -222,8 +244,5 @@ def locate(settings: Settings, alias: str) -> Located:
     if after == before and settled:
         entries = saved["entries"] if saved and saved.get("store") == before else {}
         entries[key] = {"version": int(version.version), "path": str(path)}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"store": before, "entries": entries}))
-        os.replace(tmp, cache)
+        _save(cache, {"store": before, "entries": entries})
     return Located(int(version.version), path)

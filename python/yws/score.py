@@ -248,64 +248,68 @@ def score(
             at=started, total=rows_read, progress=progress)
         good_rows = scorer.predictions(storage.scan_arrow(
             settings.features, where=(spec.as_of_column, as_of),
-            batch_rows=score_arrow.BATCH_ROWS))
+            batch_rows=score_arrow.BATCH_ROWS, version=snap.version))
     lap("read_and_check")
 
     progress(f"scoring {rows_read} rows for as-of {as_of} as batch {batch_id}")
     names = [settings.predictions, settings.quarantine, settings.score_runs]
-    with storage.transaction(names):
-        rows_scored = storage.write(good_rows, settings.predictions, mode="overwrite",
-                                    replace_where=("batch_id", batch_id))
-        lap("score_and_write_predictions")
-        if scorer is not None:  # the stream has gone through: what it held back is known
-            bad_rows = scorer.quarantined()
-            if scorer.rows_read != rows_read:
+    try:
+        with storage.transaction(names):
+            rows_scored = storage.write(good_rows, settings.predictions, mode="overwrite",
+                                        replace_where=("batch_id", batch_id))
+            lap("score_and_write_predictions")
+            if scorer is not None:  # the stream has gone through: what it held back is known
+                bad_rows = scorer.quarantined()
+                if scorer.rows_read != rows_read:
+                    raise AccountingError(
+                        f"{settings.features} changed while it was read: {rows_read} rows were "
+                        f"counted for as-of {as_of}, {scorer.rows_read} went through the model; "
+                        "every table was put back as it was — run the score job again"
+                    )
+            rows_quarantined = storage.write(bad_rows, settings.quarantine, mode="overwrite",
+                                             replace_where=("batch_id", batch_id))
+            lap("write_quarantine")
+            if rows_read != rows_scored + rows_quarantined:
                 raise AccountingError(
-                    f"{settings.features} changed while it was read: {rows_read} rows were "
-                    f"counted for as-of {as_of}, {scorer.rows_read} went through the model; "
-                    "every table was put back as it was — run the score job again"
+                    f"rows read ({rows_read}) != rows scored ({rows_scored}) + rows quarantined "
+                    f"({rows_quarantined}); every table was put back as it was"
                 )
-        rows_quarantined = storage.write(bad_rows, settings.quarantine, mode="overwrite",
-                                         replace_where=("batch_id", batch_id))
-        lap("write_quarantine")
-        if rows_read != rows_scored + rows_quarantined:
-            raise AccountingError(
-                f"rows read ({rows_read}) != rows scored ({rows_scored}) + rows quarantined "
-                f"({rows_quarantined}); every table was put back as it was"
+            if used == "spark":
+                assert spark is not None
+                bands = _counts(storage.read(spark, settings.predictions), batch_id, "band")
+                reasons = _counts(storage.read(spark, settings.quarantine), batch_id, "reason")
+            else:
+                bands = score_arrow.counts(storage, settings.predictions, batch_id, "band")
+                reasons = score_arrow.counts(storage, settings.quarantine, batch_id, "reason")
+            if sum(bands.values()) != rows_scored or sum(reasons.values()) != rows_quarantined:
+                raise StorageError("the written batch does not read back whole; nothing was kept")
+            lap("read_back")
+            ended = dt.datetime.now(dt.UTC)
+            result = ScoreResult(
+                run_id=uuid.uuid4().hex,
+                batch_id=batch_id,
+                as_of_date=as_of.isoformat(),
+                model_name=settings.model_name,
+                model_alias=alias,
+                model_version=model_version,
+                rows_read=rows_read,
+                rows_scored=rows_scored,
+                rows_quarantined=rows_quarantined,
+                bands=bands,
+                quarantine_reasons=reasons,
+                started_at=started.isoformat(),
+                ended_at=ended.isoformat(),
+                duration_seconds=round(time.perf_counter() - start, 3),
+                tables={"predictions": settings.predictions, "quarantine": settings.quarantine,
+                        "score_runs": settings.score_runs},
+                timings=timings,
+                engine=used,
             )
-        if used == "spark":
-            assert spark is not None
-            bands = _counts(storage.read(spark, settings.predictions), batch_id, "band")
-            reasons = _counts(storage.read(spark, settings.quarantine), batch_id, "reason")
-        else:
-            bands = score_arrow.counts(storage, settings.predictions, batch_id, "band")
-            reasons = score_arrow.counts(storage, settings.quarantine, batch_id, "reason")
-        if sum(bands.values()) != rows_scored or sum(reasons.values()) != rows_quarantined:
-            raise StorageError("the written batch does not read back whole; nothing was kept")
-        lap("read_back")
-        ended = dt.datetime.now(dt.UTC)
-        result = ScoreResult(
-            run_id=uuid.uuid4().hex,
-            batch_id=batch_id,
-            as_of_date=as_of.isoformat(),
-            model_name=settings.model_name,
-            model_alias=alias,
-            model_version=model_version,
-            rows_read=rows_read,
-            rows_scored=rows_scored,
-            rows_quarantined=rows_quarantined,
-            bands=bands,
-            quarantine_reasons=reasons,
-            started_at=started.isoformat(),
-            ended_at=ended.isoformat(),
-            duration_seconds=round(time.perf_counter() - start, 3),
-            tables={"predictions": settings.predictions, "quarantine": settings.quarantine,
-                    "score_runs": settings.score_runs},
-            timings=timings,
-            engine=used,
-        )
-        storage.write(_run_record(result, as_of, started, ended), settings.score_runs,
-                      mode="append")
+            storage.write(_run_record(result, as_of, started, ended), settings.score_runs,
+                          mode="append")
+    finally:
+        if scorer is not None:
+            scorer.close()
     progress(f"scored {rows_scored} rows, quarantined {rows_quarantined}")
     return result
 

@@ -14,18 +14,27 @@ import datetime as dt
 import json
 import math
 import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from yws.config import Settings
 from yws.console import Progress, quiet
 from yws.engine import ArrowModel
-from yws.quality import InputDataError, check_arrow_schema
+from yws.quality import (
+    MAX_DUPLICATE_KEYS,
+    InputDataError,
+    check_arrow_schema,
+    too_many_duplicates,
+)
 from yws.spec import Spec
 from yws.storage import Storage
 from yws.tables import PREDICTIONS, QUARANTINE, arrow_schema
@@ -38,53 +47,87 @@ ARROW_BYTES_PER_ROW = 112
 (about 105 bytes per row measured at 10M rows, ``benchmarks/bench_core.py``)."""
 
 
+STREAM_BYTES_PER_ROW = 2_400
+"""Memory a row in flight takes (a few batches of raw columns, model matrices and output); the
+stream holds at most four batches, about 600 MB, whatever the snapshot's size."""
+
+
 @dataclass(frozen=True)
 class Snapshot:
     table: str
     as_of: dt.date
     rows: int
+    version: int | None  # every read of one run is of this table version
 
 
 def snapshot(storage: Storage, settings: Settings, spec: Spec,
              as_of: dt.date | None) -> Snapshot:
-    """Which rows one score run reads, found from the date column alone."""
+    """Which rows one score run reads: found from the date column alone, a batch at a time,
+    and pinned to the table's current version so every later read sees the same rows."""
     from yws.train import FEATURES_HINT
 
     storage.require(settings.features, FEATURES_HINT)
-    schema = storage.read_arrow(settings.features, limit=0).schema
+    version = storage.version(settings.features)
+    schema = storage.read_arrow(settings.features, limit=0, version=version).schema
     check_arrow_schema(schema, spec, settings.features, need_label=False)
-    dates = storage.read_arrow(settings.features, columns=[spec.as_of_column]).column(0)
-    if as_of is None:  # the latest snapshot
-        as_of = pc.max(dates).as_py() if len(dates) else None
-        if as_of is None:
-            raise InputDataError(f"{settings.features} is empty: there is nothing to score")
-    assert as_of is not None
-    rows = pc.sum(pc.equal(dates, pa.scalar(as_of, dates.type))).as_py() or 0
-    return Snapshot(settings.features, as_of, int(rows))
+    latest, rows = as_of, 0
+    for batch in storage.scan_arrow(settings.features, columns=[spec.as_of_column],
+                                    version=version):
+        dates = batch.column(0)
+        if as_of is None:  # the latest snapshot: keep the newest date and its row count
+            top = pc.max(dates).as_py()
+            if top is None or (latest is not None and top < latest):
+                continue
+            if latest is None or top > latest:
+                latest, rows = top, 0
+        rows += pc.sum(pc.equal(dates, pa.scalar(latest, dates.type))).as_py() or 0
+    if latest is None:
+        raise InputDataError(f"{settings.features} is empty: there is nothing to score")
+    return Snapshot(settings.features, latest, int(rows), version)
 
 
 def available_memory() -> int:
-    """Bytes this process can still take without swapping (MemAvailable on Linux)."""
+    """Bytes this process can still take without swapping: MemAvailable on Linux, lowered to
+    what a container's memory limit (cgroup v2) leaves; the free pages elsewhere."""
+    free: int | None = None
     try:
         with open("/proc/meminfo") as f:
             for line in f:
                 if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+                    free = int(line.split()[1]) * 1024
+    except (OSError, ValueError):
         pass
-    return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    if free is None:
+        try:
+            free = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (OSError, ValueError):  # not every system has it (macOS): assume 4 GiB
+            free = 4 * 2**30
+    try:
+        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        used = Path("/sys/fs/cgroup/memory.current").read_text().strip()
+        if limit != "max":
+            free = min(free, max(0, int(limit) - int(used)))
+    except (OSError, ValueError):
+        pass
+    return free
 
 
 def fits(rows: int, memory: int | None = None) -> bool:
-    """Whether the arrow path can score ``rows`` here using at most half the free memory."""
+    """Whether the arrow path can score ``rows`` here using at most half the free memory:
+    the entity keys of the snapshot plus the batches in flight."""
     memory = available_memory() if memory is None else memory
-    return rows * ARROW_BYTES_PER_ROW + 4 * BATCH_ROWS * 1024 <= memory // 2
+    in_flight = min(rows, 4 * BATCH_ROWS) * STREAM_BYTES_PER_ROW
+    return rows * ARROW_BYTES_PER_ROW + in_flight <= memory // 2
 
 
 def duplicate_keys(storage: Storage, spec: Spec, snap: Snapshot) -> pa.Array:
-    """Entity keys that occur more than once in the snapshot (nulls are never duplicates)."""
+    """Entity keys that occur more than once in the snapshot (nulls are never duplicates).
+
+    Too many of them means the table is not one row per entity and date: the same error as
+    the Spark path's, before anything is scored.
+    """
     keys = storage.read_arrow(snap.table, where=(spec.as_of_column, snap.as_of),
-                              columns=[spec.entity_key]).column(0)
+                              columns=[spec.entity_key], version=snap.version).column(0)
     keys = pc.cast(keys, pa.string())
     distinct = len(pc.unique(keys)) - (1 if keys.null_count else 0)  # unique: 2x count_distinct
     if distinct == len(keys) - keys.null_count:
@@ -96,6 +139,8 @@ def duplicate_keys(storage: Storage, spec: Spec, snap: Snapshot) -> pa.Array:
         out = counts.field("values").filter(repeated)
     del keys
     pa.default_memory_pool().release_unused()  # hand the key pass's memory back for the stream
+    if len(out) > MAX_DUPLICATE_KEYS:
+        raise too_many_duplicates(spec)
     return out
 
 
@@ -152,8 +197,9 @@ class Scorer:
     """Streams one snapshot through the quality rules and the model, a record batch at a time.
 
     :meth:`predictions` is a stream for the predictions table; once it has been consumed,
-    :meth:`quarantined` holds the rows it held back (usually few) and :attr:`rows_read`
-    counts every row that went through.
+    :meth:`quarantined` streams the rows it held back and :attr:`rows_read` counts every row
+    that went through. Held-back rows wait in a Parquet file in a temporary folder, not in
+    memory, so a snapshot that is bad throughout costs disk, not RAM; :meth:`close` removes it.
     """
 
     def __init__(self, model: ArrowModel, spec: Spec, categories: dict[str, list[str]],
@@ -164,7 +210,9 @@ class Scorer:
         self.model_name, self.model_version = model_name, model_version
         self.batch_id, self.at, self.total, self.progress = batch_id, at, total, progress
         self.rows_read = 0
-        self._held: list[pa.Table] = []
+        self.rows_held = 0
+        self._spill = Path(tempfile.mkdtemp(prefix="yws-quarantine-")) / "held.parquet"
+        self._writer: pq.ParquetWriter | None = None
 
     def predictions(self, batches: Iterable[pa.RecordBatch]) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(arrow_schema(PREDICTIONS), self._run(batches))
@@ -175,8 +223,8 @@ class Scorer:
             table = pa.Table.from_batches([batch])
             bad, why = reasons(table, self.spec, self.categories, self.duplicates)
             if bad.any():
-                self._held.append(quarantined(table.filter(pa.array(bad)), why, self.spec,
-                                              batch_id=self.batch_id, at=self.at))
+                self._hold(quarantined(table.filter(pa.array(bad)), why, self.spec,
+                                       batch_id=self.batch_id, at=self.at))
                 table = table.filter(pa.array(~bad))
             self.rows_read += batch.num_rows
             yield from predictions(
@@ -186,10 +234,25 @@ class Scorer:
                 said = self.rows_read
                 self.progress(f"  {self.rows_read:,} of {self.total:,} rows through the model")
 
-    def quarantined(self) -> pa.Table:
-        if not self._held:
+    def _hold(self, rows: pa.Table) -> None:
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._spill, arrow_schema(QUARANTINE))
+        self._writer.write_table(rows)
+        self.rows_held += rows.num_rows
+
+    def quarantined(self) -> pa.Table | pa.RecordBatchReader:
+        if self._writer is None:
             return arrow_schema(QUARANTINE).empty_table()
-        return pa.concat_tables(self._held)
+        self._writer.close()
+        self._writer = None
+        held = pq.ParquetFile(self._spill)
+        return pa.RecordBatchReader.from_batches(arrow_schema(QUARANTINE),
+                                                 held.iter_batches(BATCH_ROWS))
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+        shutil.rmtree(self._spill.parent, ignore_errors=True)
 
 
 def _nulls(col: Any) -> np.ndarray:

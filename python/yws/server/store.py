@@ -101,15 +101,19 @@ class Store:
 
     def revoke_token(self, token_id: str) -> dict[str, Any]:
         """Delete the one token whose id is ``token_id``; it stops working at once."""
+        token_id = token_id.strip().lower()
         if not (6 <= len(token_id) <= 64 and all(c in "0123456789abcdef" for c in token_id)):
             raise ValueError(f"token id {token_id!r} is not one: `yws tokens list` shows them")
         with self.tx() as db:
             rows = list(db.execute("SELECT token_hash, principal FROM tokens "
                                    "WHERE substr(token_hash, 1, ?) = ?",
                                    (len(token_id), token_id)))
-            if len(rows) != 1:
-                raise LookupError(f"{len(rows)} tokens have an id starting {token_id}: "
-                                  "`yws tokens list` shows them")
+            if not rows:
+                raise LookupError(f"no token has the id {token_id}: `yws tokens list` shows "
+                                  "them")
+            if len(rows) > 1:
+                raise LookupError(f"{len(rows)} tokens have an id starting {token_id}: give "
+                                  "more of it (`yws tokens list` shows them)")
             db.execute("DELETE FROM tokens WHERE token_hash = ?", (rows[0]["token_hash"],))
         return {"id": token_id, "principal": rows[0]["principal"]}
 

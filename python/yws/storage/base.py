@@ -68,18 +68,20 @@ class Storage(ABC):
     @abstractmethod
     def read_arrow(self, name: str, limit: int | None = None,
                    where: tuple[str, str | dt.date] | None = None,
-                   columns: list[str] | None = None) -> pa.Table:
-        """Rows as Arrow; ``where=(column, value)`` keeps the rows where column = value and
-        ``columns`` reads only those columns."""
+                   columns: list[str] | None = None, version: int | None = None) -> pa.Table:
+        """Rows as Arrow; ``where=(column, value)`` keeps the rows where column = value,
+        ``columns`` reads only those columns and ``version`` reads that version of the table
+        (default: the current one)."""
 
     def scan_arrow(self, name: str, where: tuple[str, str | dt.date] | None = None,
-                   columns: list[str] | None = None,
-                   batch_rows: int = 262_144) -> Iterator[pa.RecordBatch]:
+                   columns: list[str] | None = None, batch_rows: int = 262_144,
+                   version: int | None = None) -> Iterator[pa.RecordBatch]:
         """The rows of :meth:`read_arrow` as record batches of at most ``batch_rows`` rows.
 
         This default reads the whole selection first; the local target streams it.
         """
-        return iter(self.read_arrow(name, where=where, columns=columns).to_batches(batch_rows))
+        table = self.read_arrow(name, where=where, columns=columns, version=version)
+        return iter(table.to_batches(batch_rows))
 
     @abstractmethod
     def describe(self, name: str) -> TableInfo: ...

@@ -40,10 +40,12 @@ class DatabricksStorage(Storage):
 
     def read_arrow(self, name: str, limit: int | None = None,
                    where: tuple[str, str | dt.date] | None = None,
-                   columns: list[str] | None = None) -> pa.Table:
+                   columns: list[str] | None = None, version: int | None = None) -> pa.Table:
         from pyspark.sql import functions as F
 
         df = self.read(self.spark, name)
+        if version is not None:
+            df = self.spark.read.option("versionAsOf", int(version)).table(name)
         if where is not None:
             df = df.where(F.col(where[0]) == F.lit(where[1]))
         if columns is not None:

@@ -38,10 +38,10 @@ class LocalStorage(Storage):
     def exists(self, name: str) -> bool:
         return DeltaTable.is_deltatable(str(self.path(name)))
 
-    def _table(self, name: str) -> DeltaTable:
+    def _table(self, name: str, version: int | None = None) -> DeltaTable:
         if not self.exists(name):
             raise TableNotFoundError(name)
-        return DeltaTable(str(self.path(name)))
+        return DeltaTable(str(self.path(name)), version=version)
 
     def arrow_schema(self, name: str) -> pa.Schema:
         return pa.schema(self._table(name).schema().to_arrow())
@@ -57,22 +57,22 @@ class LocalStorage(Storage):
 
     def read_arrow(self, name: str, limit: int | None = None,
                    where: tuple[str, str | dt.date] | None = None,
-                   columns: list[str] | None = None) -> pa.Table:
+                   columns: list[str] | None = None, version: int | None = None) -> pa.Table:
         import pyarrow.compute as pc
 
-        dataset = self._table(name).to_pyarrow_dataset()
+        dataset = self._table(name, version).to_pyarrow_dataset()
         expr = pc.field(where[0]) == where[1] if where is not None else None
         if limit is not None:
             return dataset.head(limit, columns=columns, filter=expr)
         return dataset.to_table(columns=columns, filter=expr)
 
     def scan_arrow(self, name: str, where: tuple[str, str | dt.date] | None = None,
-                   columns: list[str] | None = None,
-                   batch_rows: int = 262_144) -> Iterator[pa.RecordBatch]:
+                   columns: list[str] | None = None, batch_rows: int = 262_144,
+                   version: int | None = None) -> Iterator[pa.RecordBatch]:
         import pyarrow.compute as pc
         import pyarrow.dataset as ds
 
-        dataset = self._table(name).to_pyarrow_dataset()
+        dataset = self._table(name, version).to_pyarrow_dataset()
         expr = pc.field(where[0]) == where[1] if where is not None else None
         # One file, one row group's pages (no pre-buffering) and a few batches in flight:
         # memory stays flat however many rows there are.
