@@ -15,13 +15,14 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from serving import yws_serve  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 TRAIN_DAY, SCORE_DAY = "2026-08-31", "2026-11-30"
@@ -75,31 +76,16 @@ def main() -> int:
     lib = work / "rlib"
     lib.mkdir()
     sh("R", "CMD", "INSTALL", "--no-test-load", "-l", str(lib), str(REPO / "r_client"), env=env)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([yws, "serve", "--port", str(port)], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("yws serve did not start") from None
-                time.sleep(0.1)
-        print(f"[bench] timing yws_score() from R, {args.repeat} calls after a warm-up",
-              file=sys.stderr)
-        r_env = {**env, "DATABRICKS_HOST": f"http://127.0.0.1:{port}",
-                 "DATABRICKS_TOKEN": token, "YWS_WAREHOUSE_ID": "yws_local",
-                 "DATABRICKS_CONFIG_FILE": "/dev/null", "YWS_BENCH_RLIB": str(lib),
-                 "YWS_BENCH_DAY": SCORE_DAY, "YWS_BENCH_REPEAT": str(args.repeat)}
-        got = json.loads(sh("Rscript", "-e", R_CODE, env=r_env).strip().splitlines()[-1])
+        with yws_serve(env) as base:
+            print(f"[bench] timing yws_score() from R, {args.repeat} calls after a warm-up",
+                  file=sys.stderr)
+            r_env = {**env, "DATABRICKS_HOST": base, "DATABRICKS_TOKEN": token,
+                     "YWS_WAREHOUSE_ID": "yws_local", "DATABRICKS_CONFIG_FILE": "/dev/null",
+                     "YWS_BENCH_RLIB": str(lib), "YWS_BENCH_DAY": SCORE_DAY,
+                     "YWS_BENCH_REPEAT": str(args.repeat)}
+            got = json.loads(sh("Rscript", "-e", R_CODE, env=r_env).strip().splitlines()[-1])
     finally:
-        server.terminate()
-        server.wait(30)
         shutil.rmtree(work, ignore_errors=True)
     times = sorted(got["seconds"])
     out = {"entities": args.entities, "calls": len(times), "rows_returned": got["rows"],

@@ -13,9 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,6 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_sql import predictions  # noqa: E402
+from serving import yws_serve  # noqa: E402
 
 from yws.config import Settings  # noqa: E402
 from yws.server.store import Store  # noqa: E402
@@ -73,23 +72,8 @@ def main() -> int:
     LocalWarehouse(settings).apply(statements(settings))
     token = Store(home.resolve() / "server.db").create_token(
         "yws_orchestrator", ["yws_analysts", "yws_r_users"])
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    base = f"http://127.0.0.1:{port}"
     env = {**os.environ, "YWS_HOME": str(home)}
-    server = subprocess.Popen([str(Path(sys.executable).with_name("yws")), "serve", "--port",
-                               str(port)], env=env, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.1)
+    with yws_serve(env) as base:
         body = {"warehouse_id": "yws_local", "wait_timeout": "50s",
                 "statement": "SELECT band, count(*) AS n FROM yws_dev.ml.v_yws_predictions "
                              "WHERE probability >= :p GROUP BY band",
@@ -121,9 +105,6 @@ def main() -> int:
         out["runs_started"] = len(runs)
         print()
         print(json.dumps(out, indent=2))
-    finally:
-        server.terminate()
-        server.wait(30)
     return 0
 
 

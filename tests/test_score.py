@@ -212,7 +212,7 @@ def test_both_engines_write_the_same_batch(home, spark, spec):
         "arrow"
 
 
-def _by_entity(storage: LocalStorage, settings: Settings, table: str, batch: str) -> dict:
+def _by_entity(storage: LocalStorage, table: str, batch: str) -> dict:
     rows = storage.read_arrow(table, where=("batch_id", batch)).to_pylist()
     return {r["entity_id"]: {k: v for k, v in r.items()
                              if k not in ("batch_id", "scored_at", "quarantined_at")}
@@ -245,10 +245,10 @@ def test_arrow_engine_streams_in_record_batches(home, spec, monkeypatch):
             small.bands) == (whole.rows_scored, whole.rows_quarantined,
                              whole.quarantine_reasons, whole.bands)
     assert small.quarantine_reasons["duplicate customer_id in the snapshot"] == 4
-    assert _by_entity(storage, home, home.quarantine, "small") == \
-        _by_entity(storage, home, home.quarantine, "whole")
-    small_rows = _by_entity(storage, home, home.predictions, "small")
-    whole_rows = _by_entity(storage, home, home.predictions, "whole")
+    assert _by_entity(storage, home.quarantine, "small") == \
+        _by_entity(storage, home.quarantine, "whole")
+    small_rows = _by_entity(storage, home.predictions, "small")
+    whole_rows = _by_entity(storage, home.predictions, "whole")
     assert small_rows.keys() == whole_rows.keys()
     for entity, row in small_rows.items():  # the matrix product may round in its last bit
         other = whole_rows[entity]
@@ -324,10 +324,10 @@ def test_arrow_reads_one_table_version_even_if_the_snapshot_is_replaced(home, sp
     monkeypatch.setattr(storage, "scan_arrow", scan_after_a_reload)
     during = score(home, spec, None, storage=storage, batch_id="during", engine="arrow")
     assert during.rows_read == 3000 and during.rows_quarantined == 10
-    assert _by_entity(storage, home, home.quarantine, "during") == \
-        _by_entity(storage, home, home.quarantine, "before")
-    old = _by_entity(storage, home, home.predictions, "before")
-    new = _by_entity(storage, home, home.predictions, "during")
+    assert _by_entity(storage, home.quarantine, "during") == \
+        _by_entity(storage, home.quarantine, "before")
+    old = _by_entity(storage, home.predictions, "before")
+    new = _by_entity(storage, home.predictions, "during")
     assert old.keys() == new.keys()
     assert all(abs(old[k]["probability"] - new[k]["probability"]) < 1e-12 for k in old)
     monkeypatch.undo()

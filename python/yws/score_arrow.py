@@ -210,7 +210,6 @@ class Scorer:
         self.model_name, self.model_version = model_name, model_version
         self.batch_id, self.at, self.total, self.progress = batch_id, at, total, progress
         self.rows_read = 0
-        self.rows_held = 0
         self._spill = Path(tempfile.mkdtemp(prefix="yws-quarantine-")) / "held.parquet"
         self._writer: pq.ParquetWriter | None = None
 
@@ -238,7 +237,6 @@ class Scorer:
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._spill, arrow_schema(QUARANTINE))
         self._writer.write_table(rows)
-        self.rows_held += rows.num_rows
 
     def quarantined(self) -> pa.Table | pa.RecordBatchReader:
         if self._writer is None:
