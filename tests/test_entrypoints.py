@@ -1,8 +1,18 @@
-"""The wheel's console scripts (what the job tasks run), on the local target."""
+"""The wheel's console scripts (what the job tasks run), on the local target.
+
+A Databricks ``python_wheel_task`` calls the entry-point function and ignores its return value,
+so a failing task must raise: these tests call the functions the way the task does and check
+that every failure is a non-zero ``SystemExit`` with one ``error: …`` line on stderr.
+"""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from conftest import SCORE_DAY, TRAIN_DAY, load_demo_data
 from yws.entrypoints import score_main, sql_apply_main, train_main
@@ -12,25 +22,103 @@ def test_train_then_score_with_job_style_parameters(settings, storage, capsys, s
     load_demo_data(storage, settings, rows=1500, anomalies=4)
     common = ["--target", "local", "--home", str(settings.home), "--catalog", "yws_dev",
               "--schema", "ml", "--dfs-tmpdir", ""]  # an empty job parameter means unset
-    assert train_main([*common, "--as-of-date", TRAIN_DAY.isoformat()]) == 0
+    assert train_main([*common, "--as-of-date", TRAIN_DAY.isoformat()]) is None
     trained = json.loads(capsys.readouterr().out)
     assert trained["promoted"] and trained["version"] == "1"
-    assert score_main([*common, "--as-of-date", "", "--batch-id", "", "--model-alias", ""]) == 0
+
+    # --check-only answers what would be scored and writes nothing
+    assert score_main([*common, "--check-only", "true", "--as-of-date", "",
+                       "--batch-id", "", "--model-alias", ""]) is None
+    checked = json.loads(capsys.readouterr().out)
+    assert checked["model_version"] == 1 and checked["as_of_date"] == SCORE_DAY.isoformat()
+    assert not storage.exists(settings.predictions)
+
+    assert score_main([*common, "--as-of-date", "", "--batch-id", "", "--model-alias", ""]) \
+        is None
     scored = json.loads(capsys.readouterr().out)
     assert scored["batch_id"] == SCORE_DAY.isoformat() and scored["model_alias"] == "champion"
     assert scored["rows_read"] == scored["rows_scored"] + scored["rows_quarantined"] == 1500
     assert sql_apply_main(["--target", "local", "--home", str(settings.home),
-                           "--analysts-group", "risk_analysts"]) == 0
+                           "--analysts-group", "risk_analysts"]) is None
     applied = json.loads(capsys.readouterr().out)
-    assert applied["applied"] == 27
+    assert applied["applied"] >= 27
 
 
-def test_errors_exit_1_with_the_message(settings, capsys):
-    code = score_main(["--target", "local", "--home", str(settings.home),
-                       "--model-alias", "champion"])
+def test_check_only_calls_the_check_with_the_parsed_request(settings, capsys, monkeypatch):
+    import datetime as dt
+
+    from yws import score
+
+    calls = []
+
+    def check(settings_, spec, *, as_of, batch_id, alias):
+        calls.append((settings_.target, as_of, batch_id, alias))
+        return {"ok": True, "as_of_date": str(as_of)}
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("--check-only must not score")
+
+    monkeypatch.setattr(score, "check_score_request", check)
+    monkeypatch.setattr(score, "score", refuse)
+    assert score_main(["--target", "local", "--home", str(settings.home), "--check-only",
+                       "true", "--as-of-date", "2026-11-30", "--batch-id", "b1",
+                       "--model-alias", "challenger"]) is None
+    assert calls == [("local", dt.date(2026, 11, 30), "b1", "challenger")]
+    assert json.loads(capsys.readouterr().out) == {"ok": True, "as_of_date": "2026-11-30"}
+    score_main(["--target", "local", "--home", str(settings.home), "--check-only", "true"])
+    assert calls[-1] == ("local", None, None, "champion")
+
+
+def _fails(fn, argv, capsys) -> tuple[int, list[str]]:
+    with pytest.raises(SystemExit) as raised:
+        fn(argv)
+    return raised.value.code, capsys.readouterr().err.splitlines()
+
+
+def test_user_errors_raise_system_exit_with_one_line(settings, capsys):
+    home = ["--target", "local", "--home", str(settings.home)]
+    code, err = _fails(score_main, [*home, "--model-alias", "champion"], capsys)
     assert code == 1
-    assert "error: model yws_dev.ml.yws_lr has no version with alias @champion" in \
-        capsys.readouterr().err
-    assert train_main(["--target", "local", "--home", str(settings.home),
-                       "--as-of-date", "30/11/2026"]) == 1
-    assert "--as-of-date '30/11/2026' is not a date; use YYYY-MM-DD" in capsys.readouterr().err
+    assert err == ["error: model yws_dev.ml.yws_lr has no version with alias @champion: "
+                   "run `yws train` first, or name another alias with --model-alias"]
+    code, err = _fails(train_main, [*home, "--as-of-date", "30/11/2026"], capsys)
+    assert (code, err) == (1, ["error: --as-of-date '30/11/2026' is not a date; use YYYY-MM-DD"])
+    code, err = _fails(score_main, [*home, "--check-only", "true", "--as-of-date", "tomorrow"],
+                       capsys)
+    assert (code, err) == (1, ["error: --as-of-date 'tomorrow' is not a date; use YYYY-MM-DD"])
+    code, err = _fails(sql_apply_main, [*home, "--catalog", "prod-main"], capsys)
+    assert code == 1 and len(err) == 1 and err[0].startswith("error: catalog 'prod-main'")
+
+
+def test_malformed_parameters_exit_2_with_one_line(settings, capsys):
+    code, err = _fails(train_main, ["--target", "local", "--force-promote", "yes"], capsys)
+    assert code == 2 and len(err) == 1  # the choices are quoted differently across Pythons
+    assert err[0].startswith("error: yws-train: argument --force-promote: invalid choice: 'yes'")
+    code, err = _fails(score_main, ["--check-only", "maybe"], capsys)
+    assert code == 2 and len(err) == 1 and err[0].startswith("error: yws-score: argument")
+    code, err = _fails(score_main, ["--no-such-flag", "1"], capsys)
+    assert code == 2 and err == ["error: yws-score: unrecognized arguments: --no-such-flag 1"]
+
+
+def test_an_unexpected_failure_keeps_its_traceback(settings, monkeypatch, capsys):
+    from yws import score
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("the platform fell over")
+
+    monkeypatch.setattr(score, "check_score_request", boom)
+    with pytest.raises(RuntimeError, match="the platform fell over"):
+        score_main(["--target", "local", "--home", str(settings.home), "--check-only", "true"])
+    assert capsys.readouterr().err == ""
+
+
+def test_console_script_exit_codes(settings):
+    """The installed console scripts (what `yws serve` runs) exit non-zero with one line."""
+    exe = Path(sys.executable).with_name("yws-train")
+    done = subprocess.run([str(exe), "--target", "local", "--home", str(settings.home),
+                           "--as-of-date", "2026-02-30"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        "error: --as-of-date '2026-02-30' is not a date; use YYYY-MM-DD"]
+    assert done.stdout == ""

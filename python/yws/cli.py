@@ -14,24 +14,8 @@ import click
 
 from yws.config import Settings, SettingsError, check_identifier, check_table_name
 from yws.console import stderr_progress
-from yws.spec import Spec, SpecError, default_spec_text, load_spec
-
-# Errors whose message tells the user what to do: printed without a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (SettingsError, SpecError, ValueError, LookupError)
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from databricks.sdk.errors import DatabricksError
-
-    from yws.bundle import BundleError
-    from yws.jobs_client import JobError
-    from yws.registry import ModelNotFoundError
-    from yws.score import AccountingError
-    from yws.storage import StorageError
-    from yws.train import TrainingError
-
-    return (*USER_ERRORS, ModelNotFoundError, StorageError, TrainingError, AccountingError,
-            BundleError, JobError, DatabricksError)
+from yws.errors import user_errors as _user_errors  # printed as one line, no traceback
+from yws.spec import Spec, default_spec_text, load_spec
 
 
 def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:

@@ -1,8 +1,15 @@
 """Console scripts of the wheel, run by the Databricks job tasks (and by ``yws serve`` locally).
 
 Each reads the task's parameters (job parameters arrive as ``--name value``; an empty value means
-"not given"), builds :class:`~yws.config.Settings`, and calls the same function as the ``yws``
-command. The result is printed as one JSON object, which the task output shows.
+"not given"), checks them, builds :class:`~yws.config.Settings`, and calls the same function as
+the ``yws`` command. The result is printed as one JSON object, which the task output shows.
+
+A ``python_wheel_task`` calls the entry-point *function* and ignores what it returns, so a
+failure must raise: a user error (a bad parameter, a missing table, no champion) prints one
+``error: …`` line on stderr and raises ``SystemExit(1)`` (``2`` for a malformed parameter);
+anything else propagates with its traceback. Either way the task, and the console script,
+fail. Nothing here imports a package the job does not need on Databricks (see
+``tests/test_serverless_env.py``).
 """
 
 from __future__ import annotations
@@ -13,13 +20,20 @@ import json
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from yws.config import Settings
 
 
+class TaskArgumentParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one ``error: …`` line (exit code 2), like the rest."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"error: {self.prog}: {message}\n")
+
+
 def _base(prog: str, description: str) -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog=prog, description=description)
+    p = TaskArgumentParser(prog=prog, description=description)
     p.add_argument("--target", default=os.environ.get("YWS_TARGET") or "databricks",
                    choices=["local", "databricks"])
     for name in ("catalog", "schema", "home", "spec", "dfs-tmpdir", "warehouse-id", "model"):
@@ -59,6 +73,9 @@ def score_parser() -> argparse.ArgumentParser:
     p.add_argument("--model-alias", default="", help="Model alias [champion].")
     p.add_argument("--engine", default="auto", choices=["auto", "spark", "arrow"],
                    help="Scoring engine [auto: arrow locally when it can, Spark on Databricks].")
+    p.add_argument("--check-only", default="false", choices=["true", "false"],
+                   help="Only check that the request can be scored (snapshot, batch id, model "
+                        "alias) and print what was found; score nothing.")
     return p
 
 
@@ -69,68 +86,86 @@ def sql_apply_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run(fn: Callable[[], dict[str, Any]]) -> int:
-    from yws.cli import _user_errors
-
+def _run(fn: Callable[[], dict[str, Any]]) -> None:
+    """Run a task body: print its result as JSON, or fail the task (see the module doc)."""
     try:
         result = fn()
-    except _user_errors() as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    print(json.dumps(result, indent=2, default=str))
-    return 0
+    except Exception as e:
+        from yws.errors import user_errors
+
+        if not isinstance(e, user_errors()):
+            raise
+        print(f"error: {e}", file=sys.stderr, flush=True)
+        raise SystemExit(1) from None
+    print(json.dumps(result, indent=2, default=str), flush=True)
 
 
-def train_main(argv: Sequence[str] | None = None) -> int:
+def train_main(argv: Sequence[str] | None = None) -> None:
     args = train_parser().parse_args(argv)
 
     def go() -> dict[str, Any]:
+        # Parameters first: a wrong one fails before a Spark session or MLflow is touched.
+        settings = _settings(args)
+        as_of = _date(args.as_of_date)
+
         from yws.console import stderr_progress
         from yws.spark import get_spark
         from yws.spec import load_spec
         from yws.train import train
 
-        settings = _settings(args)
-        return train(settings, load_spec(settings.spec), get_spark(settings),
-                     as_of=_date(args.as_of_date), force_promote=args.force_promote == "true",
+        spec = load_spec(settings.spec)
+        return train(settings, spec, get_spark(settings), as_of=as_of,
+                     force_promote=args.force_promote == "true",
                      progress=stderr_progress()).as_dict()
 
-    return _run(go)
+    _run(go)
 
 
-def score_main(argv: Sequence[str] | None = None) -> int:
+def score_main(argv: Sequence[str] | None = None) -> None:
     args = score_parser().parse_args(argv)
 
     def go() -> dict[str, Any]:
+        settings = _settings(args)
+        as_of = _date(args.as_of_date)
+        batch_id = args.batch_id or None
+        alias = args.model_alias or "champion"
+
+        from yws import score as scoring
         from yws.console import stderr_progress
-        from yws.score import score
-        from yws.spark import get_spark
         from yws.spec import load_spec
 
-        settings = _settings(args)
-        spark = get_spark(settings) if args.engine == "spark" else None
-        return score(settings, load_spec(settings.spec), spark,
-                     as_of=_date(args.as_of_date), batch_id=args.batch_id or None,
-                     alias=args.model_alias or "champion", engine=args.engine,
-                     progress=stderr_progress()).as_dict()
+        spec = load_spec(settings.spec)
+        if args.check_only == "true":
+            checked: dict[str, Any] = scoring.check_score_request(
+                settings, spec, as_of=as_of, batch_id=batch_id, alias=alias)
+            return checked
+        spark = None
+        if args.engine == "spark":
+            from yws.spark import get_spark
 
-    return _run(go)
+            spark = get_spark(settings)
+        return scoring.score(settings, spec, spark, as_of=as_of, batch_id=batch_id,
+                             alias=alias, engine=args.engine,
+                             progress=stderr_progress()).as_dict()
+
+    _run(go)
 
 
-def sql_apply_main(argv: Sequence[str] | None = None) -> int:
+def sql_apply_main(argv: Sequence[str] | None = None) -> None:
     args = sql_apply_parser().parse_args(argv)
 
     def go() -> dict[str, Any]:
-        from yws.sqlfiles import statements
-        from yws.warehouse import warehouse_for
-
         settings = _settings(args, analysts_group=args.analysts_group,
                              r_users_group=args.r_users_group,
                              jobs_principal=args.jobs_principal)
+
+        from yws.sqlfiles import statements
+        from yws.warehouse import warehouse_for
+
         steps = warehouse_for(settings).apply(statements(settings))
         return {"applied": len(steps), "steps": [s.__dict__ for s in steps]}
 
-    return _run(go)
+    _run(go)
 
 
 # entry point name (pyproject [project.scripts]) -> its parameter parser, for bundle checks
