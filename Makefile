@@ -64,7 +64,7 @@ system-deps:
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -c requirements.lock -e '.[dev]'
+	$(BIN)/pip install -q -c requirements.lock -e '.[local,dev]'
 	touch $@
 
 # Refresh the transitive pins after changing a direct dependency in pyproject.toml.
@@ -72,4 +72,4 @@ lock: $(STAMP)
 	$(BIN)/pip freeze --exclude-editable | grep -v '^-e ' > requirements.lock
 
 clean:
-	rm -rf $(VENV) .yws .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-serverless .yws .pytest_cache .mypy_cache .ruff_cache
