@@ -126,6 +126,7 @@ def test_the_registered_model_serves_through_pyfunc_without_spark(trained_home, 
     script = f"""
 import sys, json
 sys.modules["pyspark"] = None  # any import of pyspark now fails
+sys.modules["yws"] = None  # and of yws: the model carries its pyfunc code
 import mlflow, pandas as pd
 mlflow.set_tracking_uri({mlflow.get_tracking_uri()!r})
 mlflow.set_registry_uri({mlflow.get_registry_uri()!r})

@@ -126,3 +126,62 @@ def test_non_finite_metrics_are_never_registered(spark, settings, storage, spec,
     with pytest.raises(TrainingError, match="non-finite metrics"):
         train(settings, spec, spark, as_of=TRAIN_DAY, storage=storage)
     assert _registered_versions(settings) == 0
+
+
+def test_the_model_carries_its_pyfunc_code_and_no_pyspark_requirement(trained_home):
+    """Model Serving and `mlflow.pyfunc` install the model's requirements and load its pyfunc
+    flavour: the arrow engine, logged with the model, needs NumPy, pandas, pyarrow, sqlglot and
+    MLflow — never open-source pyspark, which on serverless would break Databricks Connect."""
+    import yaml
+
+    from yws.train import PYFUNC_MODULE, PYFUNC_PACKAGES
+
+    registry.configure(trained_home)
+    folder = mlflow.artifacts.download_artifacts(f"models:/{trained_home.model_name}/1")
+    requirements = open(f"{folder}/requirements.txt").read().split()
+    names = [r.split("==")[0] for r in requirements if not r.startswith("-")]
+    assert names == list(PYFUNC_PACKAGES) and "pyspark" not in names
+    assert all("==" in r for r in requirements if not r.startswith("-"))
+    pyfunc = yaml.safe_load(open(f"{folder}/MLmodel"))["flavors"]["python_function"]
+    assert (pyfunc["loader_module"], pyfunc["code"], pyfunc["data"]) == \
+        (PYFUNC_MODULE, "code", "sparkml")
+    logged = open(f"{folder}/code/{PYFUNC_MODULE}.py").read()
+    assert "class ArrowPyfunc" in logged
+
+
+def test_the_engine_imports_nothing_from_yws():
+    """yws/engine.py is logged as each model's pyfunc code: it must stand alone."""
+    import ast
+
+    import yws.engine
+    from yws.train import PYFUNC_PACKAGES
+
+    tree = ast.parse(open(yws.engine.__file__).read())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom) and node.module}
+    third_party = imported - {"__future__", "json", "dataclasses", "pathlib", "typing"}
+    packages = {p.replace("-skinny", "") for p in PYFUNC_PACKAGES}
+    assert third_party <= packages, third_party - packages
+
+
+def test_databricks_target_needs_a_volume_before_anything_is_read(settings, spec, monkeypatch):
+    from yws.config import SettingsError
+
+    class Untouchable:
+        def __getattr__(self, name):
+            raise AssertionError(f"storage.{name} used before the settings were checked")
+
+    monkeypatch.delenv("MLFLOW_DFS_TMP", raising=False)
+    on_databricks = settings.with_(target="databricks")
+    with pytest.raises(SettingsError, match="needs --dfs-tmpdir .* /Volumes/"):
+        train(on_databricks, spec, None, storage=Untouchable())  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match="got '/tmp/mlflow'"):
+        registry.dfs_tmpdir(on_databricks.with_(dfs_tmpdir="/tmp/mlflow"))
+    volume = "/Volumes/yws_dev/ml/yws_tmp/mlflow"
+    assert registry.dfs_tmpdir(on_databricks.with_(dfs_tmpdir=volume)) == volume
+    monkeypatch.setenv("MLFLOW_DFS_TMP", volume)  # MLflow's own setting is honoured too
+    assert registry.dfs_tmpdir(on_databricks) == volume
+    monkeypatch.delenv("MLFLOW_DFS_TMP")
+    assert registry.dfs_tmpdir(settings) is None  # locally MLflow's default temp dir is fine

@@ -6,6 +6,10 @@ It reads the fitted parameters from the saved model itself (each stage's ``metad
 ``StandardScaler`` and binomial ``LogisticRegression``. Anything else — another stage type, a
 parameter value it does not implement — is a :class:`UnsupportedModelError`, never an
 approximation; ``--engine auto`` then falls back to Spark.
+
+This file is also each registered model's pyfunc code (``yws.train.pyfunc_code`` logs it as
+``code/yws_arrow_engine.py``), so it imports nothing from ``yws`` and only packages listed in
+``yws.train.PYFUNC_PACKAGES``.
 """
 
 from __future__ import annotations

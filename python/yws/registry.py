@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
-from yws.config import Settings
+from yws.config import Settings, SettingsError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -49,6 +49,24 @@ def configure(settings: Settings) -> None:
             settings.experiment_name, artifact_location=settings.mlflow_artifacts.as_uri()
         )
     mlflow.set_experiment(settings.experiment_name)
+
+
+def dfs_tmpdir(settings: Settings) -> str | None:
+    """Where MLflow stages SparkML model files between Spark and this process.
+
+    On serverless (Spark Connect) that must be a Unity Catalog volume, ``/Volumes/...``, which
+    the Spark side writes and this process reads through its FUSE mount; MLflow 2.22 and 3.x
+    both refuse anything else there, but only after the model is fitted. Checked up front here.
+    ``--dfs-tmpdir`` wins over ``MLFLOW_DFS_TMP``, MLflow's own setting.
+    """
+    value = settings.dfs_tmpdir or os.environ.get("MLFLOW_DFS_TMP") or None
+    if settings.target == "databricks" and not (value and value.startswith("/Volumes/")):
+        raise SettingsError(
+            f"the Databricks target needs --dfs-tmpdir (or MLFLOW_DFS_TMP) set to a Unity "
+            f"Catalog volume path, /Volumes/<catalog>/<schema>/<volume>/..., for MLflow's "
+            f"SparkML files; got {value!r}"
+        )
+    return value
 
 
 def tracking_uri(settings: Settings) -> str:
@@ -157,7 +175,7 @@ def load(settings: Settings, version: int | str) -> PipelineModel:
     import mlflow.spark
 
     return mlflow.spark.load_model(
-        f"models:/{settings.model_name}/{version}", dfs_tmpdir=settings.dfs_tmpdir
+        f"models:/{settings.model_name}/{version}", dfs_tmpdir=dfs_tmpdir(settings)
     )
 
 

@@ -85,21 +85,50 @@ def signature(spec: Spec) -> ModelSignature:
     return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "prediction")]))
 
 
+PYFUNC_MODULE = "yws_arrow_engine"
+"""The name the arrow engine (``yws/engine.py``) is logged under, in the model's ``code/``
+folder: the model carries the code that evaluates it, and ``mlflow.pyfunc.load_model`` (or
+Model Serving) needs neither Spark nor the yws wheel, only :func:`pip_requirements`."""
+
+# What the pyfunc flavour imports (yws/engine.py and MLflow's pyfunc loader); no pyspark: the
+# spark flavour is loaded by jobs, where Spark (Databricks Connect on serverless) is present.
+PYFUNC_PACKAGES = ("mlflow-skinny", "numpy", "pandas", "pyarrow", "sqlglot")
+
+
+def pyfunc_code(folder: Path) -> Path:
+    """``folder/yws_arrow_engine.py``: the arrow engine as a module of its own, for code_paths."""
+    from yws import engine
+
+    path = folder / f"{PYFUNC_MODULE}.py"
+    path.write_text(Path(engine.__file__).read_text())
+    return path
+
+
 def arrow_pyfunc(saved: Path) -> None:
-    """Make the model's pyfunc flavour the arrow engine: ``mlflow.pyfunc.load_model`` (and
-    ``mlflow models serve``) then answer with NumPy and no Spark session; the ``spark`` flavour
-    stays for ``mlflow.spark.load_model``."""
+    """Make the model's pyfunc flavour the arrow engine logged in its ``code/`` folder:
+    ``mlflow.pyfunc.load_model`` (and ``mlflow models serve``) then answer with NumPy and no
+    Spark session; the ``spark`` flavour stays for ``mlflow.spark.load_model``."""
     from mlflow.models import Model
 
     mlmodel = Model.load(str(saved / "MLmodel"))
     pyfunc = mlmodel.flavors["python_function"]
-    pyfunc["loader_module"] = "yws.engine"
+    if not (saved / "code" / f"{PYFUNC_MODULE}.py").is_file():
+        raise TrainingError(f"the model folder {saved} holds no code/{PYFUNC_MODULE}.py")
+    pyfunc["loader_module"] = PYFUNC_MODULE
     pyfunc["data"] = "sparkml"
+    pyfunc["code"] = "code"
     mlmodel.save(str(saved / "MLmodel"))
 
 
 def pip_requirements() -> list[str]:
-    return [f"{p}=={installed_version(p)}" for p in ("pyspark", "mlflow")]
+    """The model's requirements: what its pyfunc flavour needs, at this environment's versions.
+
+    Never open-source ``pyspark``: on serverless, Databricks Connect provides pyspark and a
+    pyspark installed beside it breaks it; the spark flavour is for jobs, which have Spark.
+    ``mlflow-skinny`` is installed with MLflow everywhere (the full ``mlflow`` requires it;
+    serverless environment 4 has only the skinny one).
+    """
+    return [f"{p}=={installed_version(p)}" for p in PYFUNC_PACKAGES]
 
 
 def split(df: DataFrame, spec: Spec) -> tuple[DataFrame, DataFrame]:
@@ -172,6 +201,7 @@ def train(
     import mlflow.spark
 
     storage = storage or storage_for(settings)
+    dfs_tmpdir = registry.dfs_tmpdir(settings)  # before the fit: it is needed only after it
     registry.configure(settings)
     client = mlflow.MlflowClient()
     tolerance = spec.auc_tolerance if tolerance is None else tolerance
@@ -255,9 +285,13 @@ def train(
         lap("log_metrics_and_plots")
         with tempfile.TemporaryDirectory() as tmp:
             saved = Path(tmp) / "model"
+            # save_model + log_artifacts + register_model: the same calls and arguments on
+            # MLflow 2.22 (serverless environment 4) and 3.x, where log_model's artifact_path
+            # became name.
             mlflow.spark.save_model(model, str(saved), signature=signature(spec),
                                     pip_requirements=pip_requirements(),
-                                    dfs_tmpdir=settings.dfs_tmpdir)
+                                    code_paths=[str(pyfunc_code(Path(tmp)))],
+                                    dfs_tmpdir=dfs_tmpdir)
             arrow_pyfunc(saved)
             mlflow.log_artifacts(str(saved), "model")
         lap("log_model")
