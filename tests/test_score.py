@@ -35,7 +35,9 @@ def home(trained_home: Settings, tmp_path) -> Settings:
 
 
 def contents(storage: LocalStorage, settings: Settings) -> list[object]:
-    return [storage.read_arrow(n).to_pylist() if storage.exists(n) else None
+    """The rows of the three tables the job writes (a table that does not exist has none: a run
+    may create the tables empty before it fails)."""
+    return [storage.read_arrow(n).to_pylist() if storage.exists(n) else []
             for n in (settings.predictions, settings.quarantine, settings.score_runs)]
 
 
@@ -63,9 +65,10 @@ def test_score_accounts_for_every_row(home, spark, spec, engine):
     assert set(result.bands) <= {"GREEN", "YELLOW", "RED"}
 
     predictions = storage.read_arrow(home.predictions)
-    assert predictions.column_names == ["entity_id", "as_of_date", "batch_id", "probability",
-                                        "prediction", "band", "model_name", "model_version",
-                                        "scored_at"]
+    assert predictions.column_names == ["entity_id", "as_of_date", "batch_id", "run_id",
+                                        "probability", "prediction", "band", "model_name",
+                                        "model_version", "scored_at"]
+    assert set(predictions["run_id"].to_pylist()) == {result.run_id}
     assert predictions.num_rows == result.rows_scored
     assert pc.count_distinct(predictions["entity_id"]).as_py() == predictions.num_rows
     p = predictions["probability"].to_numpy()
@@ -83,6 +86,7 @@ def test_score_accounts_for_every_row(home, spark, spec, engine):
     assert (run["rows_read"], run["rows_scored"], run["rows_quarantined"]) == (
         3000, result.rows_scored, 10)
     assert run["status"] == "SUCCEEDED" and run["model_version"] == 1
+    assert run["run_id"] == result.run_id and run["superseded_by"] is None
 
 
 def test_rescoring_a_batch_replaces_it_and_leaves_others_alone(home, spark, spec, engine):
@@ -102,7 +106,12 @@ def test_rescoring_a_batch_replaces_it_and_leaves_others_alone(home, spark, spec
     assert after_b2.equals(before_b2)  # untouched, scored_at included
     quarantine = storage.read_arrow(home.quarantine)
     assert quarantine.num_rows == 2 * first.rows_quarantined
-    assert storage.read_arrow(home.score_runs).num_rows == 3  # every run is recorded
+    runs = {r["run_id"]: r for r in storage.read_arrow(home.score_runs).to_pylist()}
+    assert len(runs) == 3  # every run is recorded; the re-run superseded the first
+    assert runs[first.run_id]["status"] == "SUPERSEDED"
+    assert runs[first.run_id]["superseded_by"] == again.run_id
+    assert [runs[r.run_id]["status"] for r in (other, again)] == ["SUCCEEDED", "SUCCEEDED"]
+    assert set(predictions["run_id"].to_pylist()) == {other.run_id, again.run_id}
 
 
 def test_registered_model_equals_numpy_from_coefficients_json(home, spark, spec):
@@ -215,7 +224,7 @@ def test_both_engines_write_the_same_batch(home, spark, spec):
 def _by_entity(storage: LocalStorage, table: str, batch: str) -> dict:
     rows = storage.read_arrow(table, where=("batch_id", batch)).to_pylist()
     return {r["entity_id"]: {k: v for k, v in r.items()
-                             if k not in ("batch_id", "scored_at", "quarantined_at")}
+                             if k not in ("batch_id", "run_id", "scored_at", "quarantined_at")}
             for r in rows}
 
 

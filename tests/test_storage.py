@@ -44,15 +44,87 @@ def test_predicate_values_are_validated(storage):
                       replace_where=("batch_id", "x' OR '1'='1"))
 
 
-def test_transaction_puts_every_table_back(storage):
-    other = "yws_dev.ml.other"
-    storage.write(rows("a", 3), NAME)
-    with pytest.raises(RuntimeError, match="boom"), storage.transaction([NAME, other]):
-        storage.write(rows("b", 5), NAME)
-        storage.write(rows("b", 5), other)  # created inside the transaction
-        raise RuntimeError("boom")
-    assert storage.read_arrow(NAME).num_rows == 3
-    assert not storage.exists(other)
+def run_rows(run: str, n: int, at: dt.datetime) -> pa.Table:
+    return pa.table({"run_id": pa.array([run] * n), "k": pa.array(range(n), pa.int64()),
+                     "at": pa.array([at] * n, pa.timestamp("us", tz="UTC"))})
+
+
+T = dt.datetime(2026, 11, 30, 6, tzinfo=dt.UTC)
+
+
+def test_delete_runs_removes_those_runs_only(storage):
+    storage.write(run_rows("r1", 3, T), NAME)
+    storage.write(run_rows("r2", 2, T), NAME)
+    storage.write(run_rows("r3", 1, T), NAME)
+    assert storage.delete_runs(NAME, ["r1", "r3", "never"]) == 4
+    assert storage.read_arrow(NAME)["run_id"].to_pylist() == ["r2", "r2"]
+    assert storage.delete_runs(NAME, []) == 0
+    assert storage.delete_runs("yws_dev.ml.missing", ["r2"]) == 0
+    with pytest.raises(StorageError, match="run id"):
+        storage.delete_runs(NAME, ["r2') OR ('1'='1"])
+    assert storage.read_arrow(NAME).num_rows == 2
+
+
+def test_runs_before(storage):
+    storage.write(run_rows("old", 2, T - dt.timedelta(hours=7)), NAME)
+    storage.write(run_rows("new", 2, T), NAME)
+    assert storage.runs_before(NAME, "at", T - dt.timedelta(hours=6)) == {"old"}
+    assert storage.runs_before(NAME, "at", T + dt.timedelta(seconds=1)) == {"old", "new"}
+    assert storage.runs_before("yws_dev.ml.missing", "at", T) == set()
+
+
+def _record(run: str, batch: str) -> pa.Table:
+    from yws.tables import SCORE_RUNS, arrow_schema
+
+    return pa.Table.from_pylist([{
+        "run_id": run, "batch_id": batch, "as_of_date": dt.date(2026, 11, 30),
+        "model_name": "m", "model_alias": "champion", "model_version": 1, "rows_read": 1,
+        "rows_scored": 1, "rows_quarantined": 0, "started_at": T, "ended_at": T,
+        "duration_seconds": 0.0, "status": "SUCCEEDED", "superseded_by": None,
+    }], schema=arrow_schema(SCORE_RUNS))
+
+
+def test_publish_run_supersedes_the_batch_in_one_commit(storage, settings):
+    runs = settings.score_runs
+    assert storage.publish_run(runs, _record("r1", "b1")) == []  # creates the table
+    assert storage.publish_run(runs, _record("r2", "b2")) == []
+    version = storage.version(runs)
+    assert storage.publish_run(runs, _record("r3", "b1")) == ["r1"]
+    assert storage.version(runs) == version + 1  # one commit
+    got = {r["run_id"]: (r["batch_id"], r["status"], r["superseded_by"])
+           for r in storage.read_arrow(runs).to_pylist()}
+    assert got == {"r1": ("b1", "SUPERSEDED", "r3"), "r2": ("b2", "SUCCEEDED", None),
+                   "r3": ("b1", "SUCCEEDED", None)}
+    with pytest.raises(StorageError, match="one record"):
+        storage.publish_run(runs, pa.concat_tables([_record("a", "b"), _record("c", "d")]))
+
+
+def test_a_stale_publish_conflicts_and_commits_nothing(storage, settings, monkeypatch):
+    """Two runs publishing from the same table version: Delta's conflict check refuses the
+    second commit, which the score job then retries on the new state."""
+    from deltalake import DeltaTable
+
+    from yws.storage import PublishConflictError
+
+    runs = settings.score_runs
+    storage.publish_run(runs, _record("r1", "b1"))
+    stale = DeltaTable(str(storage.path(runs)))  # read before the other run's commit
+    storage.publish_run(runs, _record("r2", "b1"))
+    monkeypatch.setattr(storage, "_table", lambda *a, **k: stale)
+    with pytest.raises(PublishConflictError, match="another run committed"):
+        storage.publish_run(runs, _record("r3", "b1"))
+    monkeypatch.undo()
+    statuses = {r["run_id"]: r["status"] for r in storage.read_arrow(runs).to_pylist()}
+    assert statuses == {"r1": "SUPERSEDED", "r2": "SUCCEEDED"}
+
+
+def test_ensure_table_creates_once_and_refuses_an_old_schema(storage):
+    schema = pa.schema([("run_id", pa.string()), ("k", pa.int64())])
+    storage.ensure_table(NAME, schema)
+    storage.ensure_table(NAME, schema)
+    assert storage.version(NAME) == 0 and storage.read_arrow(NAME).num_rows == 0
+    with pytest.raises(StorageError, match="lacks column\\(s\\) extra: it was created by an older"):
+        storage.ensure_table(NAME, schema.append(pa.field("extra", pa.string())))
 
 
 def test_spark_reads_the_current_snapshot_only(storage, spark):

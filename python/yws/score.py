@@ -8,6 +8,7 @@ batch's rows and nothing else; a failure part-way puts every table back as it wa
 from __future__ import annotations
 
 import datetime as dt
+import random
 import time
 import uuid
 from collections.abc import Callable
@@ -22,7 +23,13 @@ from yws.console import Progress, quiet
 from yws.pipeline import category_labels
 from yws.quality import REASON_COL, InputDataError, check_schema, with_reason
 from yws.spec import Spec
-from yws.storage import Storage, StorageError, check_literal, storage_for
+from yws.storage import (
+    PublishConflictError,
+    Storage,
+    StorageError,
+    check_literal,
+    storage_for,
+)
 from yws.tables import PREDICTIONS, QUARANTINE, SCORE_RUNS, arrow_schema, conform
 from yws.train import FEATURES_HINT
 
@@ -69,8 +76,8 @@ def band_column(spec: Spec, probability: str = "probability"):  # -> Column
 
 
 def predict(
-    model: PipelineModel, rows: DataFrame, spec: Spec, *, batch_id: str, model_name: str,
-    model_version: int, scored_at: dt.datetime,
+    model: PipelineModel, rows: DataFrame, spec: Spec, *, batch_id: str, run_id: str,
+    model_name: str, model_version: int, scored_at: dt.datetime,
 ) -> DataFrame:
     """Predictions table rows for ``rows`` (which must all pass the quality checks)."""
     from pyspark.ml.functions import vector_to_array
@@ -80,6 +87,7 @@ def predict(
         F.col(spec.entity_key).cast("string").alias("entity_id"),
         F.col(spec.as_of_column).alias("as_of_date"),
         F.lit(batch_id).alias("batch_id"),
+        F.lit(run_id).alias("run_id"),
         vector_to_array(F.col("probability"))[1].alias("probability"),
         F.col("prediction").cast("int").alias("prediction"),
         F.lit(model_name).alias("model_name"),
@@ -89,7 +97,8 @@ def predict(
     return conform(scored, PREDICTIONS)
 
 
-def quarantined(rows: DataFrame, spec: Spec, *, batch_id: str, at: dt.datetime) -> DataFrame:
+def quarantined(rows: DataFrame, spec: Spec, *, batch_id: str, run_id: str,
+                at: dt.datetime) -> DataFrame:
     """Quarantine table rows: the reason and the whole input row as JSON."""
     from pyspark.sql import functions as F
 
@@ -98,6 +107,7 @@ def quarantined(rows: DataFrame, spec: Spec, *, batch_id: str, at: dt.datetime) 
         F.col(spec.entity_key).cast("string").alias("entity_id"),
         F.col(spec.as_of_column).alias("as_of_date"),
         F.lit(batch_id).alias("batch_id"),
+        F.lit(run_id).alias("run_id"),
         F.col(REASON_COL).alias("reason"),
         F.to_json(F.struct(*[F.col(c) for c in inputs])).alias("record"),
         F.lit(at).alias("quarantined_at"),
@@ -151,6 +161,54 @@ def choose_engine(engine: str, settings: Settings, arrow_model: Callable[[], Any
         return "spark", None
 
 
+def check_score_request(
+    settings: Settings,
+    spec: Spec,
+    *,
+    as_of: dt.date | None = None,
+    batch_id: str | None = None,
+    alias: str = registry.CHAMPION,
+    storage: Storage | None = None,
+    spark: SparkSession | None = None,
+) -> dict[str, Any]:
+    """Check what a score run was asked for, writing nothing: the batch id, the alias and the
+    model behind it, the feature table's schema and that the snapshot has rows.
+
+    The score job runs this as a task of its own, without retries, ahead of the retried score
+    task: a wrong date or alias fails once, at once, and only infrastructure failures are
+    retried. Raises the same errors :func:`score` would.
+    """
+    from yws import score_arrow
+
+    storage = storage or storage_for(settings)
+    if batch_id:
+        check_literal(batch_id, "batch id")
+    registry.check_alias(alias)
+    if settings.target == "local":
+        model_version = registry.locate(settings, alias).version
+    else:
+        registry.configure(settings)
+        model_version = int(registry.resolve(settings, alias).version)
+    if settings.target == "local" and spark is None:
+        snap = score_arrow.snapshot(storage, settings, spec, as_of)
+        found, rows = snap.as_of, snap.rows
+    else:
+        if spark is None:
+            from yws.spark import get_spark
+
+            spark = get_spark(settings)
+        df, found = snapshot(spark, storage, settings, spec, as_of)
+        rows = df.count()
+    if rows == 0:
+        raise InputDataError(
+            f"{settings.features} has no rows for as-of {found}: pick a date the table holds "
+            "(`yws tables show` lists them) or load that snapshot first"
+        )
+    return {"ok": True, "as_of_date": found.isoformat(), "batch_id": batch_id or found.isoformat(),
+            "model_name": settings.model_name, "model_alias": alias,
+            "model_version": model_version, "rows": rows}
+
+
 def score(
     settings: Settings,
     spec: Spec,
@@ -177,6 +235,7 @@ def score(
         clock = now
 
     storage = storage or storage_for(settings)
+    run_id = uuid.uuid4().hex
     if batch_id is not None:
         check_literal(batch_id, "batch id")
     located = None  # the local fast path to the model's files, for the arrow engine
@@ -236,89 +295,150 @@ def score(
     if used == "spark":
         checked = with_reason(rows, spec, categories)
         good_rows = predict(model, checked.where(F.col(REASON_COL).isNull()).drop(REASON_COL),
-                            spec, batch_id=batch_id, model_name=settings.model_name,
+                            spec, batch_id=batch_id, run_id=run_id,
+                            model_name=settings.model_name,
                             model_version=model_version, scored_at=started)
         bad_rows = quarantined(checked.where(F.col(REASON_COL).isNotNull()), spec,
-                               batch_id=batch_id, at=started)
+                               batch_id=batch_id, run_id=run_id, at=started)
     else:
         assert snap is not None
         scorer = score_arrow.Scorer(
             arrow_model, spec, categories, score_arrow.duplicate_keys(storage, spec, snap),
-            batch_id=batch_id, model_name=settings.model_name, model_version=model_version,
+            batch_id=batch_id, run_id=run_id, model_name=settings.model_name,
+            model_version=model_version,
             at=started, total=rows_read, progress=progress)
         good_rows = scorer.predictions(storage.scan_arrow(
             settings.features, where=(spec.as_of_column, as_of),
             batch_rows=score_arrow.BATCH_ROWS, version=snap.version))
     lap("read_and_check")
 
-    progress(f"scoring {rows_read} rows for as-of {as_of} as batch {batch_id}")
-    names = [settings.predictions, settings.quarantine, settings.score_runs]
+    progress(f"scoring {rows_read} rows for as-of {as_of} as batch {batch_id} (run {run_id})")
+    for name, columns in ((settings.predictions, PREDICTIONS), (settings.quarantine, QUARANTINE),
+                          (settings.score_runs, SCORE_RUNS)):
+        storage.ensure_table(name, arrow_schema(columns))
+    published = False
+    superseded: list[str] = []
     try:
-        with storage.transaction(names):
-            rows_scored = storage.write(good_rows, settings.predictions, mode="overwrite",
-                                        replace_where=("batch_id", batch_id))
-            lap("score_and_write_predictions")
-            if scorer is not None:  # the stream has gone through: what it held back is known
-                bad_rows = scorer.quarantined()
-                if scorer.rows_read != rows_read:
-                    raise AccountingError(
-                        f"{settings.features} changed while it was read: {rows_read} rows were "
-                        f"counted for as-of {as_of}, {scorer.rows_read} went through the model; "
-                        "every table was put back as it was — run the score job again"
-                    )
-            rows_quarantined = storage.write(bad_rows, settings.quarantine, mode="overwrite",
-                                             replace_where=("batch_id", batch_id))
-            lap("write_quarantine")
-            if rows_read != rows_scored + rows_quarantined:
+        written = storage.write(good_rows, settings.predictions, mode="append")
+        lap("score_and_write_predictions")
+        if scorer is not None:  # the stream has gone through: what it held back is known
+            bad_rows = scorer.quarantined()
+            if scorer.rows_read != rows_read:
                 raise AccountingError(
-                    f"rows read ({rows_read}) != rows scored ({rows_scored}) + rows quarantined "
-                    f"({rows_quarantined}); every table was put back as it was"
+                    f"{settings.features} changed while it was read: {rows_read} rows were "
+                    f"counted for as-of {as_of}, {scorer.rows_read} went through the model; "
+                    "nothing was published — run the score job again"
                 )
-            if used == "spark":
-                assert spark is not None
-                bands = _counts(storage.read(spark, settings.predictions), batch_id, "band")
-                reasons = _counts(storage.read(spark, settings.quarantine), batch_id, "reason")
-            else:
-                bands = score_arrow.counts(storage, settings.predictions, batch_id, "band")
-                reasons = score_arrow.counts(storage, settings.quarantine, batch_id, "reason")
-            if sum(bands.values()) != rows_scored or sum(reasons.values()) != rows_quarantined:
-                raise StorageError("the written batch does not read back whole; nothing was kept")
-            lap("read_back")
-            ended = dt.datetime.now(dt.UTC)
-            result = ScoreResult(
-                run_id=uuid.uuid4().hex,
-                batch_id=batch_id,
-                as_of_date=as_of.isoformat(),
-                model_name=settings.model_name,
-                model_alias=alias,
-                model_version=model_version,
-                rows_read=rows_read,
-                rows_scored=rows_scored,
-                rows_quarantined=rows_quarantined,
-                bands=bands,
-                quarantine_reasons=reasons,
-                started_at=started.isoformat(),
-                ended_at=ended.isoformat(),
-                duration_seconds=round(time.perf_counter() - start, 3),
-                tables={"predictions": settings.predictions, "quarantine": settings.quarantine,
-                        "score_runs": settings.score_runs},
-                timings=timings,
-                engine=used,
+        held = storage.write(bad_rows, settings.quarantine, mode="append")
+        lap("write_quarantine")
+        # What this run wrote, read back by its run id: other runs may be writing alongside.
+        bands = storage.counts(settings.predictions, ("run_id", run_id), "band")
+        reasons = storage.counts(settings.quarantine, ("run_id", run_id), "reason")
+        rows_scored, rows_quarantined = sum(bands.values()), sum(reasons.values())
+        if (rows_scored, rows_quarantined) != (written, held):
+            raise StorageError(
+                f"run {run_id} wrote {written} predictions and {held} quarantined rows but "
+                f"{rows_scored} and {rows_quarantined} read back; nothing was published")
+        if rows_read != rows_scored + rows_quarantined:
+            raise AccountingError(
+                f"rows read ({rows_read}) != rows scored ({rows_scored}) + rows quarantined "
+                f"({rows_quarantined}); nothing was published"
             )
-            storage.write(_run_record(result, as_of, started, ended), settings.score_runs,
-                          mode="append")
+        lap("read_back")
+        ended = dt.datetime.now(dt.UTC)
+        result = ScoreResult(
+            run_id=run_id,
+            batch_id=batch_id,
+            as_of_date=as_of.isoformat(),
+            model_name=settings.model_name,
+            model_alias=alias,
+            model_version=model_version,
+            rows_read=rows_read,
+            rows_scored=rows_scored,
+            rows_quarantined=rows_quarantined,
+            bands=bands,
+            quarantine_reasons=reasons,
+            started_at=started.isoformat(),
+            ended_at=ended.isoformat(),
+            duration_seconds=round(time.perf_counter() - start, 3),
+            tables={"predictions": settings.predictions, "quarantine": settings.quarantine,
+                    "score_runs": settings.score_runs},
+            timings=timings,
+            engine=used,
+        )
+        superseded = publish(storage, settings, _run_record(result, as_of, started, ended),
+                             progress=progress)
+        published = True
+    except BaseException:
+        if not published:
+            undo(storage, settings, run_id, progress=progress)
+        raise
     finally:
         if scorer is not None:
             scorer.close()
-    progress(f"scored {rows_scored} rows, quarantined {rows_quarantined}")
+    lap("publish")
+    sweep(storage, settings, superseded, progress=progress)
+    progress(f"scored {rows_scored} rows, quarantined {rows_quarantined}"
+             + (f"; superseded run {', '.join(superseded)}" if superseded else ""))
     return result
 
 
-def _counts(df: DataFrame, batch_id: str, column: str) -> dict[str, int]:
-    from pyspark.sql import functions as F
+PUBLISH_ATTEMPTS = 8
+ORPHANS_AFTER = dt.timedelta(hours=6)
+"""Rows of a run that never published (its process died) are removed by a later run once they
+are this old: far longer than a score task may run (its timeout is one hour), so a run still
+going is never touched."""
 
-    rows = df.where(F.col("batch_id") == batch_id).groupBy(column).count().collect()
-    return {str(r[column]): int(r["count"]) for r in sorted(rows, key=lambda r: str(r[column]))}
+
+def publish(storage: Storage, settings: Settings, record: pa.Table,
+            progress: Progress = quiet) -> list[str]:
+    """Commit the run: its record lands in the runs table, in the one commit that supersedes
+    the batch's earlier run. Until then no reader sees any of its rows. Another run publishing
+    at the same moment makes the commit conflict: try again on the new state, so runs of the
+    same batch take turns and the last to publish is the batch's run; both stay whole."""
+    for attempt in range(1, PUBLISH_ATTEMPTS + 1):
+        try:
+            return storage.publish_run(settings.score_runs, record)
+        except PublishConflictError:
+            if attempt == PUBLISH_ATTEMPTS:
+                raise
+            progress(f"another run published meanwhile; publishing again (attempt {attempt + 1})")
+            time.sleep(random.uniform(0.05, 0.25) * attempt)
+    raise AssertionError("unreachable")
+
+
+def undo(storage: Storage, settings: Settings, run_id: str, progress: Progress = quiet) -> None:
+    """Remove what run ``run_id`` wrote before it failed, and nothing else. Its rows are
+    invisible anyway (it never published); if this fails too, a later run's sweep removes
+    them."""
+    for name in (settings.predictions, settings.quarantine):
+        try:
+            storage.delete_runs(name, [run_id])
+        except Exception as e:  # never hide the error that made the run fail
+            progress(f"warning: could not remove run {run_id}'s rows from {name} ({e}); "
+                     "they are not visible and a later run removes them")
+
+
+def sweep(storage: Storage, settings: Settings, superseded: list[str],
+          now: dt.datetime | None = None, progress: Progress = quiet) -> dict[str, int]:
+    """After a publish: remove the rows of the runs it superseded, and of runs that never
+    published and are older than :data:`ORPHANS_AFTER`. Best effort: the batch is published
+    whatever happens here."""
+    removed: dict[str, int] = {}
+    cutoff = (now or dt.datetime.now(dt.UTC)) - ORPHANS_AFTER
+    try:
+        runs = storage.read_arrow(settings.score_runs, columns=["run_id", "status"]).to_pylist()
+        published = {r["run_id"] for r in runs if r["status"] == "SUCCEEDED"}
+        gone = {r["run_id"] for r in runs if r["status"] == "SUPERSEDED"}
+        for name, column in ((settings.predictions, "scored_at"),
+                             (settings.quarantine, "quarantined_at")):
+            old = storage.runs_before(name, column, cutoff)
+            doomed = set(superseded) | (old - published) | (old & gone)
+            removed[name] = storage.delete_runs(name, sorted(doomed)) if doomed else 0
+    except Exception as e:
+        progress(f"warning: clean-up of superseded and abandoned runs failed ({e}); "
+                 "readers are not affected and the next run tries again")
+    return removed
 
 
 def _run_record(r: ScoreResult, as_of: dt.date, started: dt.datetime,
@@ -329,6 +449,6 @@ def _run_record(r: ScoreResult, as_of: dt.date, started: dt.datetime,
         "model_version": r.model_version, "rows_read": r.rows_read,
         "rows_scored": r.rows_scored, "rows_quarantined": r.rows_quarantined,
         "started_at": started, "ended_at": ended, "duration_seconds": r.duration_seconds,
-        "status": "SUCCEEDED",
+        "status": "SUCCEEDED", "superseded_by": None,
     }
     return pa.Table.from_pylist([row], schema=arrow_schema(SCORE_RUNS))

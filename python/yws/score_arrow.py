@@ -11,11 +11,13 @@ tests run the same cases on both.
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import json
 import math
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,14 +205,20 @@ class Scorer:
     """
 
     def __init__(self, model: ArrowModel, spec: Spec, categories: dict[str, list[str]],
-                 duplicates: pa.Array, *, batch_id: str, model_name: str, model_version: int,
-                 at: dt.datetime, total: int = 0, progress: Progress = quiet) -> None:
+                 duplicates: pa.Array, *, batch_id: str, run_id: str, model_name: str,
+                 model_version: int, at: dt.datetime, total: int = 0,
+                 progress: Progress = quiet) -> None:
         self.model, self.spec, self.categories, self.duplicates = (
             model, spec, categories, duplicates)
         self.model_name, self.model_version = model_name, model_version
-        self.batch_id, self.at, self.total, self.progress = batch_id, at, total, progress
+        self.batch_id, self.run_id = batch_id, run_id
+        self.at, self.total, self.progress = at, total, progress
         self.rows_read = 0
-        self._spill = Path(tempfile.mkdtemp(prefix="yws-quarantine-")) / "held.parquet"
+        clean_stale_spills()
+        folder = Path(tempfile.mkdtemp(prefix=SPILL_PREFIX))
+        self._lock = open(folder / SPILL_LOCK, "w")  # held while the run lives; see below
+        fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._spill = folder / "held.parquet"
         self._writer: pq.ParquetWriter | None = None
 
     def predictions(self, batches: Iterable[pa.RecordBatch]) -> pa.RecordBatchReader:
@@ -223,11 +231,12 @@ class Scorer:
             bad, why = reasons(table, self.spec, self.categories, self.duplicates)
             if bad.any():
                 self._hold(quarantined(table.filter(pa.array(bad)), why, self.spec,
-                                       batch_id=self.batch_id, at=self.at))
+                                       batch_id=self.batch_id, run_id=self.run_id, at=self.at))
                 table = table.filter(pa.array(~bad))
             self.rows_read += batch.num_rows
             yield from predictions(
-                self.model, table, self.spec, batch_id=self.batch_id, model_name=self.model_name,
+                self.model, table, self.spec, batch_id=self.batch_id, run_id=self.run_id,
+                model_name=self.model_name,
                 model_version=self.model_version, scored_at=self.at).to_batches()
             if self.rows_read - said >= 10 * BATCH_ROWS:
                 said = self.rows_read
@@ -251,6 +260,39 @@ class Scorer:
         if self._writer is not None:
             self._writer.close()
         shutil.rmtree(self._spill.parent, ignore_errors=True)
+        self._lock.close()
+
+
+SPILL_PREFIX = "yws-quarantine-"
+SPILL_LOCK = "owner.lock"
+
+
+def clean_stale_spills(root: Path | None = None) -> list[Path]:
+    """Remove the spill folders of runs that died (``kill -9`` skips :meth:`Scorer.close`).
+
+    A live run holds an exclusive lock on its folder's lock file; the kernel drops it when the
+    process dies, however it dies. A folder whose lock can be taken is therefore abandoned; one
+    without a lock file is abandoned once it is an hour old (it was killed while being made).
+    """
+    removed = []
+    for folder in Path(root or tempfile.gettempdir()).glob(SPILL_PREFIX + "*"):
+        try:
+            with open(folder / SPILL_LOCK) as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                shutil.rmtree(folder, ignore_errors=True)  # ours now: nobody else holds it
+                removed.append(folder)
+        except BlockingIOError:
+            continue  # a live run's folder
+        except FileNotFoundError:
+            try:
+                if time.time() - folder.stat().st_mtime > 3600:
+                    shutil.rmtree(folder, ignore_errors=True)
+                    removed.append(folder)
+            except FileNotFoundError:
+                pass
+        except OSError:
+            continue
+    return removed
 
 
 def _nulls(col: Any) -> np.ndarray:
@@ -265,7 +307,7 @@ def bands(p: np.ndarray, spec: Spec) -> pa.Array:
     return BANDS.take(pa.array(level))
 
 
-def predictions(model: ArrowModel, good: pa.Table, spec: Spec, *, batch_id: str,
+def predictions(model: ArrowModel, good: pa.Table, spec: Spec, *, batch_id: str, run_id: str,
                 model_name: str, model_version: int, scored_at: dt.datetime) -> pa.Table:
     n = good.num_rows
     p, y = model.predict(good) if n else (np.zeros(0), np.zeros(0, dtype=np.int32))
@@ -273,6 +315,7 @@ def predictions(model: ArrowModel, good: pa.Table, spec: Spec, *, batch_id: str,
         "entity_id": pc.cast(good[spec.entity_key], pa.string()),
         "as_of_date": good[spec.as_of_column],
         "batch_id": pa.array([batch_id] * n, pa.string()),
+        "run_id": pa.array([run_id] * n, pa.string()),
         "probability": pa.array(p, pa.float64()),
         "prediction": pa.array(y, pa.int32()),
         "band": bands(p, spec),
@@ -290,7 +333,7 @@ def _json_value(v: Any) -> Any:
     return v
 
 
-def quarantined(bad: pa.Table, why: list[str], spec: Spec, *, batch_id: str,
+def quarantined(bad: pa.Table, why: list[str], spec: Spec, *, batch_id: str, run_id: str,
                 at: dt.datetime) -> pa.Table:
     """The whole input row as JSON (nulls left out, as Spark's to_json does)."""
     records = [json.dumps({k: _json_value(v) for k, v in row.items() if v is not None})
@@ -300,14 +343,8 @@ def quarantined(bad: pa.Table, why: list[str], spec: Spec, *, batch_id: str,
         "entity_id": pc.cast(bad[spec.entity_key], pa.string()),
         "as_of_date": bad[spec.as_of_column],
         "batch_id": pa.array([batch_id] * n, pa.string()),
+        "run_id": pa.array([run_id] * n, pa.string()),
         "reason": pa.array(why, pa.string()),
         "record": pa.array(records, pa.string()),
         "quarantined_at": pa.array([at] * n, pa.timestamp("us", tz="UTC")),
     }, schema=arrow_schema(QUARANTINE))
-
-
-def counts(storage: Storage, name: str, batch_id: str, column: str) -> dict[str, int]:
-    table = storage.read_arrow(name, where=("batch_id", batch_id), columns=[column])
-    grouped = table.group_by(column).aggregate([(column, "count")]).to_pylist()
-    return {str(r[column]): int(r[f"{column}_count"])
-            for r in sorted(grouped, key=lambda r: str(r[column]))}

@@ -1,8 +1,10 @@
--- Predictions: one row per entity and scoring batch. A re-run of a batch replaces its rows.
+-- Predictions: one row per entity and scoring run. Rows count only once their run is published
+-- in yws_score_runs (the views join on run_id); a re-run of a batch supersedes the earlier run.
 CREATE TABLE IF NOT EXISTS {{catalog}}.{{schema}}.yws_predictions (
   entity_id STRING NOT NULL COMMENT 'The entity key from the feature table, as text',
   as_of_date DATE NOT NULL COMMENT 'The feature snapshot date that was scored',
-  batch_id STRING NOT NULL COMMENT 'The scoring batch; a re-run of a batch replaces its rows',
+  batch_id STRING NOT NULL COMMENT 'The scoring batch; a re-run of a batch supersedes its rows',
+  run_id STRING NOT NULL COMMENT 'The scoring run that wrote the row (yws_score_runs.run_id)',
   probability DOUBLE NOT NULL COMMENT 'Predicted probability of the positive label',
   prediction INT NOT NULL COMMENT '1 when probability >= the model threshold, else 0',
   band STRING NOT NULL COMMENT 'GREEN, YELLOW or RED, from the probability bands of the spec',

@@ -1,4 +1,6 @@
--- Score runs: one row per successful scoring run, the audit of what was read and written.
+-- Score runs: one row per published scoring run, the audit of what was read and written. The
+-- row is the run's commit point: it is written last, in one commit that also marks the batch's
+-- earlier run SUPERSEDED, so a run that fails or dies before it leaves nothing that readers see.
 CREATE TABLE IF NOT EXISTS {{catalog}}.{{schema}}.yws_score_runs (
   run_id STRING NOT NULL COMMENT 'Unique id of this scoring run',
   batch_id STRING NOT NULL COMMENT 'The scoring batch',
@@ -12,7 +14,8 @@ CREATE TABLE IF NOT EXISTS {{catalog}}.{{schema}}.yws_score_runs (
   started_at TIMESTAMP NOT NULL COMMENT 'Run start (UTC)',
   ended_at TIMESTAMP NOT NULL COMMENT 'Run end (UTC)',
   duration_seconds DOUBLE NOT NULL COMMENT 'ended_at - started_at in seconds',
-  status STRING NOT NULL COMMENT 'SUCCEEDED (a failed run leaves every table as it was)'
+  status STRING NOT NULL COMMENT 'SUCCEEDED: the published run of the batch; SUPERSEDED: a later run of the batch replaced it',
+  superseded_by STRING COMMENT 'The run that superseded this one, when status is SUPERSEDED'
 )
 USING DELTA
 COMMENT 'YWS scoring audit: one row per run'

@@ -1,5 +1,8 @@
--- Every prediction of every batch, for readers who may not see the base table (the R package
--- reads one batch from here after it triggers a score run).
+-- Every prediction of every published batch, for readers who may not see the base tables (the
+-- R package reads one batch from here after it triggers a score run). A row shows only once its
+-- run is the published run of its batch in yws_score_runs: rows of a run that failed, was
+-- killed or was superseded by a re-run stay invisible. Batches scored by another alias than
+-- @champion are here too, with official = FALSE; the latest and warnings views leave them out.
 CREATE OR REPLACE VIEW {{catalog}}.{{schema}}.v_yws_predictions (
   entity_id COMMENT 'Entity key',
   as_of_date COMMENT 'Snapshot date that was scored',
@@ -9,9 +12,20 @@ CREATE OR REPLACE VIEW {{catalog}}.{{schema}}.v_yws_predictions (
   band COMMENT 'GREEN, YELLOW or RED',
   model_name COMMENT 'Registered model',
   model_version COMMENT 'Model version',
-  scored_at COMMENT 'When the batch was scored (UTC)'
+  scored_at COMMENT 'When the batch was scored (UTC)',
+  run_id COMMENT 'Scoring run that published the batch',
+  model_alias COMMENT 'Alias the model was loaded by',
+  official COMMENT 'TRUE when the @champion model scored the batch'
 )
-COMMENT 'YWS predictions of every batch'
-AS SELECT entity_id, as_of_date, batch_id, probability, prediction, band, model_name,
-          model_version, scored_at
-FROM {{catalog}}.{{schema}}.yws_predictions;
+COMMENT 'YWS predictions of every published batch'
+AS WITH published AS (
+  SELECT run_id, model_alias
+  FROM {{catalog}}.{{schema}}.yws_score_runs
+  WHERE status = 'SUCCEEDED'
+  QUALIFY ROW_NUMBER() OVER (PARTITION BY batch_id ORDER BY ended_at DESC, run_id DESC) = 1
+)
+SELECT p.entity_id, p.as_of_date, p.batch_id, p.probability, p.prediction, p.band,
+       p.model_name, p.model_version, p.scored_at, p.run_id, r.model_alias,
+       r.model_alias = 'champion' AS official
+FROM {{catalog}}.{{schema}}.yws_predictions AS p
+JOIN published AS r ON p.run_id = r.run_id;

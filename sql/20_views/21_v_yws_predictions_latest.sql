@@ -1,5 +1,6 @@
--- The latest prediction per entity: the newest as-of date, then the newest scoring time, then
--- the greatest batch id, so ties are broken the same way every time.
+-- The latest official prediction per entity: from published batches scored by @champion only,
+-- the newest as-of date, then the newest scoring time, then the greatest batch id, so ties are
+-- broken the same way every time.
 CREATE OR REPLACE VIEW {{catalog}}.{{schema}}.v_yws_predictions_latest (
   entity_id COMMENT 'Entity key',
   as_of_date COMMENT 'Snapshot date of the latest prediction',
@@ -11,9 +12,10 @@ CREATE OR REPLACE VIEW {{catalog}}.{{schema}}.v_yws_predictions_latest (
   model_version COMMENT 'Model version',
   scored_at COMMENT 'When the batch was scored (UTC)'
 )
-COMMENT 'YWS: the latest prediction for each entity'
+COMMENT 'YWS: the latest official (@champion) prediction for each entity'
 AS SELECT entity_id, as_of_date, batch_id, probability, prediction, band, model_name,
           model_version, scored_at
-FROM {{catalog}}.{{schema}}.yws_predictions
+FROM {{catalog}}.{{schema}}.v_yws_predictions
+WHERE official
 QUALIFY ROW_NUMBER() OVER (
   PARTITION BY entity_id ORDER BY as_of_date DESC, scored_at DESC, batch_id DESC) = 1;

@@ -1,6 +1,6 @@
--- Entities whose latest prediction is YELLOW or RED, with the model version and batch that put
--- them there, and whether their previous prediction (the one before, in the same order as
--- v_yws_predictions_latest) was already YELLOW or RED.
+-- Entities whose latest official prediction (published, @champion) is YELLOW or RED, with the
+-- model version and batch that put them there, and whether their previous official prediction
+-- (the one before, in the same order as v_yws_predictions_latest) was already YELLOW or RED.
 CREATE OR REPLACE VIEW {{catalog}}.{{schema}}.v_yws_warnings (
   entity_id COMMENT 'Entity key',
   band COMMENT 'YELLOW or RED',
@@ -26,7 +26,8 @@ AS WITH ordered AS (
          LEAD(band) OVER (PARTITION BY entity_id
                           ORDER BY as_of_date DESC, scored_at DESC, batch_id DESC)
            AS previous_band
-  FROM {{catalog}}.{{schema}}.yws_predictions
+  FROM {{catalog}}.{{schema}}.v_yws_predictions
+  WHERE official
 )
 SELECT entity_id, band, probability, as_of_date, batch_id, model_name, model_version,
        scored_at, previous_batch_id, previous_band,

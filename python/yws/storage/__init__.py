@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from yws.config import Settings
 from yws.storage.base import (
+    PublishConflictError,
     Storage,
     StorageError,
     TableInfo,
@@ -27,6 +28,7 @@ def storage_for(settings: Settings) -> Storage:
 
 
 __all__ = [
+    "PublishConflictError",
     "Storage",
     "StorageError",
     "TableInfo",

@@ -6,7 +6,6 @@ import datetime as dt
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -23,6 +22,10 @@ _LITERAL = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 class StorageError(RuntimeError):
     """A table could not be read or written."""
+
+
+class PublishConflictError(StorageError):
+    """Another writer committed to the runs table while a run was being published."""
 
 
 class TableNotFoundError(StorageError, LookupError):
@@ -52,7 +55,8 @@ class TableInfo:
 
 
 class Storage(ABC):
-    """Tables by their UC name. Writes are atomic per table; :meth:`transaction` spans tables."""
+    """Tables by their UC name. Every write is one atomic commit to one table; the score job's
+    all-or-nothing across tables comes from :meth:`publish_run` (see ``yws.score``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -113,21 +117,55 @@ class Storage(ABC):
     def version(self, name: str) -> int | None:
         """The table's current version, or None if it does not exist."""
 
-    @abstractmethod
-    def restore(self, name: str, version: int | None) -> None:
-        """Put the table back at ``version`` (None: the table did not exist; drop it)."""
+    def ensure_table(self, name: str, schema: pa.Schema) -> None:
+        """Create ``name`` empty with ``schema`` unless it exists (another writer may create it
+        at the same moment: that is fine); refuse a table that lacks one of ``schema``'s
+        columns, so a write never fails half-way on a table an older release created."""
+        if not self.exists(name):
+            try:
+                self.write(schema.empty_table(), name, mode="append")
+            except StorageError:
+                if not self.exists(name):
+                    raise
+        have = {c for c, _ in self.describe(name).columns}
+        missing = [f.name for f in schema if f.name not in have]
+        if missing:
+            raise StorageError(
+                f"{name} lacks column(s) {', '.join(missing)}: it was created by an older "
+                "release of yws. Add them (ALTER TABLE … ADD COLUMNS, see docs/migration.md) "
+                "or, on the local target, move the table's folder aside, then run again"
+            )
 
-    @contextmanager
-    def transaction(self, names: Sequence[str]) -> Iterator[None]:
-        """On an exception inside the block, put every named table back as it was."""
-        before = {name: self.version(name) for name in names}
-        try:
-            yield
-        except BaseException:
-            for name, version in before.items():
-                if self.version(name) != version:
-                    self.restore(name, version)
-            raise
+    # -- scoring runs -----------------------------------------------------------------------
+    # Rows of the score job carry the run that wrote them (column ``run_id``); a run becomes
+    # visible only when its one-row record lands in the runs table (:meth:`publish_run`).
+    # Nothing here touches the rows of a run other than the ones named.
+
+    @abstractmethod
+    def delete_runs(self, name: str, run_ids: Sequence[str]) -> int:
+        """Delete the rows whose ``run_id`` is one of ``run_ids``, in one commit; return how
+        many went (0 when the table does not exist or none match)."""
+
+    @abstractmethod
+    def runs_before(self, name: str, time_column: str, before: dt.datetime) -> set[str]:
+        """The run ids of the rows of ``name`` whose ``time_column`` is before ``before``."""
+
+    @abstractmethod
+    def publish_run(self, name: str, record: pa.Table) -> list[str]:
+        """Commit a run: append the one-row ``record`` to the runs table ``name`` and, in the
+        same commit, mark every ``SUCCEEDED`` run of the same ``batch_id`` ``SUPERSEDED``
+        (``superseded_by`` = the new run). Return the run ids it superseded.
+
+        Raises :class:`PublishConflictError` when another commit to ``name`` landed while
+        this one was being made (nothing was committed; the caller may try again).
+        """
+
+    def counts(self, name: str, where: tuple[str, str | dt.date], column: str) -> dict[str, int]:
+        """How many rows (where ``where``) hold each value of ``column``, by value."""
+        table = self.read_arrow(name, where=where, columns=[column])
+        grouped = table.group_by(column).aggregate([(column, "count")]).to_pylist()
+        return {str(r[column]): int(r[f"{column}_count"])
+                for r in sorted(grouped, key=lambda r: str(r[column]))}
 
     # -- helpers ----------------------------------------------------------------------------
     @staticmethod

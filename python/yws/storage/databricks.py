@@ -7,15 +7,28 @@ Names reaching SQL text are validated three-level identifiers; values are valida
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
 from yws.config import check_identifier
-from yws.storage.base import Storage, TableInfo, TableNotFoundError, WriteMode, check_literal
+from yws.storage.base import (
+    PublishConflictError,
+    Storage,
+    StorageError,
+    TableInfo,
+    TableNotFoundError,
+    WriteMode,
+    check_literal,
+)
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+
+_HISTORY = 50  # commits searched for the one a write just made
 
 
 class DatabricksStorage(Storage):
@@ -83,15 +96,23 @@ class DatabricksStorage(Storage):
         if isinstance(data, pa.RecordBatchReader):
             data = data.read_all()
         df = self.spark.createDataFrame(data) if isinstance(data, pa.Table) else data
-        writer = df.write.format("delta").mode(mode)
+        # The commit is tagged, so its row count is read from this commit, not from whichever
+        # commit is newest when we look (another run may have committed meanwhile).
+        tag = f"yws-write-{uuid.uuid4().hex}"
+        writer = df.write.format("delta").mode(mode).option("userMetadata", tag)
         if predicate is not None:
             writer = writer.option("replaceWhere", predicate)
         elif mode == "overwrite":
             writer = writer.option("overwriteSchema", "true")
         writer.saveAsTable(name)
-        row = self.spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").first()
-        metrics = (row["operationMetrics"] if row else None) or {}
-        return int(metrics.get("numOutputRows", 0))
+        return int(self._commit_metrics(name, tag).get("numOutputRows", 0))
+
+    def _commit_metrics(self, name: str, tag: str) -> dict[str, str]:
+        for row in self.spark.sql(f"DESCRIBE HISTORY {name} LIMIT {_HISTORY}").collect():
+            if row["userMetadata"] == tag:
+                return dict(row["operationMetrics"] or {})
+        raise StorageError(f"the commit of this write to {name} is not among its last "
+                           f"{_HISTORY} commits; its row count is unknown")
 
     def version(self, name: str) -> int | None:
         if not self.exists(name):
@@ -99,9 +120,64 @@ class DatabricksStorage(Storage):
         row = self.spark.sql(f"DESCRIBE HISTORY {name} LIMIT 1").first()
         return int(row["version"]) if row else None
 
-    def restore(self, name: str, version: int | None) -> None:
+    def delete_runs(self, name: str, run_ids: Sequence[str]) -> int:
         self.split(name)
-        if version is None:
-            self.spark.sql(f"DROP TABLE IF EXISTS {name}")
-        else:
-            self.spark.sql(f"RESTORE TABLE {name} TO VERSION AS OF {int(version)}")
+        values = ", ".join(f"'{check_literal(r, 'run id')}'" for r in sorted(set(run_ids)))
+        if not run_ids or not self.exists(name):
+            return 0
+        row = self.spark.sql(f"DELETE FROM {name} WHERE run_id IN ({values})").first()
+        return int(row["num_affected_rows"]) if row else 0
+
+    def runs_before(self, name: str, time_column: str, before: dt.datetime) -> set[str]:
+        from pyspark.sql import functions as F
+
+        self.split(name)
+        if not self.exists(name):
+            return set()
+        rows = (self.spark.table(name)
+                .where(F.col(check_identifier(time_column, "column")) < F.lit(before))
+                .select("run_id").distinct().collect())
+        return {r["run_id"] for r in rows if r["run_id"] is not None}
+
+    def publish_run(self, name: str, record: pa.Table) -> list[str]:
+        self.split(name)
+        if record.num_rows != 1:
+            raise StorageError(f"a run is published with one record, not {record.num_rows}")
+        run_id = check_literal(record.column("run_id")[0].as_py(), "run id")
+        check_literal(record.column("batch_id")[0].as_py(), "batch id")
+        columns = [check_identifier(c, "column") for c in record.column_names]
+        view = f"yws_publish_{run_id.replace('-', '_').replace('.', '_').replace(':', '_')}"
+        self.spark.createDataFrame(record).createOrReplaceTempView(view)
+        # One MERGE, so one commit: the source holds the record twice, once keyed by nothing
+        # (to insert) and once by its batch (to mark the published run of that batch).
+        statement = (
+            f"MERGE INTO {name} AS t USING ("
+            f"SELECT *, CAST(NULL AS STRING) AS _key FROM {view} "
+            f"UNION ALL SELECT *, batch_id AS _key FROM {view}) AS s "
+            "ON t.status = 'SUCCEEDED' AND t.batch_id = s._key "
+            "WHEN MATCHED THEN UPDATE SET t.status = 'SUPERSEDED', t.superseded_by = s.run_id "
+            f"WHEN NOT MATCHED AND s._key IS NULL THEN INSERT ({', '.join(columns)}) "
+            f"VALUES ({', '.join('s.' + c for c in columns)})"
+        )
+        try:
+            self.spark.sql(statement)
+        except Exception as e:  # Delta's concurrent-modification errors, by name or class
+            text = f"{type(e).__name__} {e}"
+            if "Concurrent" in text or "DELTA_CONCURRENT" in text:
+                raise PublishConflictError(
+                    f"another run committed to {name} while run {run_id} was being "
+                    f"published: {e}") from e
+            raise
+        finally:
+            self.spark.sql(f"DROP VIEW IF EXISTS {view}")
+        rows = self.spark.sql(
+            f"SELECT run_id FROM {name} WHERE superseded_by = '{run_id}'").collect()
+        return sorted(r["run_id"] for r in rows)
+
+    def counts(self, name: str, where: tuple[str, str | dt.date], column: str) -> dict[str, int]:
+        from pyspark.sql import functions as F
+
+        rows = (self.read(self.spark, name)
+                .where(F.col(check_identifier(where[0], "column")) == F.lit(where[1]))
+                .groupBy(check_identifier(column, "column")).count().collect())
+        return {str(r[column]): int(r["count"]) for r in sorted(rows, key=lambda r: str(r[column]))}

@@ -8,16 +8,19 @@ and a plain read of the folder would also see files a later commit removed).
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-from collections.abc import Iterator
+import random
+import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError
 
 from yws.config import check_identifier
 from yws.storage.base import (
+    PublishConflictError,
     Storage,
     StorageError,
     TableInfo,
@@ -28,6 +31,9 @@ from yws.storage.base import (
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
+
+
+_RETRIES = 5  # commits that another writer's commit made stale are retried this often
 
 
 class LocalStorage(Storage):
@@ -154,8 +160,62 @@ class LocalStorage(Storage):
     def version(self, name: str) -> int | None:
         return DeltaTable(str(self.path(name))).version() if self.exists(name) else None
 
-    def restore(self, name: str, version: int | None) -> None:
-        if version is None:
-            shutil.rmtree(self.path(name), ignore_errors=True)
-        else:
-            DeltaTable(str(self.path(name))).restore(version)
+    def delete_runs(self, name: str, run_ids: Sequence[str]) -> int:
+        values = ", ".join(f"'{check_literal(r, 'run id')}'" for r in sorted(set(run_ids)))
+        if not run_ids or not self.exists(name):
+            return 0
+        for attempt in range(_RETRIES):
+            try:
+                # Each data file holds one run's rows, so the file statistics on run_id prune
+                # the scan to that run's files; a concurrent append by another run commutes.
+                metrics = DeltaTable(str(self.path(name))).delete(f"run_id IN ({values})")
+                return int(metrics.get("num_deleted_rows", 0))
+            except CommitFailedError:
+                if attempt == _RETRIES - 1:
+                    raise
+                time.sleep(random.uniform(0.05, 0.2) * (attempt + 1))
+        return 0  # unreachable
+
+    def runs_before(self, name: str, time_column: str, before: dt.datetime) -> set[str]:
+        import pyarrow.compute as pc
+
+        if not self.exists(name):
+            return set()
+        column = check_identifier(time_column, "column")
+        rows = self._table(name).to_pyarrow_dataset().to_table(
+            columns=["run_id"], filter=pc.field(column) < pa.scalar(
+                before, pa.timestamp("us", tz="UTC")))
+        return {r for r in pc.unique(rows.column(0)).to_pylist() if r is not None}
+
+    def publish_run(self, name: str, record: pa.Table) -> list[str]:
+        if record.num_rows != 1:
+            raise StorageError(f"a run is published with one record, not {record.num_rows}")
+        run_id = record.column("run_id")[0].as_py()
+        check_literal(run_id, "run id")
+        check_literal(record.column("batch_id")[0].as_py(), "batch id")
+        if not self.exists(name):
+            try:  # the first run creates the table; its record is the only row to publish
+                write_deltalake(str(self.path(name)), record, mode="error")
+                return []
+            except Exception as e:  # another run created it first: merge like any other time
+                if not self.exists(name):
+                    raise StorageError(f"writing {name} failed: {e}") from e
+        source = pa.concat_tables([
+            record.append_column("_key", pa.array([None], pa.string())),  # the row to insert
+            record.append_column("_key", record.column("batch_id")),  # what it supersedes
+        ])
+        columns = record.column_names
+        try:
+            (self._table(name)
+             .merge(source, "t.status = 'SUCCEEDED' AND t.batch_id = s._key",
+                    source_alias="s", target_alias="t")
+             .when_matched_update({"status": "'SUPERSEDED'", "superseded_by": "s.run_id"})
+             .when_not_matched_insert({c: f"s.{c}" for c in columns}, predicate="s._key IS NULL")
+             .execute())
+        except CommitFailedError as e:
+            raise PublishConflictError(
+                f"another run committed to {name} while run {run_id} was being published: {e}"
+            ) from e
+        rows = self._table(name).to_pyarrow_dataset().to_table(
+            columns=["run_id", "superseded_by"]).to_pylist()
+        return sorted(r["run_id"] for r in rows if r["superseded_by"] == run_id)
