@@ -1,5 +1,7 @@
 -- Who may read and write what. Analysts and R users read the views only, never the base
--- tables; the jobs' service principal writes the tables.
+-- tables. The jobs run as a service principal, named here by its application id (Unity Catalog
+-- grants name a service principal so): it writes the tables, registers and loads the model and
+-- uses the MLflow temp volume.
 GRANT USE CATALOG ON CATALOG {{catalog}} TO `{{analysts_group}}`;
 GRANT USE SCHEMA ON SCHEMA {{catalog}}.{{schema}} TO `{{analysts_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_predictions TO `{{analysts_group}}`;
@@ -16,7 +18,15 @@ GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_score_runs TO `{{r_users_grou
 
 GRANT USE CATALOG ON CATALOG {{catalog}} TO `{{jobs_principal}}`;
 GRANT USE SCHEMA ON SCHEMA {{catalog}}.{{schema}} TO `{{jobs_principal}}`;
+-- Training registers {{catalog}}.{{schema}}.yws_lr. The principal that creates a registered
+-- model owns it, and only its owner adds versions and moves the aliases.
+GRANT CREATE MODEL ON SCHEMA {{catalog}}.{{schema}} TO `{{jobs_principal}}`;
+-- Scoring loads the model, which needs EXECUTE on it. Granted on the schema (models inherit it)
+-- because a grant on yws_lr itself fails until the first training run has created it.
+GRANT EXECUTE ON SCHEMA {{catalog}}.{{schema}} TO `{{jobs_principal}}`;
 GRANT SELECT, MODIFY ON TABLE {{catalog}}.{{schema}}.yws_features TO `{{jobs_principal}}`;
 GRANT SELECT, MODIFY ON TABLE {{catalog}}.{{schema}}.yws_predictions TO `{{jobs_principal}}`;
 GRANT SELECT, MODIFY ON TABLE {{catalog}}.{{schema}}.yws_quarantine TO `{{jobs_principal}}`;
 GRANT SELECT, MODIFY ON TABLE {{catalog}}.{{schema}}.yws_score_runs TO `{{jobs_principal}}`;
+-- MLflow's SparkML temp files on serverless (05_mlflow_tmp_volume.sql).
+GRANT READ VOLUME, WRITE VOLUME ON VOLUME {{catalog}}.{{schema}}.mlflow_tmp TO `{{jobs_principal}}`;

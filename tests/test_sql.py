@@ -12,7 +12,17 @@ from sqlglot import exp
 
 from yws.config import Settings, SettingsError
 from yws.predictions import read_predictions
-from yws.sqlfiles import Grant, SqlFileError, files, parse_grant, sql_dir, statements
+from yws.sqlfiles import (
+    APPLIES_TO,
+    Grant,
+    SqlFileError,
+    Statement,
+    describe,
+    files,
+    parse_grant,
+    sql_dir,
+    statements,
+)
 from yws.storage.local import LocalStorage
 from yws.tables import PREDICTIONS, SCORE_RUNS, arrow_schema
 from yws.warehouse import QueryError, WarehouseError
@@ -36,8 +46,10 @@ def test_every_file_parses_starts_with_a_comment_and_comments_every_column():
             for col in tree.this.expressions:
                 assert any(isinstance(c.args.get("kind"), exp.CommentColumnConstraint)
                            for c in col.args.get("constraints", [])), f"{stmt.where} {col.name}"
-    kinds = [str(s.parse().args.get("kind")) for s in stmts if s.text.startswith("CREATE")]
-    assert kinds == ["SCHEMA"] + ["TABLE"] * 4 + ["VIEW"] * 4
+        if describe(stmt).kind == "VOLUME":  # sqlglot keeps CREATE VOLUME as a command
+            assert "\nCOMMENT '" in stmt.text, stmt.where
+    kinds = [describe(s).kind for s in stmts if s.text.startswith("CREATE")]
+    assert kinds == ["SCHEMA", "VOLUME"] + ["TABLE"] * 4 + ["VIEW"] * 4
     names = [p.relative_to(sql_dir()).as_posix() for p in files()]
     assert names == sorted(names) and names[0] == "00_schema.sql" and names[-1] == "90_grants.sql"
 
@@ -73,6 +85,47 @@ def test_grants_parse_into_principal_privilege_object():
     modify = {g.securable for g in grants if g.privilege == "MODIFY"}
     assert modify == {f"yws_dev.ml.{t}" for t in TABLES}
     assert {g.principal for g in grants if g.privilege == "MODIFY"} == {"yws_jobs"}
+    # The jobs' principal registers the model (CREATE MODEL), loads it (EXECUTE, inherited
+    # from the schema by the model) and writes MLflow's SparkML temp files to the volume.
+    jobs = {(g.privilege, g.securable_type, g.securable) for g in grants
+            if g.principal == "yws_jobs" and g.securable_type in ("SCHEMA", "VOLUME")}
+    assert jobs == {("USE SCHEMA", "SCHEMA", "yws_dev.ml"),
+                    ("CREATE MODEL", "SCHEMA", "yws_dev.ml"),
+                    ("EXECUTE", "SCHEMA", "yws_dev.ml"),
+                    ("READ VOLUME", "VOLUME", "yws_dev.ml.mlflow_tmp"),
+                    ("WRITE VOLUME", "VOLUME", "yws_dev.ml.mlflow_tmp")}
+    assert not {g for g in grants if g.principal in readers and g.securable_type == "VOLUME"}
+
+
+@pytest.mark.parametrize(("text", "found"), [
+    # Syntax of the Databricks SQL reference: GRANT privilege_types ON securable_object TO
+    # principal; privileges of the Unity Catalog privileges reference.
+    ("GRANT CREATE MODEL ON SCHEMA c.s TO `6f1e2c3d-4b5a-4978-8899-aabbccddeeff`",
+     [Grant("6f1e2c3d-4b5a-4978-8899-aabbccddeeff", "CREATE MODEL", "SCHEMA", "c.s")]),
+    ("GRANT EXECUTE ON FUNCTION c.s.yws_lr TO `yws_jobs`",  # a registered model
+     [Grant("yws_jobs", "EXECUTE", "FUNCTION", "c.s.yws_lr")]),
+    ("GRANT READ VOLUME, WRITE VOLUME ON VOLUME c.s.mlflow_tmp TO `yws_jobs`",
+     [Grant("yws_jobs", "READ VOLUME", "VOLUME", "c.s.mlflow_tmp"),
+      Grant("yws_jobs", "WRITE VOLUME", "VOLUME", "c.s.mlflow_tmp")]),
+    ("REVOKE  create   volume ON CATALOG c FROM `g`",
+     [Grant("g", "CREATE VOLUME", "CATALOG", "c")]),
+])
+def test_model_and_volume_grants_parse(text, found):
+    verb, grants = parse_grant(Statement("90_x.sql", 1, text))
+    assert verb == text.split()[0] and grants == found
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("GRANT CREATE MODLE ON SCHEMA c.s TO `g`", "unknown privilege 'CREATE MODLE'"),
+    ("GRANT WRITE VOLUME ON TABLE c.s.t TO `g`", "WRITE VOLUME does not apply to a table"),
+    ("GRANT CREATE MODEL ON VOLUME c.s.v TO `g`", "CREATE MODEL does not apply to a volume"),
+    ("GRANT SELECT ON MODEL c.s.m TO `g`", "unknown securable type MODEL"),
+    ("GRANT EXECUTE ON VOLUME c.s TO `g`", "VOLUME c.s should have 3 name part"),
+])
+def test_grants_that_unity_catalog_would_refuse_are_refused_first(text, message):
+    with pytest.raises(SqlFileError, match=message):
+        parse_grant(Statement("90_x.sql", 1, text))
+    assert "EXECUTE" in APPLIES_TO["FUNCTION"] and "READ VOLUME" in APPLIES_TO["SCHEMA"]
 
 
 def test_apply_twice_from_an_empty_warehouse(settings):
@@ -84,7 +137,13 @@ def test_apply_twice_from_an_empty_warehouse(settings):
     assert [s.action for s in again if s.kind == "TABLE"] == ["exists"] * 4
     assert [(s.kind, s.object) for s in again] == [(s.kind, s.object) for s in first]
     state2 = json.loads(wh.state_path.read_text())
-    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 22
+    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 26
+    # A volume has no DuckDB counterpart: recorded, so grants on it are checked and kept.
+    assert state2["volumes"] == ["yws_dev.ml.mlflow_tmp"]
+    assert [(s.kind, s.action) for s in again if s.kind == "VOLUME"] == [
+        ("VOLUME", "recorded (no DuckDB equivalent)")]
+    assert Grant("yws_jobs", "WRITE VOLUME", "VOLUME", "yws_dev.ml.mlflow_tmp") in wh.grants()
+    assert Grant("yws_jobs", "CREATE MODEL", "SCHEMA", "yws_dev.ml") in wh.grants()
     storage = LocalStorage(settings)
     assert storage.list_tables() == sorted(f"yws_dev.ml.{t}" for t in TABLES)
     for view in VIEWS:
@@ -92,44 +151,60 @@ def test_apply_twice_from_an_empty_warehouse(settings):
     assert sorted(wh.grants()) == sorted(Grant(**g) for g in state["grants"])
 
 
-def _prediction(entity, batch, as_of, band, p, scored, version=1):
-    return {"entity_id": entity, "as_of_date": as_of, "batch_id": batch, "probability": p,
+def _prediction(entity, batch, as_of, band, p, scored, version=1, run=None):
+    return {"entity_id": entity, "as_of_date": as_of, "batch_id": batch,
+            "run_id": run or "r" + batch[1:], "probability": p,
             "prediction": int(p >= 0.5), "band": band, "model_name": "yws_dev.ml.yws_lr",
             "model_version": version, "scored_at": scored}
 
 
+def _run(run_id, batch, as_of, ended, alias="champion", status="SUCCEEDED", scored=3,
+         quarantined=1):
+    return {"run_id": run_id, "batch_id": batch, "as_of_date": as_of, "model_name": "m",
+            "model_alias": alias, "model_version": 1, "rows_read": scored + quarantined,
+            "rows_scored": scored, "rows_quarantined": quarantined,
+            "started_at": ended - dt.timedelta(seconds=5), "ended_at": ended,
+            "duration_seconds": 5.0, "status": status, "superseded_by": None}
+
+
 @pytest.fixture
 def views_home(settings):
-    """Predictions with history, ties and re-flags; runs with a zero-row run."""
-    d1, d2 = dt.date(2026, 10, 1), dt.date(2026, 11, 1)
+    """Predictions with history, ties and re-flags; runs with a zero-row run; and rows no reader
+    may see: a run that never published, a superseded run, a non-champion batch (visible in
+    v_yws_predictions only, marked). Returns the settings, the official rows and all rows."""
+    d1, d2, d3 = dt.date(2026, 10, 1), dt.date(2026, 11, 1), dt.date(2026, 11, 15)
+    t2 = T0 + dt.timedelta(days=31)
     rows = [
         _prediction("A", "b1", d1, "GREEN", 0.05, T0),
-        _prediction("A", "b2", d2, "RED", 0.70, T0 + dt.timedelta(days=31), 2),
+        _prediction("A", "b2", d2, "RED", 0.70, t2, 2),
         _prediction("B", "b1", d1, "YELLOW", 0.20, T0),
-        _prediction("B", "b2", d2, "YELLOW", 0.25, T0 + dt.timedelta(days=31), 2),
+        _prediction("B", "b2", d2, "YELLOW", 0.25, t2, 2),
         # C: two batches for the same date and time; the greater batch id wins the tie
-        _prediction("C", "b2", d2, "GREEN", 0.10, T0 + dt.timedelta(days=31), 2),
-        _prediction("C", "b3", d2, "RED", 0.45, T0 + dt.timedelta(days=31), 2),
+        _prediction("C", "b2", d2, "GREEN", 0.10, t2, 2),
+        _prediction("C", "b3", d2, "RED", 0.45, t2, 2),
         _prediction("D", "b1", d1, "RED", 0.60, T0),  # only ever scored once
-        _prediction("E", "b2", d2, "GREEN", 0.01, T0 + dt.timedelta(days=31), 2),
+        _prediction("E", "b2", d2, "GREEN", 0.01, t2, 2),
+    ]
+    hidden = [
+        _prediction("A", "b9", d3, "GREEN", 0.01, t2, 2, run="r9"),  # never published
+        _prediction("D", "b1", d1, "GREEN", 0.02, T0, run="r1-old"),  # superseded by r1
+        _prediction("E", "bc", d3, "RED", 0.90, t2, 3, run="rc"),  # scored by @challenger
     ]
     storage = LocalStorage(settings)
-    storage.write(pa.Table.from_pylist(rows, schema=arrow_schema(PREDICTIONS)),
+    storage.write(pa.Table.from_pylist(rows + hidden, schema=arrow_schema(PREDICTIONS)),
                   settings.predictions, mode="overwrite")
     runs = [
-        {"run_id": "r1", "batch_id": "b1", "as_of_date": d1, "model_name": "m",
-         "model_alias": "champion", "model_version": 1, "rows_read": 4, "rows_scored": 3,
-         "rows_quarantined": 1, "started_at": T0, "ended_at": T0 + dt.timedelta(seconds=5),
-         "duration_seconds": 5.0, "status": "SUCCEEDED"},
-        {"run_id": "r0", "batch_id": "b0", "as_of_date": d1, "model_name": "m",
-         "model_alias": "champion", "model_version": 1, "rows_read": 0, "rows_scored": 0,
-         "rows_quarantined": 0, "started_at": T0, "ended_at": T0, "duration_seconds": 0.0,
-         "status": "SUCCEEDED"},
+        _run("r1", "b1", d1, T0 + dt.timedelta(seconds=5)),
+        _run("r0", "b0", d1, T0, scored=0, quarantined=0),
+        _run("r2", "b2", d2, t2, scored=5, quarantined=0),
+        _run("r3", "b3", d2, t2, scored=1, quarantined=0),
+        _run("r1-old", "b1", d1, T0, status="SUPERSEDED"),
+        _run("rc", "bc", d3, t2, alias="challenger", scored=1, quarantined=0),
     ]
     storage.write(pa.Table.from_pylist(runs, schema=arrow_schema(SCORE_RUNS)),
                   settings.score_runs, mode="overwrite")
     LocalWarehouse(settings).apply(statements(settings))
-    return settings, pd.DataFrame(rows)
+    return settings, pd.DataFrame(rows), pd.DataFrame(rows + hidden)
 
 
 def _ordered(df: pd.DataFrame) -> pd.DataFrame:
@@ -138,7 +213,7 @@ def _ordered(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def test_latest_view_equals_pandas(views_home):
-    settings, df = views_home
+    settings, df, _ = views_home
     expected = _ordered(df).groupby("entity_id", as_index=False).head(1)
     got = read_predictions(settings, view="latest").to_pandas()
     assert got[["entity_id", "batch_id", "band"]].values.tolist() == \
@@ -147,7 +222,7 @@ def test_latest_view_equals_pandas(views_home):
 
 
 def test_warnings_view_equals_pandas(views_home):
-    settings, df = views_home
+    settings, df, _ = views_home
     ordered = _ordered(df)
     latest = ordered.groupby("entity_id").head(1).set_index("entity_id")
     previous = ordered.groupby("entity_id").nth(1).set_index("entity_id")
@@ -168,12 +243,15 @@ def test_warnings_view_equals_pandas(views_home):
 
 
 def test_score_runs_view_and_filters(views_home):
-    settings, df = views_home
+    settings, df, _ = views_home
     wh = LocalWarehouse(settings)
-    runs = wh.query("SELECT run_id, quarantine_rate FROM yws_dev.ml.v_yws_score_runs "
+    runs = wh.query("SELECT run_id, quarantine_rate, official FROM yws_dev.ml.v_yws_score_runs "
                     "ORDER BY run_id").to_pylist()
-    assert runs == [{"run_id": "r0", "quarantine_rate": 0.0},
-                    {"run_id": "r1", "quarantine_rate": 0.25}]
+    assert runs == [{"run_id": "r0", "quarantine_rate": 0.0, "official": True},
+                    {"run_id": "r1", "quarantine_rate": 0.25, "official": True},
+                    {"run_id": "r2", "quarantine_rate": 0.0, "official": True},
+                    {"run_id": "r3", "quarantine_rate": 0.0, "official": True},
+                    {"run_id": "rc", "quarantine_rate": 0.0, "official": False}]
     got = read_predictions(settings, batch_id="b2", bands=["red", "YELLOW"]).to_pandas()
     want = df[(df.batch_id == "b2") & df.band.isin(["RED", "YELLOW"])]
     assert sorted(got.entity_id) == sorted(want.entity_id)
@@ -183,24 +261,40 @@ def test_score_runs_view_and_filters(views_home):
         read_predictions(settings, bands=["PURPLE"])
 
 
+def test_readers_see_published_runs_only_and_non_champion_batches_marked(views_home):
+    settings, df, everything = views_home
+    wh = LocalWarehouse(settings)
+    got = wh.query("SELECT entity_id, batch_id, run_id, official FROM yws_dev.ml.v_yws_predictions "
+                   "ORDER BY batch_id, entity_id").to_pylist()
+    expected = sorted([(r.entity_id, r.batch_id, "r" + r.batch_id[1:], True)
+                       for r in df.itertuples()] + [("E", "bc", "rc", False)],
+                      key=lambda t: (t[1], t[0]))
+    assert [tuple(r.values()) for r in got] == expected
+    assert len(everything) == len(got) + 2  # the unpublished and the superseded rows
+    for view in ("v_yws_predictions_latest", "v_yws_warnings"):
+        batches = wh.query(f"SELECT DISTINCT batch_id FROM yws_dev.ml.{view}").column(0)
+        assert not {"b9", "bc"} & set(batches.to_pylist()), view
+    assert read_predictions(settings, batch_id="b9").num_rows == 0
+
+
 @pytest.mark.parametrize("evil", [
     "x'; DROP TABLE yws_dev.ml.yws_predictions; --",
     "b2' OR '1'='1",
     "b2\\' OR 1=1 --",
 ])
 def test_parameters_withstand_injection(views_home, evil):
-    settings, df = views_home
+    settings, _, everything = views_home
     wh = LocalWarehouse(settings)
     got = wh.query("SELECT count(*) AS n FROM yws_dev.ml.v_yws_predictions "
                    "WHERE batch_id = :b", {"b": evil})
     assert got.to_pylist() == [{"n": 0}]
     assert read_predictions(settings, batch_id=evil).num_rows == 0
     assert wh.query("SELECT count(*) AS n FROM yws_dev.ml.yws_predictions").to_pylist() == [
-        {"n": len(df)}]
+        {"n": len(everything)}]
 
 
 def test_query_errors(views_home):
-    settings, _ = views_home
+    settings, _, _ = views_home
     wh = LocalWarehouse(settings)
     with pytest.raises(QueryError, match=":b are not bound: pass --param b=VALUE"):
         wh.query("SELECT * FROM yws_dev.ml.v_yws_predictions WHERE batch_id = :b")
@@ -232,7 +326,7 @@ def test_a_bad_view_names_its_file_line_and_object_and_changes_nothing(settings,
     with pytest.raises(WarehouseError) as err:
         wh.apply(statements(settings, root))
     message = str(err.value)
-    assert message.startswith("sql/20_views/21_v_yws_predictions_latest.sql:3: view "
+    assert message.startswith("sql/20_views/21_v_yws_predictions_latest.sql:4: view "
                               "yws_dev.ml.v_yws_predictions_latest:")
     assert "model_verison" in message
     assert wh.state_path.read_text() == state  # nothing half-applied
@@ -253,6 +347,23 @@ def test_template_and_grant_errors(settings, tmp_path):
     (root / "00_x.sql").write_text("-- x\nGRANT FLY ON TABLE a.b.c TO `g`;\n")
     with pytest.raises(SqlFileError, match="unknown privilege 'FLY'"):
         LocalWarehouse(settings).apply(statements(settings, root))
+    (root / "00_x.sql").write_text(
+        "-- x\nCREATE SCHEMA IF NOT EXISTS {{catalog}}.{{schema}};\n"
+        "GRANT READ VOLUME ON VOLUME {{catalog}}.{{schema}}.mlflow_tpm TO `j`;\n")
+    with pytest.raises(SqlFileError, match="sql/00_x.sql:3: VOLUME yws_dev.ml.mlflow_tpm does "
+                                           "not exist"):
+        LocalWarehouse(settings).apply(statements(settings, root))
+    (root / "00_x.sql").write_text("-- x\nCREATE VOLUME IF NOT EXISTS {{catalog}}.nope.v;\n")
+    with pytest.raises(SqlFileError, match="schema yws_dev.nope of yws_dev.nope.v does not "
+                                           "exist"):
+        LocalWarehouse(settings).apply(statements(settings, root))
+    # A model lives in the MLflow registry, not the warehouse: its grant is recorded unchecked.
+    (root / "00_x.sql").write_text(
+        "-- x\nCREATE SCHEMA IF NOT EXISTS {{catalog}}.{{schema}};\n"
+        "GRANT EXECUTE ON FUNCTION {{catalog}}.{{schema}}.yws_lr TO `j`;\n")
+    wh = LocalWarehouse(settings)
+    wh.apply(statements(settings, root))
+    assert wh.grants() == [Grant("j", "EXECUTE", "FUNCTION", "yws_dev.ml.yws_lr")]
 
 
 def test_query_before_apply_says_what_to_do(settings):

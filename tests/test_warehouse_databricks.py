@@ -14,7 +14,7 @@ import pytest
 
 from conftest import point_sdk_at
 from yws.config import Settings
-from yws.sqlfiles import statements
+from yws.sqlfiles import SqlFileError, statements
 from yws.warehouse import QueryError, WarehouseError
 from yws.warehouse import databricks as dbx
 
@@ -63,6 +63,19 @@ def stub(monkeypatch):
                 self.reply(200, {"statement_id": "s-f", "status": {
                     "state": "FAILED", "error": {"error_code": "BAD_REQUEST",
                                                  "message": "[TABLE_OR_VIEW_NOT_FOUND] nope"}}})
+            elif "information_schema" in text:
+                self.reply(200, {
+                    "statement_id": "s-g", "status": {"state": "SUCCEEDED"},
+                    "manifest": {"format": "JSON_ARRAY", "total_chunk_count": 1, "schema": {
+                        "column_count": 4, "columns": [
+                            {"name": n, "type_name": "STRING", "position": i}
+                            for i, n in enumerate(["grantee", "privilege_type", "kind", "obj"])
+                        ]}},
+                    "result": {"chunk_index": 0, "row_offset": 0, "data_array": [
+                        ["6f1e2c3d-4b5a-4978-8899-aabbccddeeff", "WRITE_VOLUME", "VOLUME",
+                         "yws_prod.risk.mlflow_tmp"],
+                        ["6f1e2c3d-4b5a-4978-8899-aabbccddeeff", "CREATE_MODEL", "SCHEMA",
+                         "yws_prod.risk"]]}})
             elif text.startswith("SELECT"):
                 self.reply(200, {
                     "statement_id": "s-q", "status": {"state": "SUCCEEDED"},
@@ -119,9 +132,74 @@ def test_apply_sends_every_rendered_statement_in_order(stub, wh):
     stmts = statements(wh.settings)
     steps = wh.apply(stmts)
     assert [b["statement"] for b in posts(stub)] == [s.text for s in stmts]
-    assert steps[0].object == "yws_prod.risk" and steps[5].object == \
-        "yws_prod.risk.v_yws_predictions"
+    assert steps[0].object == "yws_prod.risk" and steps[1].object == "yws_prod.risk.mlflow_tmp"
+    assert steps[6].object == "yws_prod.risk.v_yws_predictions"
     assert {s.action for s in steps} == {"sent"}
+
+
+def context(body: dict) -> tuple[str | None, str | None]:
+    return body.get("catalog"), body.get("schema")
+
+
+def test_each_statement_is_sent_in_the_namespace_its_object_lives_in(stub, wh):
+    """The Statement Execution API's catalog and schema act like USE CATALOG / USE SCHEMA
+    (docs: SQL Statement Execution API, POST /api/2.0/sql/statements: "schema — sets default
+    schema for statement execution, similar to USE SCHEMA"), so the statement that creates the
+    schema must not be sent with it: CREATE SCHEMA gets the catalog alone, a grant on the
+    catalog neither, objects inside the schema both."""
+    wh.apply(statements(wh.settings))
+    sent = posts(stub)
+    first = sent[0]
+    assert first == {
+        "statement": "CREATE SCHEMA IF NOT EXISTS yws_prod.risk\nCOMMENT 'Yellow Warning System: "
+                     "feature snapshots, predictions, quarantine and the scoring audit'",
+        "warehouse_id": "abc123", "catalog": "yws_prod", "parameters": [],
+        "disposition": "INLINE", "format": "JSON_ARRAY", "wait_timeout": "30s",
+        "on_wait_timeout": "CONTINUE",
+    }
+    by_text = {b["statement"]: context(b) for b in sent}
+    assert by_text[
+        "CREATE VOLUME IF NOT EXISTS yws_prod.risk.mlflow_tmp\nCOMMENT 'YWS: temporary files of "
+        "MLflow SparkML model logging and loading (dfs_tmpdir); safe to empty'"] == (
+        "yws_prod", "risk")
+    assert by_text["GRANT USE CATALOG ON CATALOG yws_prod TO `yws_jobs`"] == (None, None)
+    assert by_text["GRANT CREATE MODEL ON SCHEMA yws_prod.risk TO `yws_jobs`"] == (
+        "yws_prod", None)
+    assert by_text["GRANT EXECUTE ON SCHEMA yws_prod.risk TO `yws_jobs`"] == ("yws_prod", None)
+    assert by_text["GRANT READ VOLUME, WRITE VOLUME ON VOLUME yws_prod.risk.mlflow_tmp TO "
+                   "`yws_jobs`"] == ("yws_prod", "risk")
+    tables = [context(b) for b in sent if b["statement"].startswith("CREATE TABLE")]
+    assert tables == [("yws_prod", "risk")] * 4
+    # only the statement creating the schema is ever sent without it, among the DDL
+    assert [b["statement"].split("\n")[0] for b in sent
+            if b["statement"].startswith("CREATE") and context(b)[1] is None] == [
+        "CREATE SCHEMA IF NOT EXISTS yws_prod.risk"]
+
+
+def test_an_unknown_privilege_is_refused_before_anything_is_sent(stub, wh, tmp_path):
+    root = tmp_path / "sql"
+    root.mkdir()
+    (root / "00_schema.sql").write_text(
+        "-- s\nCREATE SCHEMA IF NOT EXISTS {{catalog}}.{{schema}};\n")
+    (root / "90_grants.sql").write_text(
+        "-- g\nGRANT CREATE MODLE ON SCHEMA {{catalog}}.{{schema}} TO `{{jobs_principal}}`;\n")
+    with pytest.raises(SqlFileError, match="sql/90_grants.sql:2: unknown privilege "
+                                           "'CREATE MODLE'"):
+        wh.apply(statements(wh.settings, root))
+    assert posts(stub) == []
+
+
+def test_grants_read_every_privilege_table_including_volumes(stub, wh):
+    """information_schema.volume_privileges lists volume grants (docs: Databricks SQL,
+    INFORMATION_SCHEMA.VOLUME_PRIVILEGES); privilege_type is kept as the warehouse returns it."""
+    found = wh.grants()
+    assert [(g.privilege, g.securable_type) for g in found] == [
+        ("CREATE_MODEL", "SCHEMA"), ("WRITE_VOLUME", "VOLUME")]
+    (body,) = posts(stub)
+    assert "yws_prod.information_schema.volume_privileges WHERE volume_schema = :schema" in \
+        body["statement"]
+    assert body["parameters"] == [{"name": "schema", "value": "risk"}]
+    assert context(body) == ("yws_prod", "risk")
 
 
 def test_a_failed_statement_names_file_line_and_object(stub, wh):

@@ -125,13 +125,76 @@ def statements(settings: Settings, root: Path | None = None) -> list[Statement]:
     return out
 
 
-# -- grants --------------------------------------------------------------------------------------
-PRIVILEGES = (
-    "ALL PRIVILEGES", "SELECT", "MODIFY", "USE CATALOG", "USE SCHEMA", "EXECUTE",
-    "CREATE TABLE", "CREATE SCHEMA", "CREATE FUNCTION", "CREATE VOLUME", "READ VOLUME",
-    "WRITE VOLUME", "BROWSE", "APPLY TAG", "MANAGE",
+# -- what a statement does -----------------------------------------------------------------------
+_CREATE = re.compile(
+    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:(?:EXTERNAL|MANAGED)\s+)?"
+    r"(?P<kind>CATALOG|SCHEMA|DATABASE|TABLE|MATERIALIZED\s+VIEW|VIEW|VOLUME|FUNCTION)\s+"
+    r"(?:IF\s+NOT\s+EXISTS\s+)?(?P<name>[\w.`]+)",
+    re.IGNORECASE,
 )
-SECURABLES = ("CATALOG", "SCHEMA", "TABLE", "VIEW", "VOLUME", "FUNCTION")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a statement creates or grants on: its kind and full (unquoted) name."""
+
+    kind: str  # SCHEMA, TABLE, VIEW, VOLUME, ..., or GRANT / REVOKE
+    name: str
+
+    @property
+    def parent(self) -> tuple[str | None, str | None]:
+        """(catalog, schema) the object lives in: the namespace that must exist first.
+
+        ``CREATE SCHEMA c.s`` needs the catalog only; ``c.s.t`` needs both; a catalog needs
+        neither.
+        """
+        parts = self.name.split(".")
+        if len(parts) >= 3:
+            return parts[0], parts[1]
+        if len(parts) == 2:
+            return parts[0], None
+        return None, None
+
+
+def describe(stmt: Statement) -> Target:
+    """The kind and object of a statement of ``sql/`` (CREATE … or GRANT / REVOKE).
+
+    Read from the text, so it works for statements sqlglot only keeps as a generic command
+    (``CREATE VOLUME``, ``GRANT … ON VOLUME``).
+    """
+    head = stmt.text.lstrip()[:6].upper()
+    if head in ("GRANT ", "REVOKE"):
+        verb, found = parse_grant(stmt)
+        return Target(verb, found[0].securable)
+    m = _CREATE.match(stmt.text)
+    if not m:
+        raise SqlFileError(f"{stmt.where}: not a statement this tool applies: expected CREATE "
+                           "[OR REPLACE] <CATALOG|SCHEMA|TABLE|VIEW|VOLUME> <name> … or "
+                           "GRANT / REVOKE")
+    kind = " ".join(m["kind"].upper().split())
+    return Target("SCHEMA" if kind == "DATABASE" else kind, m["name"].replace("`", ""))
+
+
+# -- grants --------------------------------------------------------------------------------------
+# Unity Catalog privileges and the securables they apply to, from the privileges reference
+# (https://docs.databricks.com/data-governance/unity-catalog/access-control/privileges-reference).
+# A privilege granted on a catalog or schema is inherited by the objects inside it. Registered
+# models are functions to SQL: privileges on a model are granted ON FUNCTION.
+_SCHEMA_PRIVILEGES = (
+    "ALL PRIVILEGES", "APPLY TAG", "CREATE FUNCTION", "CREATE MATERIALIZED VIEW", "CREATE MODEL",
+    "CREATE TABLE", "CREATE VOLUME", "EXECUTE", "MANAGE", "MODIFY", "READ VOLUME", "SELECT",
+    "USE SCHEMA", "WRITE VOLUME",
+)
+APPLIES_TO: dict[str, tuple[str, ...]] = {
+    "CATALOG": (*_SCHEMA_PRIVILEGES, "BROWSE", "CREATE SCHEMA", "USE CATALOG"),
+    "SCHEMA": _SCHEMA_PRIVILEGES,
+    "TABLE": ("ALL PRIVILEGES", "APPLY TAG", "MANAGE", "MODIFY", "SELECT"),
+    "VOLUME": ("ALL PRIVILEGES", "APPLY TAG", "MANAGE", "READ VOLUME", "WRITE VOLUME"),
+    "FUNCTION": ("ALL PRIVILEGES", "APPLY TAG", "EXECUTE", "MANAGE"),
+}
+APPLIES_TO["VIEW"] = APPLIES_TO["TABLE"]
+PRIVILEGES = tuple(sorted({p for privs in APPLIES_TO.values() for p in privs}))
+SECURABLES = tuple(APPLIES_TO)
 _GRANT = re.compile(
     r"^\s*(?P<verb>GRANT|REVOKE)\s+(?P<privs>.+?)\s+ON\s+(?P<kind>[A-Z]+)\s+(?P<obj>[\w.`]+)\s+"
     r"(?:TO|FROM)\s+`(?P<principal>[^`]+)`\s*$",
@@ -148,12 +211,17 @@ class Grant:
 
 
 def parse_grant(stmt: Statement) -> tuple[str, list[Grant]]:
-    """``("GRANT" | "REVOKE", grants)`` for a Unity Catalog GRANT or REVOKE statement."""
+    """``("GRANT" | "REVOKE", grants)`` for a Unity Catalog GRANT or REVOKE statement.
+
+    Each privilege must be one Unity Catalog has and must apply to the securable it is granted
+    on (``READ VOLUME ON TABLE`` is refused here, not by the warehouse halfway through).
+    """
     m = _GRANT.match(stmt.text)
     if not m:
         raise SqlFileError(
             f"{stmt.where}: not a GRANT/REVOKE this tool understands: expected "
-            "GRANT <privileges> ON <CATALOG|SCHEMA|TABLE|VIEW|...> <name> TO `<principal>`"
+            "GRANT <privileges> ON <CATALOG|SCHEMA|TABLE|VIEW|VOLUME|FUNCTION> <name> "
+            "TO `<principal>`"
         )
     kind = m["kind"].upper()
     if kind not in SECURABLES:
@@ -173,6 +241,9 @@ def parse_grant(stmt: Statement) -> tuple[str, list[Grant]]:
         if priv not in PRIVILEGES:
             raise SqlFileError(f"{stmt.where}: unknown privilege {priv!r}; "
                                f"known: {', '.join(PRIVILEGES)}")
+        if priv not in APPLIES_TO[kind]:
+            raise SqlFileError(f"{stmt.where}: {priv} does not apply to a {kind.lower()}; "
+                               f"on a {kind.lower()}: {', '.join(APPLIES_TO[kind])}")
         grants.append(Grant(principal, priv, "TABLE" if kind == "VIEW" else kind, obj))
     return m["verb"].upper(), grants
 

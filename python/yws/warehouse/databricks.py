@@ -3,6 +3,11 @@
 Credentials come the standard way (``DATABRICKS_HOST`` / ``DATABRICKS_TOKEN`` or a config
 profile); the warehouse id from ``YWS_WAREHOUSE_ID``. Statements are idempotent
 (``IF NOT EXISTS``, ``OR REPLACE``, ``GRANT``), so a re-run finishes what a failed run began.
+
+The API's ``catalog`` and ``schema`` fields act like ``USE CATALOG`` / ``USE SCHEMA`` before the
+statement, so a schema that does not exist yet cannot be the context of the statement that
+creates it: ``apply`` sends each statement with the namespace its object lives in (the catalog
+alone for ``CREATE SCHEMA``), and every name in ``sql/`` is fully qualified anyway.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from yws.sqlfiles import Grant, Statement, parse_grant
+from yws.sqlfiles import Grant, Statement, describe
 from yws.warehouse.base import ApplyStep, QueryError, Warehouse, WarehouseError, check_query
 
 POLL_SECONDS = 1.0
@@ -63,8 +68,13 @@ class DatabricksWarehouse(Warehouse):
                                  "warehouse's connection details)")
         return self.settings.warehouse_id
 
-    def execute(self, sql: str, params: Mapping[str, Any] | None = None) -> Any:
-        """Run one statement to completion; returns the final StatementResponse."""
+    def execute(self, sql: str, params: Mapping[str, Any] | None = None, *,
+                context: tuple[str | None, str | None] | None = None) -> Any:
+        """Run one statement to completion; returns the final StatementResponse.
+
+        ``context`` is the (catalog, schema) the statement runs in; ``None`` for either leaves
+        it out of the request. Queries run in the configured catalog and schema.
+        """
         from databricks.sdk.service.sql import (
             Disposition,
             ExecuteStatementRequestOnWaitTimeout,
@@ -73,12 +83,13 @@ class DatabricksWarehouse(Warehouse):
             StatementState,
         )
 
+        catalog, schema = context or (self.settings.catalog, self.settings.schema)
         api = self.client.statement_execution
         response = api.execute_statement(
             statement=sql,
             warehouse_id=self.warehouse_id,
-            catalog=self.settings.catalog,
-            schema=self.settings.schema,
+            catalog=catalog,
+            schema=schema,
             parameters=[StatementParameterListItem(name=k, value=None if v is None else str(v))
                         for k, v in (params or {}).items()],
             disposition=Disposition.INLINE,
@@ -101,24 +112,19 @@ class DatabricksWarehouse(Warehouse):
         return response
 
     def apply(self, statements: list[Statement]) -> list[ApplyStep]:
+        # Every statement is understood before the first one is sent: an unknown privilege or
+        # statement fails here, not halfway through the warehouse.
+        targets = [(stmt, describe(stmt)) for stmt in statements]
+        for stmt, _ in targets:
+            stmt.parse()
         steps = []
-        for stmt in statements:
-            tree = stmt.parse()
-            head = stmt.text.lstrip()[:6].upper()
-            if head in ("GRANT ", "REVOKE"):
-                verb, found = parse_grant(stmt)  # validated before it is sent
-                kind, obj = verb, found[0].securable
-            else:
-                from sqlglot import exp
-
-                kind = str(tree.args.get("kind") or type(tree).__name__).upper()
-                target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
-                obj = target.sql("databricks")
+        for stmt, target in targets:
             try:
-                self.execute(stmt.text)
+                self.execute(stmt.text, context=target.parent)
             except WarehouseError as e:
-                raise WarehouseError(f"{stmt.where}: {kind.lower()} {obj}: {e}") from None
-            steps.append(ApplyStep(stmt.where, kind, obj, "sent"))
+                raise WarehouseError(
+                    f"{stmt.where}: {target.kind.lower()} {target.name}: {e}") from None
+            steps.append(ApplyStep(stmt.where, target.kind, target.name, "sent"))
         return steps
 
     def batches(self, sql: str, params: Mapping[str, Any] | None = None
@@ -163,7 +169,10 @@ class DatabricksWarehouse(Warehouse):
             f"FROM {s.catalog}.information_schema.schema_privileges WHERE schema_name = :schema "
             "UNION ALL SELECT grantee, privilege_type, 'TABLE', "
             "concat(table_catalog, '.', table_schema, '.', table_name) "
-            f"FROM {s.catalog}.information_schema.table_privileges WHERE table_schema = :schema"
+            f"FROM {s.catalog}.information_schema.table_privileges WHERE table_schema = :schema "
+            "UNION ALL SELECT grantee, privilege_type, 'VOLUME', "
+            "concat(volume_catalog, '.', volume_schema, '.', volume_name) "
+            f"FROM {s.catalog}.information_schema.volume_privileges WHERE volume_schema = :schema"
         )
         rows = self.query(sql, {"schema": s.schema}).to_pylist()
         return sorted(Grant(r["grantee"], r["privilege_type"], r["kind"], r["obj"])

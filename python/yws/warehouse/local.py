@@ -5,6 +5,12 @@ succeed does it create the missing Delta tables and save the applied state
 (``$YWS_HOME/warehouse/_sql_state.json``): the DuckDB form of each object and the grants. Every
 connection replays that state into its own in-memory database, so readers never lock each other
 out and a failed apply changes nothing. Connections may read only the warehouse folder.
+
+Unity Catalog objects DuckDB has no counterpart for are recorded, not dropped: a volume
+(``CREATE VOLUME``) is kept in the state so grants on it can be checked, and every grant —
+``CREATE MODEL`` and ``EXECUTE`` on the schema, ``READ VOLUME`` / ``WRITE VOLUME`` on a volume,
+privileges on a model (``ON FUNCTION``) — is kept in the grant store that ``yws sql grants``
+shows. Only ``SELECT`` on views decides what a local statement may read.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from yws.sqlfiles import Grant, SqlFileError, Statement, columns_of, parse_grant
+from yws.sqlfiles import Grant, SqlFileError, Statement, columns_of, describe, parse_grant
 from yws.storage.local import LocalStorage
 from yws.tables import arrow_type
 from yws.warehouse.base import ApplyStep, QueryError, Warehouse, WarehouseError, check_query
@@ -121,10 +127,18 @@ class LocalWarehouse(Warehouse):
         steps: list[ApplyStep] = []
         grants: set[Grant] = set()
         comments: dict[str, Any] = {}
+        volumes: dict[str, str] = {}  # name -> where
         to_create: dict[str, pa.Schema] = {}
         for stmt in statements:
             tree = stmt.parse()
-            if isinstance(tree, exp.Create):
+            what = describe(stmt)
+            if what.kind == "VOLUME":
+                # No DuckDB equivalent: the MLflow temp volume matters on serverless only.
+                self._check_parent(con, stmt, what.name)
+                volumes[what.name] = stmt.where
+                steps.append(ApplyStep(stmt.where, "VOLUME", what.name,
+                                       "recorded (no DuckDB equivalent)"))
+            elif isinstance(tree, exp.Create):
                 kind = str(tree.args.get("kind")).upper()
                 target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
                 name = target.sql("databricks")
@@ -147,7 +161,7 @@ class LocalWarehouse(Warehouse):
             elif stmt.text.lstrip()[:6].upper() in ("GRANT ", "REVOKE"):
                 verb, found = parse_grant(stmt)
                 for g in found:
-                    self._check_object(con, stmt, g)
+                    self._check_object(con, stmt, g, volumes)
                 (grants.update if verb == "GRANT" else grants.difference_update)(found)
                 steps.append(ApplyStep(stmt.where, verb, found[0].securable,
                                        f"{', '.join(g.privilege for g in found)} "
@@ -166,6 +180,7 @@ class LocalWarehouse(Warehouse):
             "applied_at": dt.datetime.now(dt.UTC).isoformat(),
             "statements": replay,
             "grants": [g.__dict__ for g in sorted(grants)],
+            "volumes": sorted(volumes),
             "comments": comments,
         }
         self.settings.warehouse_dir.mkdir(parents=True, exist_ok=True)
@@ -232,15 +247,33 @@ class LocalWarehouse(Warehouse):
             raise WarehouseError(f"{stmt.where}: {kind.lower()} {name}: {first}") from None
 
     @staticmethod
-    def _check_object(con: Any, stmt: Statement, grant: Grant) -> None:
-        """A grant must name an object that exists: a typo is an error, not a silent no-op."""
+    def _check_parent(con: Any, stmt: Statement, name: str) -> None:
+        catalog, schema, _ = name.split(".")
+        rows = con.execute("SELECT 1 FROM duckdb_schemas() WHERE database_name = ? AND "
+                           "schema_name = ?", [catalog, schema]).fetchall()
+        if not rows:
+            raise SqlFileError(f"{stmt.where}: schema {catalog}.{schema} of {name} does not "
+                               "exist (yet): create it in an earlier file")
+
+    @staticmethod
+    def _check_object(con: Any, stmt: Statement, grant: Grant,
+                      volumes: dict[str, str]) -> None:
+        """A grant must name an object that exists: a typo is an error, not a silent no-op.
+
+        A registered model (``ON FUNCTION``) lives in the MLflow registry, not in the
+        warehouse: its grants are recorded without that check.
+        """
         parts = grant.securable.split(".")
+        if grant.securable_type == "FUNCTION":
+            return
         if grant.securable_type == "CATALOG":
             rows = con.execute("SELECT 1 FROM duckdb_databases() WHERE database_name = ?",
                                [parts[0]]).fetchall()
         elif grant.securable_type == "SCHEMA":
             rows = con.execute("SELECT 1 FROM duckdb_schemas() WHERE database_name = ? AND "
                                "schema_name = ?", parts).fetchall()
+        elif grant.securable_type == "VOLUME":
+            rows = [(1,)] if grant.securable in volumes else []
         else:
             rows = con.execute(
                 "SELECT 1 FROM information_schema.tables WHERE table_catalog = ? AND "
