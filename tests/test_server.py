@@ -85,8 +85,7 @@ def test_jobs_come_from_the_bundle_and_respect_permissions(served):
     names = sorted(j.settings.name for j in w.jobs.list())
     assert names == ["yws_score", "yws_sql_apply", "yws_train", "yws_train_and_score"]
     job = w.jobs.get(job_id(w, "yws_score"))
-    assert [p.name for p in job.settings.parameters] == [
-        "catalog", "schema", "as_of_date", "batch_id", "model_alias"]
+    assert [p.name for p in job.settings.parameters] == ["as_of_date", "batch_id", "model_alias"]
     r_user = client(served, "r_user")
     assert [j.settings.name for j in r_user.jobs.list()] == ["yws_score"]
     with pytest.raises(PermissionDenied):
@@ -103,11 +102,16 @@ def test_train_and_score_end_to_end_with_the_sdk_waiter(served):
     assert run.state.life_cycle_state == RunLifeCycleState.TERMINATED
     assert run.state.result_state == RunResultState.SUCCESS, run.state.state_message
     assert run.status.termination_details.code.value == "SUCCESS"
-    assert [t.task_key for t in run.tasks] == ["train", "score"]
+    assert [t.task_key for t in run.tasks] == ["train", "check", "score"]
     assert [d.task_key for d in run.tasks[1].depends_on] == ["train"]
-    assert run.tasks[0].end_time <= run.tasks[1].start_time  # score waited for train
+    assert [d.task_key for d in run.tasks[2].depends_on] == ["check"]
+    # each task waited for the one it depends on
+    assert run.tasks[0].end_time <= run.tasks[1].start_time <= run.tasks[1].end_time \
+        <= run.tasks[2].start_time
     trained = json.loads(w.jobs.get_run_output(run.tasks[0].run_id).logs)
-    scored = json.loads(w.jobs.get_run_output(run.tasks[1].run_id).logs)
+    checked = json.loads(w.jobs.get_run_output(run.tasks[1].run_id).logs)
+    scored = json.loads(w.jobs.get_run_output(run.tasks[2].run_id).logs)
+    assert checked["batch_id"] == "sdk-1"
     assert trained["version"] == "2" and scored["batch_id"] == "sdk-1"
     # the same token again: the same run, not a second one
     again = w.jobs.run_now(jid, job_parameters={"batch_id": "sdk-1"},
@@ -135,21 +139,48 @@ def test_one_run_per_token_under_20_concurrent_requests(served):
     w.jobs.cancel_run(ids[0]).result(timeout=timedelta(minutes=2))
 
 
-def test_a_failing_task_reports_its_error(served):
+def test_an_input_error_fails_once_in_the_check_task(served):
+    """Item 9: a wrong alias fails the check task (no retries) at once; the retried score task
+    never starts and ends UPSTREAM_FAILED, as Databricks reports a task whose dependency failed."""
     w = client(served, "orchestrator")
+    started = time.monotonic()
     run = w.jobs.run_now(job_id(w, "yws_score"),
                          job_parameters={"model_alias": "staging"}).result()
+    assert time.monotonic() - started < 60  # the score task's retry interval is 60 s
     assert run.state.result_state == RunResultState.FAILED
+    assert "Task check failed with message: " in run.state.state_message
     assert "no version with alias @staging" in run.state.state_message
-    output = w.jobs.get_run_output(run.tasks[0].run_id)
+    check, score = run.tasks
+    assert (check.task_key, check.state.result_state, check.attempt_number) == (
+        "check", RunResultState.FAILED, 0)
+    assert (score.task_key, score.state.result_state) == ("score", RunResultState.UPSTREAM_FAILED)
+    assert not score.start_time
+    output = w.jobs.get_run_output(check.run_id)
     assert "no version with alias @staging" in output.error
     assert output.error_trace
 
 
+def test_a_parameter_the_job_does_not_define_changes_nothing(served):
+    """Item 10: Databricks accepts a job parameter a job does not define, and a task sees a job
+    parameter only through {{job.parameters.<name>}} in its own parameters (docs: "Configure
+    task parameters": job parameters are not pushed down to tasks that take JSON arrays, such
+    as a Python wheel with positional arguments). yws_score takes catalog and schema from the
+    bundle target, so a runner who passes catalog=yws_prod still writes to yws_dev."""
+    w = client(served, "r_user")
+    run = w.jobs.run_now(job_id(w, "yws_score"),
+                         job_parameters={"catalog": "yws_prod", "schema": "evil",
+                                         "batch_id": "redirect"}).result()
+    assert run.state.result_state == RunResultState.SUCCESS, run.state.state_message
+    assert {p.name: p.value for p in run.job_parameters}["catalog"] == "yws_prod"  # recorded
+    assert read_predictions(served["home"], batch_id="redirect").num_rows > 0
+    warehouse = served["home"].warehouse_dir
+    assert not (warehouse / "yws_prod").exists() and not (warehouse / "yws_dev" / "evil").exists()
+
+
 def test_bad_requests_get_databricks_errors(served):
     w = client(served, "orchestrator")
-    with pytest.raises(InvalidParameterValue, match="not defined"):
-        w.jobs.run_now(job_id(w, "yws_score"), job_parameters={"colour": "red"})
+    with pytest.raises(InvalidParameterValue, match="idempotency_token"):
+        w.jobs.run_now(job_id(w, "yws_score"), idempotency_token="x" * 65)
     with pytest.raises(Unauthenticated):
         WorkspaceClient(host=served["host"], token="dapi-wrong").jobs.list().__next__()
 

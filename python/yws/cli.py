@@ -281,11 +281,18 @@ def bundle() -> None:
 @bundle.command("validate")
 @click.option("--root", type=click.Path(path_type=Path), default=None,
               help="The bundle folder [./jobs].")
-def bundle_validate(root: Path | None) -> None:
-    """Type every job with databricks-bundles and check the references between parts."""
+@click.option("--target", "-t", "targets", multiple=True,
+              help="Check this target only (repeatable) [every target].")
+@click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
+              help="A bundle variable, as `databricks bundle --var` takes it (repeatable); "
+                   "BUNDLE_VAR_<name> is read too.")
+def bundle_validate(root: Path | None, targets: tuple[str, ...],
+                    variables: tuple[str, ...]) -> None:
+    """Type every job, resolve every local path as the Databricks CLI does, check identities,
+    grants and who may choose what."""
     from yws.bundle import check
 
-    b = check(root)
+    b = check(root, overrides=_params(variables), targets=list(targets) or None)
     tasks = sum(len(j.get("tasks") or []) for j in b.jobs.values())
     click.echo(f"{b.root / 'databricks.yml'}: valid — {len(b.jobs)} jobs ({', '.join(b.jobs)}), "
                f"{tasks} tasks, targets {', '.join(b.targets)}")

@@ -121,13 +121,14 @@ def _wrap(text: str, width: int = 24) -> str:
 
 
 def _job_for(bundle: Bundle, entry_point: str) -> dict[str, Any]:
-    """The job whose only task runs ``entry_point``."""
+    """The job whose tasks all run ``entry_point`` (the score job's check task runs it too)."""
     for job in bundle.jobs.values():
         tasks = job.get("tasks") or []
-        if len(tasks) == 1 and (tasks[0].get("python_wheel_task") or {}).get(
-                "entry_point") == entry_point:
+        if tasks and all((t.get("python_wheel_task") or {}).get("entry_point") == entry_point
+                         for t in tasks):
             return job
-    raise DiagramError(f"no job in {bundle.root} has a single task running {entry_point}")
+    raise DiagramError(f"no job in {bundle.root} has a single task running {entry_point} "
+                       "(or only tasks running it)")
 
 
 def _parameter_default(job: dict[str, Any], name: str) -> str:

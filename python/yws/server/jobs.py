@@ -1,8 +1,16 @@
 """The Jobs API's jobs and runs on the local target.
 
-Jobs come from the bundle in ``jobs/`` (variables resolved for one of its targets). A run's tasks
-execute the wheel's console scripts as local processes with ``--target local``, honouring
-``depends_on``, job parameters, ``max_concurrent_runs``, queueing, timeouts and retries.
+Jobs come from the bundle in ``jobs/`` (variables resolved for one of its targets; a ``lookup``
+resolves to the looked-up name, since locally a principal or a warehouse is its name). A run's
+tasks execute the wheel's console scripts as local processes with ``--target local``,
+honouring ``depends_on`` (a task starts when every task it depends on succeeded; when one
+fails, the tasks after it end ``UPSTREAM_FAILED``), job parameters, ``max_concurrent_runs``,
+queueing, timeouts and retries.
+
+``run-now`` with a job parameter the job does not define is accepted, as Databricks accepts it:
+the value is recorded with the run and reaches no task, because a task sees a job parameter
+only where its own parameters reference ``{{job.parameters.<name>}}`` (wheel tasks here take
+positional parameters, which job parameter pushdown does not touch).
 """
 
 from __future__ import annotations
@@ -20,12 +28,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yws.bundle import Bundle
+from yws.bundle import Bundle, local_variables, substitute
 from yws.config import Settings
 from yws.server.errors import ApiError, denied, invalid, not_found
 from yws.server.store import ACTIVE, Principal, Store, now_ms
 
-_VAR = re.compile(r"\$\{var\.([A-Za-z_][A-Za-z0-9_]*)\}")
 _JOB_PARAM = re.compile(r"\{\{\s*job\.parameters\.([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 RUN_LEVELS = ("CAN_MANAGE_RUN", "CAN_MANAGE", "IS_OWNER")
 VIEW_LEVELS = (*RUN_LEVELS, "CAN_VIEW")
@@ -34,13 +41,7 @@ DATABRICKS_ONLY = ("--dfs-tmpdir", "--warehouse-id")
 
 
 def resolve_variables(value: Any, variables: Mapping[str, str]) -> Any:
-    if isinstance(value, str):
-        return _VAR.sub(lambda m: str(variables.get(m.group(1), m.group(0))), value)
-    if isinstance(value, list):
-        return [resolve_variables(v, variables) for v in value]
-    if isinstance(value, dict):
-        return {k: resolve_variables(v, variables) for k, v in value.items()}
-    return value
+    return substitute(value, variables)
 
 
 def job_id_for(name: str) -> int:
@@ -81,10 +82,7 @@ def catalog(bundle: Bundle, target: str = "dev",
     if target not in bundle.targets:
         raise ValueError(f"bundle target {target!r} is unknown; use one of "
                          f"{', '.join(bundle.targets)}")
-    variables = {k: str((v or {}).get("default", "")) for k, v in bundle.variables.items()}
-    variables.update({k: str(v) for k, v in
-                      ((bundle.targets[target] or {}).get("variables") or {}).items()})
-    variables.update(overrides or {})
+    variables = local_variables(bundle, target, overrides)
     jobs = {}
     for key, raw in bundle.jobs.items():
         settings = resolve_variables(raw, variables)
@@ -140,10 +138,6 @@ class Runner:
     def run_now(self, job: Job, params: Mapping[str, Any] | None, token: str | None,
                 principal: Principal) -> int:
         params = {str(k): str(v) for k, v in (params or {}).items()}
-        unknown = sorted(set(params) - set(job.parameters))
-        if unknown:
-            raise invalid(f"Job parameters {', '.join(unknown)} are not defined for job "
-                          f"{job.name}; defined: {', '.join(job.parameters)}")
         if token is not None and not 1 <= len(token) <= 64:
             raise invalid("idempotency_token must be 1 to 64 characters")
         merged = {**job.parameters, **params}
