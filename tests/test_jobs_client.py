@@ -23,7 +23,12 @@ from yws.jobs_client import default_token
 class Fake:
     def __init__(self) -> None:
         self.requests: list[dict] = []
-        self.jobs = [{"job_id": 11, "settings": {"name": "yws_score"}}]
+        self.jobs = [{"job_id": 11, "creator_user_name": "deployer@corp",
+                      "settings": {"name": "yws_score", "tags": {"project": "yws"}}}]
+        self.parameters = [{"name": "as_of_date", "default": ""},
+                           {"name": "batch_id", "default": ""},
+                           {"name": "model_alias", "default": "champion"}]
+        self.me = "ana@corp"
         self.final = {"life_cycle_state": "TERMINATED", "result_state": "SUCCESS",
                       "state_message": ""}
         self.running_polls = 1  # answers RUNNING this many times first (-1: forever)
@@ -69,9 +74,16 @@ def fake(monkeypatch):
         def do_GET(self):  # noqa: N802
             path, query = self.record()
             if path == "/api/2.2/jobs/list":
+                # the documented filter: the exact name, case-insensitively; no name: every job
                 name = query.get("name", [None])[0]
-                self.reply(200, {"jobs": [j for j in state.jobs
-                                          if j["settings"]["name"] == name]})
+                self.reply(200, {"jobs": [j for j in state.jobs if name is None or
+                                          j["settings"]["name"].lower() == name.lower()]})
+            elif path == "/api/2.2/jobs/get":
+                (job,) = [j for j in state.jobs if str(j["job_id"]) == query["job_id"][0]]
+                self.reply(200, {**job, "settings": {**job["settings"],
+                                                     "parameters": state.parameters}})
+            elif path == "/api/2.0/preview/scim/v2/Me":
+                self.reply(200, {"userName": state.me, "id": "42"})
             elif path == "/api/2.2/jobs/runs/get":
                 polls["n"] += 1
                 self.reply(200, state.run(polls["n"]))
@@ -119,8 +131,10 @@ def test_success_sends_the_exact_requests(fake, capsys):
                                                   "batch_id": "nightly"}}
     assert {r["auth"] for r in fake.requests if r["path"].startswith("/api/")} == {
         "Bearer dapi-orchestrator"}
-    assert api_calls(fake)[:2] == [("GET", "/api/2.2/jobs/list"),
+    assert api_calls(fake)[:3] == [("GET", "/api/2.2/jobs/list"), ("GET", "/api/2.2/jobs/get"),
                                    ("POST", "/api/2.2/jobs/run-now")]
+    assert next(r for r in fake.requests if r["path"] == "/api/2.2/jobs/list")["query"] == {
+        "name": ["yws_score"]}
     assert ("GET", "/api/2.2/jobs/runs/get-output") in api_calls(fake)
     result = json.loads(out)
     assert result["succeeded"] is True and result["run_id"] == 501
@@ -176,6 +190,73 @@ def test_a_run_that_never_ends_is_cancelled_at_the_timeout(fake, capsys, monkeyp
 
 def test_unknown_job_and_no_wait(fake, capsys):
     assert main(["jobs", "run", "yws_nope"]) == 1
-    assert "no job named 'yws_nope'" in capsys.readouterr().err
+    assert "no job named 'yws_nope' (nor a development copy '[dev <user>] yws_nope')" in \
+        capsys.readouterr().err
     assert main(["jobs", "run", "yws_score", "--no-wait", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["life_cycle_state"] == "RUNNING"
+
+
+def _dev(job_id: int, user: str, creator: str, project: str = "yws") -> dict:
+    return {"job_id": job_id, "creator_user_name": creator,
+            "settings": {"name": f"[dev {user}] yws_score",
+                         "tags": {"project": project, "component": "score", "dev": user}}}
+
+
+def runs_started(fake: Fake) -> list[int]:
+    return [r["body"]["job_id"] for r in fake.requests if r["path"] == "/api/2.2/jobs/run-now"]
+
+
+def test_a_development_copy_is_found_by_its_bundle_name(fake, capsys):
+    """`mode: development` deploys yws_score as "[dev <short name>] yws_score" (databricks/cli
+    bundle/config/mutator/resourcemutator/apply_target_mode.go)."""
+    fake.jobs = [_dev(21, "ana", "ana@corp"),
+                 _dev(22, "bob", "bob@corp", project="marketing")]  # not the bundle's job
+    assert main(["jobs", "run", "yws_score", "--param", "batch_id=b1"]) == 0, \
+        capsys.readouterr().err
+    assert runs_started(fake) == [21]
+    lists = [r["query"] for r in fake.requests if r["path"] == "/api/2.2/jobs/list"]
+    assert lists[0] == {"name": ["yws_score"]} and "name" not in lists[1]
+
+
+def test_among_several_development_copies_the_callers_own_wins(fake, capsys):
+    fake.jobs = [_dev(21, "bob", "bob@corp"), _dev(23, "ana", "ana@corp")]
+    assert main(["jobs", "run", "yws_score"]) == 0, capsys.readouterr().err
+    assert runs_started(fake) == [23]
+    assert ("GET", "/api/2.0/preview/scim/v2/Me") in api_calls(fake)
+
+
+def test_ambiguous_copies_are_an_error_that_lists_them(fake, capsys):
+    fake.jobs = [_dev(21, "bob", "bob@corp"), _dev(24, "carl", "carl@corp")]
+    assert main(["jobs", "run", "yws_score"]) == 1
+    err = capsys.readouterr().err
+    assert ("no job is named 'yws_score' and 2 development copies are: '[dev bob] yws_score' "
+            "(job 21, created by bob@corp); '[dev carl] yws_score' (job 24, created by "
+            "carl@corp); pass the full name of the one to run") in err
+    assert runs_started(fake) == []
+    # the full name is an exact match
+    assert main(["jobs", "run", "[dev carl] yws_score"]) == 0
+    assert runs_started(fake) == [24]
+
+
+def test_the_exact_name_wins_over_development_copies(fake, capsys):
+    fake.jobs = [*fake.jobs, _dev(21, "ana", "ana@corp")]
+    assert main(["jobs", "run", "yws_score"]) == 0
+    assert runs_started(fake) == [11]
+
+
+def test_two_jobs_with_the_same_name_are_listed(fake, capsys):
+    fake.jobs = [*fake.jobs, {"job_id": 12, "creator_user_name": "x@corp",
+                              "settings": {"name": "yws_score"}}]
+    assert main(["jobs", "run", "yws_score"]) == 1
+    assert "2 jobs are named 'yws_score': 'yws_score' (job 11, created by deployer@corp); " \
+           "'yws_score' (job 12, created by x@corp)" in capsys.readouterr().err
+
+
+def test_a_parameter_the_job_does_not_define_is_refused_before_the_run(fake, capsys):
+    """Databricks takes undefined job parameters and ignores them; the trigger refuses them so
+    a runner learns that the catalog is not theirs to choose (and a typo is not lost)."""
+    assert main(["jobs", "run", "yws_score", "--param", "catalog=yws_prod",
+                 "--param", "as_of_date=2026-11-30"]) == 1
+    assert ("job yws_score does not take the parameter(s) catalog; its parameters are "
+            "as_of_date, batch_id, model_alias") in capsys.readouterr().err
+    assert runs_started(fake) == []

@@ -3,6 +3,14 @@
 ``databricks-sdk`` carries the requests (credentials from ``DATABRICKS_HOST`` /
 ``DATABRICKS_TOKEN`` or a config profile; it retries 429 and 503 answers, honouring
 Retry-After). Its own waiter does not look at ``result_state``; :func:`wait` does.
+
+A job is found by name. A bundle deployed with ``mode: development`` prefixes every job name
+with ``[dev <user>] `` (databricks/cli ``apply_target_mode.go``), so when no job has the exact
+name, the development copies of it (tagged ``project: yws`` by the bundle) are candidates, and
+among several, the caller's own (``creator_user_name``) wins; anything still ambiguous is an
+error that lists the candidates. Job parameters are checked against the job's definition
+before the run starts: Databricks accepts a parameter the job does not define and silently
+ignores it, which would hide a typo (or an attempt to pick the catalog).
 """
 
 from __future__ import annotations
@@ -10,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
@@ -73,22 +82,76 @@ def _name(value: Any) -> str | None:
     return str(getattr(value, "value", value))
 
 
+DEV_PREFIX = re.compile(r"^\[dev (?P<user>[^\]]+)\] (?P<name>.+)$")
+PROJECT_TAG = ("project", "yws")
+
+
+def _describe(job: Any) -> str:
+    who = f", created by {job.creator_user_name}" if job.creator_user_name else ""
+    return f"{job.settings.name!r} (job {job.job_id}{who})"
+
+
+def _ours(job: Any) -> bool:
+    tags = (job.settings.tags or {}) if job.settings is not None else {}
+    key, value = PROJECT_TAG
+    return not tags or tags.get(key) == value
+
+
+def _me(client: Any) -> str | None:
+    try:
+        return str(client.current_user.me().user_name)
+    except Exception:  # narrowing is a convenience; without it the error lists the candidates
+        return None
+
+
 def resolve_job(client: Any, name: str) -> int:
-    found = [j for j in client.jobs.list(name=name)
+    """The id of the job called ``name``, or of its development copy ``[dev <user>] name``."""
+    exact = [j for j in client.jobs.list(name=name)
              if j.settings is not None and j.settings.name == name]
-    if not found:
-        raise JobError(f"no job named {name!r} is visible to these credentials: deploy the "
-                       "bundle (databricks bundle deploy) or check the name")
-    if len(found) > 1:
-        ids = ", ".join(str(j.job_id) for j in found)
-        raise JobError(f"{len(found)} jobs are named {name!r} (ids {ids}): rename one")
-    return int(found[0].job_id)
+    if len(exact) == 1:
+        return int(exact[0].job_id)
+    if len(exact) > 1:
+        listed = "; ".join(_describe(j) for j in exact)
+        raise JobError(f"{len(exact)} jobs are named {name!r}: {listed}; rename or delete all "
+                       "but one")
+    candidates = []
+    for job in client.jobs.list():
+        m = DEV_PREFIX.match(job.settings.name if job.settings is not None else "")
+        if m and m["name"] == name and _ours(job):
+            candidates.append(job)
+    if len(candidates) > 1:
+        me = _me(client)
+        mine = [j for j in candidates if me and j.creator_user_name == me]
+        if len(mine) == 1:
+            return int(mine[0].job_id)
+        listed = "; ".join(_describe(j) for j in candidates)
+        raise JobError(f"no job is named {name!r} and {len(candidates)} development copies "
+                       f"are: {listed}; pass the full name of the one to run")
+    if candidates:
+        return int(candidates[0].job_id)
+    raise JobError(f"no job named {name!r} (nor a development copy '[dev <user>] {name}') is "
+                   "visible to these credentials: deploy the bundle (databricks bundle deploy) "
+                   "or check the name")
+
+
+def check_parameters(client: Any, job_id: int, job: str, params: Mapping[str, str]) -> None:
+    """Refuse job parameters the job does not define (Databricks would ignore them)."""
+    if not params:
+        return
+    settings = client.jobs.get(job_id).settings
+    defined = [p.name for p in (settings.parameters or [])] if settings is not None else []
+    unknown = sorted(set(params) - set(defined))
+    if unknown:
+        raise JobError(f"job {job} does not take the parameter(s) {', '.join(unknown)}; its "
+                       f"parameters are {', '.join(defined) or 'none'} (catalog and schema are "
+                       "fixed per bundle target, not chosen per run)")
 
 
 def start(client: Any, job: str, params: Mapping[str, str], token: str | None = None
           ) -> tuple[int, int, str]:
     """(job id, run id, idempotency token) of a new run — or of the run the token already made."""
     job_id = resolve_job(client, job)
+    check_parameters(client, job_id, job, params)
     token = token or default_token(job, params)
     waiter = client.jobs.run_now(job_id=job_id, job_parameters=dict(params),
                                  idempotency_token=token)
