@@ -2,12 +2,18 @@
 #'
 #' `yws_run_job()` starts a job by name through the Jobs API with job parameters and an
 #' idempotency token (a retried call with the same token never starts a second run).
+#' A job deployed from a bundle target with `mode: development` is named
+#' `"[dev <user>] yws_score"`: when no job has the exact name, such a development copy of the
+#' project (tagged `project: yws`) is used, the caller's own if there are several; an
+#' ambiguous name raises a `yws_job_not_found` error listing the candidates. Parameters the
+#' job does not define raise a `yws_input_error` before anything starts (Databricks would
+#' ignore them): catalog and schema are fixed by the bundle target, not chosen per run.
 #' `yws_run_status()` reads a run's state. `yws_wait()` polls until the run ends, showing
 #' progress, and checks the result: a failed run raises a `yws_run_failed` error carrying the
 #' task's error message; a run still going after `timeout` seconds raises `yws_timeout`.
 #' `yws_cancel()` cancels a run. `yws_train()` runs the training job.
 #'
-#' @param job The job's name, e.g. `"yws_score"`.
+#' @param job The job's name, e.g. `"yws_score"`, or the full name of a development copy.
 #' @param params A named list of job parameters.
 #' @param idempotency_token A string of at most 64 characters; `NULL` for none.
 #' @inheritParams yws_host
@@ -23,6 +29,7 @@
 yws_run_job <- function(job, params = list(), idempotency_token = NULL, host = NULL,
                         token = NULL) {
   job_id <- yws_job_id(job, host = host, token = token)
+  check_job_parameters(job_id, job, params, host = host, token = token)
   body <- list(job_id = job_id, job_parameters = lapply(params, as.character),
                idempotency_token = idempotency_token)
   if (!length(params)) body$job_parameters <- NULL
@@ -41,13 +48,77 @@ print.yws_run <- function(x, ...) {
 yws_job_id <- function(job, host = NULL, token = NULL) {
   found <- yws_perform(yws_request("/api/2.2/jobs/list", query = list(name = job),
                                    host = host, token = token))
-  ids <- vapply(Filter(function(j) identical(j$settings$name, job), found$jobs %||% list()),
-                function(j) as.numeric(j$job_id), numeric(1))
-  if (length(ids) != 1) {
-    cli::cli_abort("{length(ids)} jobs are named {.val {job}}; expected exactly one.",
+  exact <- Filter(function(j) identical(j$settings$name, job), found$jobs %||% list())
+  if (length(exact) == 1) return(as.numeric(exact[[1]]$job_id))
+  if (length(exact) > 1) {
+    cli::cli_abort(c("{length(exact)} jobs are named {.val {job}}.",
+                     i = "Candidates: {describe_jobs(exact)}.",
+                     i = "Rename or delete all but one."),
                    class = c("yws_job_not_found", "yws_error"))
   }
-  ids
+  copies <- Filter(function(j) is_dev_copy(j, job), list_jobs(host = host, token = token))
+  if (length(copies) > 1) {
+    me <- tryCatch(yws_perform(yws_request("/api/2.0/preview/scim/v2/Me", host = host,
+                                           token = token))$userName,
+                   yws_error = function(e) NULL)
+    mine <- Filter(function(j) !is.null(me) && identical(j$creator_user_name, me), copies)
+    if (length(mine) == 1) return(as.numeric(mine[[1]]$job_id))
+    cli::cli_abort(c("No job is named {.val {job}} and {length(copies)} development copies are.",
+                     i = "Candidates: {describe_jobs(copies)}.",
+                     i = "Pass the full name of the one to run."),
+                   class = c("yws_job_not_found", "yws_error"))
+  }
+  if (length(copies) == 1) return(as.numeric(copies[[1]]$job_id))
+  cli::cli_abort(c("No job named {.val {job}} (nor a development copy {.val [dev <user>] {job}}).",
+                   i = "Deploy the bundle ({.code databricks bundle deploy}) or check the name."),
+                 class = c("yws_job_not_found", "yws_error"))
+}
+
+# Every job visible to the caller, following the list's pages.
+list_jobs <- function(host = NULL, token = NULL) {
+  jobs <- list()
+  page <- NULL
+  repeat {
+    out <- yws_perform(yws_request("/api/2.2/jobs/list",
+                                   query = list(limit = 100, page_token = page),
+                                   host = host, token = token))
+    jobs <- c(jobs, out$jobs %||% list())
+    page <- out$next_page_token
+    if (!isTRUE(out$has_more) || is.null(page)) break
+  }
+  jobs
+}
+
+# "[dev <user>] <job>", the name `mode: development` gives a bundle's job, and one of ours.
+is_dev_copy <- function(j, job) {
+  name <- j$settings$name %||% ""
+  prefix <- regmatches(name, regexpr("^\\[dev [^]]+\\] ", name))
+  project <- j$settings$tags$project
+  length(prefix) == 1 && identical(substring(name, nchar(prefix) + 1), job) &&
+    (is.null(j$settings$tags) || identical(project, "yws"))
+}
+
+describe_jobs <- function(jobs) {
+  paste(vapply(jobs, function(j) {
+    who <- if (is.null(j$creator_user_name)) "" else paste0(", created by ", j$creator_user_name)
+    sprintf("\"%s\" (job %s%s)", j$settings$name, format(j$job_id, scientific = FALSE), who)
+  }, character(1)), collapse = "; ")
+}
+
+check_job_parameters <- function(job_id, job, params, host = NULL, token = NULL) {
+  if (!length(params)) return(invisible())
+  found <- yws_perform(yws_request("/api/2.2/jobs/get",
+                                   query = list(job_id = format(job_id, scientific = FALSE)),
+                                   host = host, token = token))
+  defined <- vapply(found$settings$parameters %||% list(), function(p) p$name, character(1))
+  unknown <- setdiff(names(params), defined)
+  if (length(unknown)) {
+    cli::cli_abort(c("Job {.val {job}} does not take the parameter{?s} {.val {unknown}}.",
+                     i = "Its parameters: {.val {defined}}.",
+                     i = "Catalog and schema are fixed by the bundle target, not chosen per run."),
+                   class = c("yws_input_error", "yws_error"))
+  }
+  invisible()
 }
 
 run_id_of <- function(run) if (inherits(run, "yws_run")) run$run_id else run
@@ -127,7 +198,7 @@ yws_cancel <- function(run, host = NULL, token = NULL) {
 #' @param wait Wait for the run to end.
 #' @export
 yws_train <- function(as_of = NULL, wait = TRUE, timeout = 7200, host = NULL, token = NULL) {
-  params <- list(catalog = yws_catalog(), schema = yws_schema())
+  params <- list()
   if (!is.null(as_of)) params$as_of_date <- check_date(as_of)
   run <- yws_run_job("yws_train", params, host = host, token = token)
   if (wait) yws_wait(run, timeout = timeout, host = host, token = token)

@@ -25,8 +25,7 @@ yws_score <- function(as_of = Sys.Date(), entities = NULL, wait = TRUE,
   via <- match.arg(via)
   as_of <- check_date(as_of)
   batch_id <- check_batch_id(batch_id %||% new_batch_id())
-  params <- list(catalog = yws_catalog(), schema = yws_schema(), as_of_date = as_of,
-                 batch_id = batch_id)
+  params <- list(as_of_date = as_of, batch_id = batch_id)
   run <- yws_run_job("yws_score", params, idempotency_token = batch_id, host = host,
                      token = token)
   run$batch_id <- batch_id
