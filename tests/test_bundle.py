@@ -340,3 +340,43 @@ def test_the_wheel_carries_the_entry_points_and_sql(tmp_path):
     on_disk = sorted(p.relative_to(ROOT / "sql").as_posix() for p in (ROOT / "sql").rglob("*.sql"))
     assert shipped == on_disk
     assert "yws/specs/default.yaml" in names
+
+
+def test_the_first_deploy_checklist_matches_jobs_and_sql():
+    """docs/migration.md names what jobs/ looks up and what sql/ creates and grants."""
+    from yws.config import Settings
+    from yws.sqlfiles import describe, parse_grant, statements
+
+    text = (ROOT / "docs" / "migration.md").read_text()
+    checklist = text[text.index("## What the first deploy needs"):]
+    bundle = load(ROOT / "jobs")
+    for name, target in bundle.targets.items():
+        assert f"`{target['variables']['catalog']}`" in checklist, name
+        for var, value in target["variables"].items():
+            if isinstance(value, dict) and "lookup" in value:
+                (looked_up,) = value["lookup"].values()
+                assert f"`{looked_up}`" in checklist, (name, var, looked_up)
+    for path in sorted((ROOT / "sql").glob("*.sql")):
+        assert f"`{path.name}`" in checklist, path.name
+    settings = Settings(jobs_principal="yws_jobs")
+    privileges = set()
+    for stmt in statements(settings, ROOT / "sql"):
+        what = describe(stmt)
+        if what.kind == "VOLUME":
+            assert f"`<catalog>.ml.{what.name.split('.')[-1]}`" in checklist
+        if what.kind == "GRANT":
+            privileges.update(g.privilege for g in parse_grant(stmt)[1]
+                              if g.principal == "yws_jobs")
+    for privilege in privileges:
+        assert privilege in checklist, privilege
+    assert "run_as" in checklist and "application id" in checklist
+
+
+def test_the_readme_lists_each_jobs_parameters():
+    readme = (ROOT / "README.md").read_text()
+    for key, job in load(ROOT / "jobs").jobs.items():
+        (row,) = [line for line in readme.splitlines() if line.startswith(f"| `{key}` |")]
+        names = [p["name"] for p in job.get("parameters") or []]
+        cell = row.split("|")[3]
+        assert [n for n in names if f"`{n}`" in cell] == names, (key, cell)
+        assert "catalog" not in cell
