@@ -9,7 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 import sys
+import tempfile
 
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
@@ -37,6 +39,22 @@ def main() -> int:
     model = build_pipeline(spec).fit(train_df)
     coefs = coefficients(model, train_df, spec)
     y, p = scored_arrays(model, test_df, spec.label)
+
+    # A pipeline saved over Connect (pyspark writes its metadata) loads in the arrow engine.
+    from pyspark.ml.functions import vector_to_array
+
+    from yws.engine import ArrowModel
+
+    saved = tempfile.mkdtemp(prefix="yws-connect-model-")
+    model.write().overwrite().save(saved)
+    spark_p = model.transform(test_df).select(
+        spec.entity_key, vector_to_array("probability")[1].alias("p")).toArrow()
+    arrow_p, _ = ArrowModel.load(saved).predict(test_df.toArrow())
+    by_id = dict(zip(test_df.select(spec.entity_key).toArrow().column(0).to_pylist(), arrow_p,
+                     strict=True))
+    arrow_diff = max(abs(got - by_id[key]) for key, got in zip(
+        spark_p.column(0).to_pylist(), spark_p.column(1).to_pylist(), strict=True))
+    shutil.rmtree(saved, ignore_errors=True)
     print(json.dumps({
         "session": type(spark).__module__,
         "quarantined": quarantined,
@@ -45,6 +63,7 @@ def main() -> int:
         "categories": category_labels(model),
         "auc_roc": metrics(y, p, 0.5)["auc_roc"],
         "test_rows": len(y),
+        "arrow_max_abs_diff": float(arrow_diff),
     }))
     spark.stop()
     return 0

@@ -316,6 +316,9 @@ LOADERS = {
     "org.apache.spark.ml.feature.StandardScalerModel": ScalerStage.load,
     "org.apache.spark.ml.classification.LogisticRegressionModel": LogisticStage.load,
 }
+# A pipeline saved by classic Spark names the JVM class; one saved over Spark Connect (as on
+# serverless) is written by pyspark and names the Python class. Its stages are the same.
+PIPELINE_CLASSES = {"org.apache.spark.ml.PipelineModel", "pyspark.ml.pipeline.PipelineModel"}
 NO_DATA = {"org.apache.spark.ml.feature.SQLTransformer",
            "org.apache.spark.ml.feature.VectorAssembler"}
 
@@ -335,7 +338,7 @@ class ArrowModel:
         if (root / "sparkml").is_dir():
             root = root / "sparkml"
         meta = _metadata(root)
-        if meta.get("class") != "org.apache.spark.ml.PipelineModel":
+        if meta.get("class") not in PIPELINE_CLASSES:
             raise UnsupportedModelError(f"{root} is a {meta.get('class')}, not a PipelineModel")
         stages = []
         for uid, stage_dir in zip(meta["paramMap"]["stageUids"],
