@@ -368,3 +368,26 @@ def test_arrow_leaves_no_temporary_files(home, spec, monkeypatch, tmp_path):
     with pytest.raises(ZeroDivisionError):
         score(home, spec, None, batch_id="broken", engine="arrow")
     assert list(scratch.iterdir()) == []
+
+
+def test_check_score_request_answers_without_writing(home, spark, spec):
+    """The score job's check task (no retries): the same errors as a score run, at once."""
+    from yws.score import check_score_request
+
+    storage = LocalStorage(home)
+    before = versions(storage, home)
+    assert check_score_request(home, spec, batch_id="b1", storage=storage) == {
+        "ok": True, "as_of_date": SCORE_DAY.isoformat(), "batch_id": "b1",
+        "model_name": home.model_name, "model_alias": "champion", "model_version": 1,
+        "rows": 3000}
+    on_spark = check_score_request(home, spec, as_of=TRAIN_DAY, storage=storage, spark=spark)
+    assert (on_spark["rows"], on_spark["batch_id"]) == (3000, TRAIN_DAY.isoformat())
+    with pytest.raises(InputDataError, match="no rows for as-of 2001-01-01"):
+        check_score_request(home, spec, as_of=dt.date(2001, 1, 1), storage=storage)
+    with pytest.raises(ModelNotFoundError, match="@staging"):
+        check_score_request(home, spec, alias="staging", storage=storage)
+    with pytest.raises(ValueError, match="reserved"):
+        check_score_request(home, spec, alias="v2", storage=storage)
+    with pytest.raises(StorageError, match="batch id"):
+        check_score_request(home, spec, batch_id="b'; DROP TABLE x", storage=storage)
+    assert versions(storage, home) == before

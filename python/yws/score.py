@@ -1,8 +1,11 @@
 """The scoring job: score one feature snapshot with the registered model, idempotently.
 
 Rows the model must not score go to the quarantine table with a reason; the rest go to the
-predictions table; one row per run goes to the score-runs table. A batch re-run replaces that
-batch's rows and nothing else; a failure part-way puts every table back as it was.
+predictions table; every row carries the run's id. The run becomes visible in one commit, its
+record in the score-runs table (:func:`publish`), which also supersedes the batch's earlier
+run; until then readers (the views) see none of its rows, so a run that fails, is interrupted
+or dies leaves nothing visible. A failed run deletes its own rows (:func:`undo`), never
+another run's; :func:`sweep` removes superseded runs and long-dead ones.
 """
 
 from __future__ import annotations

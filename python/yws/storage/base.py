@@ -127,7 +127,7 @@ class Storage(ABC):
             except StorageError:
                 if not self.exists(name):
                     raise
-        have = {c for c, _ in self.describe(name).columns}
+        have = set(self.read_arrow(name, limit=0).schema.names)
         missing = [f.name for f in schema if f.name not in have]
         if missing:
             raise StorageError(
