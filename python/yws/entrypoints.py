@@ -22,6 +22,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
+from yws import registry
 from yws.config import Settings
 
 
@@ -107,6 +108,7 @@ def train_main(argv: Sequence[str] | None = None) -> None:
         # Parameters first: a wrong one fails before a Spark session or MLflow is touched.
         settings = _settings(args)
         as_of = _date(args.as_of_date)
+        registry.dfs_tmpdir(settings)
 
         from yws.console import stderr_progress
         from yws.spark import get_spark
@@ -129,6 +131,10 @@ def score_main(argv: Sequence[str] | None = None) -> None:
         as_of = _date(args.as_of_date)
         batch_id = args.batch_id or None
         alias = args.model_alias or "champion"
+        if args.engine != "arrow":
+            # Spark loads the model through the volume: checked here, the check task fails on
+            # a missing one at once, not the retried score task.
+            registry.dfs_tmpdir(settings)
 
         from yws import score as scoring
         from yws.console import stderr_progress
