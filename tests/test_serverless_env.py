@@ -145,6 +145,11 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def installed(replica: Path, wheel: Path) -> Iterator[Path]:
     """A hard-link copy of the replica with the wheel installed, as a job task installs it."""
+    for stale in CACHE.glob("run-*"):  # left by a run that was killed
+        with contextlib.suppress(ValueError):
+            pid = int(stale.name.removeprefix("run-"))
+            if not Path(f"/proc/{pid}").exists():
+                shutil.rmtree(stale, ignore_errors=True)
     clone = CACHE / f"run-{os.getpid()}"
     shutil.rmtree(clone, ignore_errors=True)
     done = run(["cp", "-al", replica.parents[1], clone])
