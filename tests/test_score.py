@@ -391,3 +391,25 @@ def test_check_score_request_answers_without_writing(home, spark, spec):
     with pytest.raises(StorageError, match="batch id"):
         check_score_request(home, spec, batch_id="b'; DROP TABLE x", storage=storage)
     assert versions(storage, home) == before
+
+
+def test_a_failure_after_the_commit_point_keeps_the_published_batch(home, spec, monkeypatch):
+    """Whether a commit landed is unknown when the error comes during it (a connection reset
+    after the MERGE): undo looks first, and a published run keeps its rows."""
+    storage = LocalStorage(home)
+    real = storage.publish_run
+
+    def commit_then_fail(name, record):
+        real(name, record)
+        raise OSError("connection reset after the commit (simulated)")
+
+    monkeypatch.setattr(storage, "publish_run", commit_then_fail)
+    said: list[str] = []
+    with pytest.raises(OSError, match="after the commit"):
+        score(home, spec, None, storage=storage, batch_id="landed", engine="arrow",
+              progress=said.append)
+    (run,) = storage.read_arrow(home.score_runs).to_pylist()
+    assert run["batch_id"] == "landed" and run["status"] == "SUCCEEDED"
+    kept = storage.read_arrow(home.predictions, where=("run_id", run["run_id"]))
+    assert kept.num_rows == run["rows_scored"] > 0
+    assert any("was published before it failed" in s for s in said)

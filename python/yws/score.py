@@ -413,7 +413,19 @@ def publish(storage: Storage, settings: Settings, record: pa.Table,
 def undo(storage: Storage, settings: Settings, run_id: str, progress: Progress = quiet) -> None:
     """Remove what run ``run_id`` wrote before it failed, and nothing else. Its rows are
     invisible anyway (it never published); if this fails too, a later run's sweep removes
-    them."""
+    them. If the failure came while publishing, the commit may have landed all the same: then,
+    or when that cannot be told, the rows stay (a published run is whole)."""
+    try:
+        runs = storage.read_arrow(settings.score_runs, where=("run_id", run_id),
+                                  columns=["run_id"]) if storage.exists(settings.score_runs) \
+            else None
+    except Exception as e:
+        progress(f"warning: could not tell whether run {run_id} was published ({e}); its rows "
+                 "are left for a later run's sweep")
+        return
+    if runs is not None and runs.num_rows:
+        progress(f"run {run_id} was published before it failed: its batch stays as published")
+        return
     for name in (settings.predictions, settings.quarantine):
         try:
             storage.delete_runs(name, [run_id])

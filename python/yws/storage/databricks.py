@@ -170,8 +170,11 @@ class DatabricksStorage(Storage):
             raise
         finally:
             self.spark.sql(f"DROP VIEW IF EXISTS {view}")
-        rows = self.spark.sql(
-            f"SELECT run_id FROM {name} WHERE superseded_by = '{run_id}'").collect()
+        try:  # committed: what it superseded only saves the sweep a later look
+            rows = self.spark.sql(
+                f"SELECT run_id FROM {name} WHERE superseded_by = '{run_id}'").collect()
+        except Exception:
+            return []
         return sorted(r["run_id"] for r in rows)
 
     def counts(self, name: str, where: tuple[str, str | dt.date], column: str) -> dict[str, int]:

@@ -216,6 +216,9 @@ class LocalStorage(Storage):
             raise PublishConflictError(
                 f"another run committed to {name} while run {run_id} was being published: {e}"
             ) from e
-        rows = self._table(name).to_pyarrow_dataset().to_table(
-            columns=["run_id", "superseded_by"]).to_pylist()
+        try:  # committed: what it superseded only saves the sweep a later look
+            rows = self._table(name).to_pyarrow_dataset().to_table(
+                columns=["run_id", "superseded_by"]).to_pylist()
+        except Exception:
+            return []
         return sorted(r["run_id"] for r in rows if r["superseded_by"] == run_id)
