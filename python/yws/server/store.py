@@ -36,7 +36,11 @@ CREATE TABLE IF NOT EXISTS task_runs (
   end_time INTEGER NOT NULL DEFAULT 0, logs TEXT, error TEXT, error_trace TEXT,
   attempt INTEGER NOT NULL DEFAULT 0);
 """
-ACTIVE = ("PENDING", "QUEUED", "RUNNING", "TERMINATING", "BLOCKED")
+ACTIVE = ("PENDING", "QUEUED", "RUNNING", "TERMINATING", "BLOCKED", "WAITING_FOR_RETRY")
+# The documented terminal life cycle states (Jobs API 2.2, RunLifeCycleState).
+TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
+SERVER_STOPPED = ("the server stopped while this run was in progress; its task processes were "
+                  "stopped; start a new run")
 
 
 def now_ms() -> int:
@@ -131,16 +135,25 @@ class Store:
         return int(cur.lastrowid) + 1000  # ids that look like ids, not like counters
 
     def fail_interrupted(self) -> int:
-        """Runs a previous server left active end failed: nothing runs them any more."""
-        message = "the server stopped while this run was in progress; start a new run"
+        """End what a previous server left unfinished: nothing runs it any more (the caller
+        has killed its task processes). Each active run ends ``INTERNAL_ERROR`` (result
+        ``FAILED``), and so does every task row not yet in a terminal state — of those runs or
+        of any other — so no task stays ``RUNNING`` after its run; a task that never started
+        is ``SKIPPED`` (``CANCELED``). The number of runs."""
+        marks = ",".join("?" * len(ACTIVE))
+        ends = ",".join("?" * len(TERMINAL))
         with self.tx() as db:
-            marks = ",".join("?" * len(ACTIVE))
             n = db.execute(
                 f"UPDATE runs SET life_cycle_state = 'INTERNAL_ERROR', result_state = 'FAILED', "
                 f"state_message = ?, termination_code = 'INTERNAL_ERROR', end_time = ? "
-                f"WHERE life_cycle_state IN ({marks})", (message, now_ms(), *ACTIVE)).rowcount
+                f"WHERE life_cycle_state IN ({marks})",
+                (SERVER_STOPPED, now_ms(), *ACTIVE)).rowcount
+            db.execute(
+                "UPDATE task_runs SET life_cycle_state = 'SKIPPED', result_state = 'CANCELED', "
+                "state_message = ?, end_time = ? WHERE life_cycle_state IN ('PENDING', 'BLOCKED')",
+                (SERVER_STOPPED, now_ms()))
             db.execute(
                 f"UPDATE task_runs SET life_cycle_state = 'INTERNAL_ERROR', "
                 f"result_state = 'FAILED', state_message = ?, end_time = ? "
-                f"WHERE life_cycle_state IN ({marks})", (message, now_ms(), *ACTIVE))
+                f"WHERE life_cycle_state NOT IN ({ends})", (SERVER_STOPPED, now_ms(), *TERMINAL))
         return int(n)
