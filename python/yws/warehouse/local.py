@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -92,10 +91,11 @@ class LocalWarehouse(Warehouse):
     def connect(self):  # -> duckdb.DuckDBPyConnection
         """A cursor on the applied objects: no file outside the warehouse is reachable.
 
-        The database behind it is built once per applied state (and again when ``yws sql
-        apply`` changes it); each caller gets its own cursor, so threads do not share one.
+        The database behind it is built once per applied state and table versions (again when
+        ``yws sql apply`` changes the state or a table gets a new version); each caller gets its
+        own cursor, so threads do not share one.
         """
-        stamp = self.state_path.stat().st_mtime_ns if self.state_path.is_file() else None
+        stamp = self._stamp()
         with self._lock:
             if self._base is None or self._base_stamp != stamp:
                 self._base, self._base_stamp = self._open(), stamp
@@ -108,11 +108,41 @@ class LocalWarehouse(Warehouse):
                 self._base.close()
             self._base = None
 
+    def _stamp(self) -> tuple[int, ...] | None:
+        """What the database behind the cursors depends on: the state and each table's log."""
+        if not self.state_path.is_file():
+            return None
+        logs = sorted(self.settings.warehouse_dir.glob("*/*/*/_delta_log"))
+        return (self.state_path.stat().st_mtime_ns, *(log.stat().st_mtime_ns for log in logs))
+
+    def _current_files(self, state: dict[str, Any]) -> list[str]:
+        """The data files of the current version of every applied table, and nothing else."""
+        from deltalake import DeltaTable
+
+        storage = LocalStorage(self.settings)
+        files: list[str] = []
+        for item in state["statements"]:
+            if item["kind"] != "TABLE":
+                continue
+            path = str(storage.path(item["object"]))
+            if DeltaTable.is_deltatable(path):
+                files.extend(DeltaTable(path).file_uris())
+        return files
+
     def _open(self):  # -> duckdb.DuckDBPyConnection
+        """The database the API reads: views over the applied objects, locked down.
+
+        DuckDB reads a quoted path as a file (a replacement scan) and has no setting to turn that
+        off, and a view over ``delta_scan`` opens its data files at query time under the same
+        file-access check as anything else. So with external access off, only the data files of
+        each table's *current* version are allowed (``allowed_paths``): no directory, glob,
+        Delta log, older version or other file is readable, and ``connect`` rebuilds this
+        database when a table gets a new version. Python-variable replacement scans are off too.
+        """
         state = self._state()
         con = self._connect([s["duckdb"] for s in state["statements"]])
-        warehouse = str(self.settings.warehouse_dir)
-        con.execute("SET allowed_directories = ?", [[warehouse + os.sep]])
+        con.execute("SET allowed_paths = ?", [self._current_files(state)])
+        con.execute("SET python_enable_replacements = false")
         con.execute("SET enable_external_access = false")
         con.execute("SET lock_configuration = true")
         return con
