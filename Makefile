@@ -40,6 +40,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_r.py --json benchmarks/out/r.json
 	$(BIN)/python benchmarks/bench_sql.py
 	$(BIN)/python benchmarks/bench_serve.py
+	$(BIN)/python benchmarks/bench_serve_memory.py --json benchmarks/out/serve_memory.json
 
 # The architecture pictures in docs/, drawn from the bundle and the settings (yws/diagram.py).
 diagram: setup

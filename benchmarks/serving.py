@@ -12,14 +12,20 @@ from pathlib import Path
 
 
 @contextmanager
-def yws_serve(env: dict[str, str], timeout: float = 60) -> Iterator[str]:
-    """Run `yws serve` with ``env`` (its YWS_HOME) and yield its base URL."""
+def yws_serve(env: dict[str, str], timeout: float = 60,
+              started: list[subprocess.Popen] | None = None) -> Iterator[str]:
+    """Run `yws serve` with ``env`` (its YWS_HOME) and yield its base URL.
+
+    ``started``, when given, receives the server's process (to read its memory, say).
+    """
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     yws = str(Path(sys.executable).with_name("yws"))
     server = subprocess.Popen([yws, "serve", "--port", str(port)], env=env,
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if started is not None:
+        started.append(server)
     try:
         deadline = time.monotonic() + timeout
         while True:
