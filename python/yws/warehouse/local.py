@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -313,19 +313,28 @@ class LocalWarehouse(Warehouse):
                                "exist (yet): grants must follow the object they name")
 
     # -- read --------------------------------------------------------------------------------
-    def batches(self, sql: str, params: Mapping[str, Any] | None = None
-                ) -> Iterator[pa.RecordBatch]:
+    def batches(self, sql: str, params: Mapping[str, Any] | None = None,
+                on_cursor: Callable[[Any], None] | None = None) -> Iterator[pa.RecordBatch]:
+        """Stream a query's result; ``on_cursor`` sees the cursor before the query starts.
+
+        The cursor is what another thread interrupts (``cursor.interrupt()``) to stop the query.
+        """
         import duckdb
 
         params = dict(params or {})
         tree = check_query(sql, params)
         con = self.connect()
         try:
+            if on_cursor is not None:
+                on_cursor(con)
             result = con.execute(tree.sql("duckdb"), params)
             reader = result.fetch_record_batch(65_536)
         except duckdb.Error as e:
             con.close()
             raise QueryError(str(e).strip().splitlines()[0]) from None
+        except BaseException:
+            con.close()
+            raise
 
         def stream() -> Iterator[pa.RecordBatch]:
             try:
