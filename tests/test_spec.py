@@ -49,7 +49,7 @@ def test_spec_from_a_file(tmp_path, raw):
         (lambda d: d.update(bands={"yellow": 0.6, "red": 0.3}), "0 < yellow < red"),
         (lambda d: d["model"].update(learningRate=0.1), "unknown hyperparameter"),
         (lambda d: d["model"].update(elasticNetParam=2), "between 0.0 and 1.0"),
-        (lambda d: d["model"].update(maxIter="many"), "expected int"),
+        (lambda d: d["model"].update(maxIter="many"), "expected a whole number"),
         (lambda d: d.pop("label"), "missing required field 'label'"),
         (lambda d: d.update(features=[]), "non-empty list"),
         (lambda d: d["features"][0].update(colour="red"), "unknown field"),

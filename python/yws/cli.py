@@ -165,18 +165,30 @@ def tables() -> None:
 @settings_options
 @click.argument("file", type=click.Path(path_type=Path))
 @click.argument("table")
-@click.option("--mode", type=click.Choice(["overwrite", "append"]), default="overwrite",
-              show_default=True)
+@click.option("--mode", type=click.Choice(["snapshot", "overwrite", "append"]), default=None,
+              help="snapshot: replace the rows of the file's one as-of date (the features "
+                   "table's default); overwrite: replace the table (any other table's "
+                   "default); append: add the rows.")
+@click.option("--replace-schema", is_flag=True,
+              help="Let --mode overwrite give an existing table another schema.")
 @click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default=None,
               help="File format [from the suffix].")
-def tables_import(settings: Settings, file: Path, table: str, mode: str,
-                  fmt: str | None) -> None:
-    """Load a CSV or Parquet FILE into the Delta table TABLE."""
-    from yws.ingest import import_file
+def tables_import(settings: Settings, file: Path, table: str, mode: str | None,
+                  replace_schema: bool, fmt: str | None) -> None:
+    """Load a CSV or Parquet FILE into the Delta table TABLE.
+
+    The features table must match the spec: its columns, with values that convert to its
+    types; every file is checked before anything is written.
+    """
+    from yws.ingest import default_mode, import_file
 
     name = _table(settings, table)
-    n = import_file(_storage(settings), file, name, mode=mode, fmt=fmt)  # type: ignore[arg-type]
-    click.echo(f"{mode} {name}: {n} rows from {file}")
+    # Unity Catalog names are case-insensitive: YWS_FEATURES is the features table too.
+    spec = _spec(settings) if name.lower() == settings.features.lower() else None
+    used = mode or default_mode(spec)
+    n = import_file(_storage(settings), file, name, mode=used,  # type: ignore[arg-type]
+                    fmt=fmt, spec=spec, replace_schema=replace_schema)
+    click.echo(f"{used} {name}: {n} rows from {file}")
 
 
 @tables.command("list")
@@ -565,7 +577,8 @@ def train(settings: Settings, as_of: str | None, params: tuple[str, ...], force_
     from yws.train import train as run_train
 
     s = _spec(settings).with_params(_params(params))
-    result = run_train(settings, s, _spark(settings), as_of=_date(as_of),
+    day = _date(as_of)  # every option is checked before Spark starts
+    result = run_train(settings, s, _spark(settings), as_of=day,
                        force_promote=force_promote, tolerance=gate_tolerance,
                        progress=stderr_progress())
     if as_json:

@@ -38,6 +38,9 @@ LR_PARAMS: dict[str, type] = {
     "threshold": float,
 }
 PIPELINE_PARAMS: dict[str, type] = {"scaleFeatures": bool}
+# Spark's maxIter is a JVM int; far below that, a fit would run for days. A seed is a JVM long.
+MAX_ITER = 1_000_000
+SEED_RANGE = (-(2**63), 2**63 - 1)
 
 
 class SpecError(ValueError):
@@ -125,12 +128,54 @@ def _coerce(raw: Any, kind: type, where: str) -> Any:
         if text in ("false", "0", "no"):
             return False
         raise SpecError(f"{where}: expected true or false, got {raw!r}")
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise SpecError(f"{where}: expected {_kind_name(kind)}, got {_shown(raw)}")
+    if kind is int:  # the YAML number 2.0 and the --param text "2.0" alike
+        number = raw
+        if isinstance(raw, str):
+            try:
+                number = int(raw)
+            except ValueError:
+                try:
+                    number = float(raw)
+                except ValueError:
+                    raise SpecError(f"{where}: expected a whole number, got {raw!r}") from None
+        if isinstance(number, float):
+            if not number.is_integer():  # int() would truncate 1.5 to 1 without a word
+                raise SpecError(f"{where}: expected a whole number, got {raw!r}")
+            number = int(number)
+        raw = number
     try:
         value = kind(raw)
-    except (TypeError, ValueError):
-        raise SpecError(f"{where}: expected {kind.__name__}, got {raw!r}") from None
+    except (TypeError, ValueError, OverflowError):
+        raise SpecError(f"{where}: expected {_kind_name(kind)}, got {raw!r}") from None
     if isinstance(value, float) and not math.isfinite(value):
         raise SpecError(f"{where}: must be a finite number, got {raw!r}")
+    return value
+
+
+def _kind_name(kind: type) -> str:
+    return {int: "a whole number", float: "a number"}.get(kind, kind.__name__)
+
+
+def _shown(raw: Any) -> str:
+    """A value for a one-line message: a nested YAML value can be long."""
+    text = repr(raw)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _section(data: dict[str, Any], key: str, fields: tuple[str, ...]) -> dict[str, Any]:
+    """An optional mapping of the spec (``split``, ``validation``): absent is empty."""
+    value = data.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{key}: expected a mapping with {' and '.join(fields)}, "
+                        f"got {_shown(value)}")
+    unknown = sorted(map(str, set(value) - set(fields)))
+    if unknown:
+        raise SpecError(f"{key}: unknown field(s) {', '.join(unknown)}; known: "
+                        f"{', '.join(fields)}")
     return value
 
 
@@ -143,8 +188,10 @@ def _check_model(model: dict[str, Any], where: str) -> None:
     bounded("threshold", 0.0, 1.0)
     bounded("regParam", 0.0, math.inf)
     bounded("tol", 0.0, math.inf)
-    if "maxIter" in model and model["maxIter"] < 1:
-        raise SpecError(f"{where}: maxIter must be at least 1, got {model['maxIter']}")
+    if "maxIter" in model and not 1 <= model["maxIter"] <= MAX_ITER:
+        raise SpecError(
+            f"{where}: maxIter must be between 1 and {MAX_ITER:,}, got {model['maxIter']}"
+        )
 
 
 def _need(d: dict[str, Any], key: str, where: str) -> Any:
@@ -183,7 +230,7 @@ def _feature(raw: Any, i: int) -> Feature:
             raise SpecError(
                 f"{where}: unseen {unseen!r} is unknown; use one of {', '.join(UNSEEN_POLICIES)}"
             )
-    unknown = set(raw) - {"name", "type", "nulls", "impute", "unseen", "description"}
+    unknown = set(map(str, raw)) - {"name", "type", "nulls", "impute", "unseen", "description"}
     if unknown:
         raise SpecError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
     return Feature(name=name, type=kind, nulls=nulls, impute=impute, unseen=unseen)
@@ -217,7 +264,7 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
         if not isinstance(raw_model, dict):
             raise SpecError("model: expected a mapping of LogisticRegression hyperparameters")
         kinds = {**LR_PARAMS, **PIPELINE_PARAMS}
-        unknown = set(raw_model) - set(kinds)
+        unknown = set(map(str, raw_model)) - set(kinds)
         if unknown:
             raise SpecError(
                 f"model: unknown hyperparameter(s) {', '.join(sorted(unknown))}; "
@@ -227,6 +274,9 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
         _check_model(model, "model")
 
         raw_bands = _need(data, "bands", "")
+        if not isinstance(raw_bands, dict):
+            raise SpecError(f"bands: expected a mapping with yellow and red, got "
+                            f"{_shown(raw_bands)}")
         yellow = _coerce(_need(raw_bands, "yellow", "bands"), float, "bands.yellow")
         red = _coerce(_need(raw_bands, "red", "bands"), float, "bands.red")
         if not 0.0 < yellow < red <= 1.0:
@@ -234,12 +284,14 @@ def parse_spec(data: Any, source: str = "<spec>") -> Spec:
                 f"bands: need 0 < yellow < red <= 1 (got yellow={yellow}, red={red})"
             )
 
-        split = data.get("split") or {}
+        split = _section(data, "split", ("test_fraction", "seed"))
         test_fraction = _coerce(split.get("test_fraction", 0.2), float, "split.test_fraction")
         if not 0.0 < test_fraction < 1.0:
             raise SpecError(f"split.test_fraction must be between 0 and 1, got {test_fraction}")
         seed = _coerce(split.get("seed", 42), int, "split.seed")
-        validation = data.get("validation") or {}
+        if not SEED_RANGE[0] <= seed <= SEED_RANGE[1]:
+            raise SpecError(f"split.seed must fit in 64 bits, got {seed}")
+        validation = _section(data, "validation", ("auc_tolerance",))
         tolerance = _coerce(validation.get("auc_tolerance", 0.005), float,
                             "validation.auc_tolerance")
         if tolerance < 0:
@@ -273,6 +325,13 @@ def load_spec(path: str | Path | None = None) -> Spec:
         raise SpecError(f"spec file {str(p)!r} does not exist")
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as e:
+        raise SpecError(f"{p}: not UTF-8 text (byte {e.start})") from None
     except yaml.YAMLError as e:
-        raise SpecError(f"{p}: not valid YAML: {e}") from None
-    return parse_spec(data, source=str(p))
+        raise SpecError(f"{p}: not valid YAML: {' '.join(str(e).split())}") from None
+    except RecursionError:
+        raise SpecError(f"{p}: nested too deeply to be a spec") from None
+    try:
+        return parse_spec(data, source=str(p))
+    except RecursionError:  # a deep value printed in a message
+        raise SpecError(f"{p}: nested too deeply to be a spec") from None

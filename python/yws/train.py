@@ -155,7 +155,13 @@ def load_training_rows(
         df = df.where(F.col(spec.as_of_column) == F.lit(as_of))
     label = F.col(spec.label).cast("int")
     df = with_reason(df, spec).withColumn(spec.label, label)
+    # The imputer learns a fill value from the rows it fits on: a column with no value there
+    # fails deep inside Spark's fit, so count the values first, in the same pass.
+    imputed = [f.name for f in spec.features if f.nulls == "impute"]
+    fit_row = F.col(REASON_COL).isNull() & label.isin(0, 1)
     stats = df.agg(
+        *(F.count_if(fit_row & F.col(n).isNotNull() & ~F.isnan(F.col(n).cast("double")))
+          .alias(f"values__{i}") for i, n in enumerate(imputed)),
         F.count(F.lit(1)).alias("read"),
         F.count_if(F.col(REASON_COL).isNotNull()).alias("bad"),
         F.count_if(F.col(REASON_COL).isNull() & label.isNull()).alias("unlabelled"),
@@ -179,6 +185,14 @@ def load_training_rows(
         raise InputDataError(
             f"label {spec.label} has one class only (all usable rows are {only}){where}: "
             "a classifier needs both 0 and 1 in the training data"
+        )
+    empty = [n for i, n in enumerate(imputed) if stats[f"values__{i}"] == 0]
+    if empty:
+        snapshot = f"as-of {as_of}" if as_of else "all snapshots"
+        raise InputDataError(
+            f"feature(s) {', '.join(empty)} hold no value in the usable rows of "
+            f"{settings.features} ({snapshot}), so there is nothing to impute from; load the "
+            "values, or set nulls: quarantine for them in the spec"
         )
     excluded = {"unlabelled": int(stats["unlabelled"]), "failed quality checks": int(stats["bad"])}
     usable = df.where(F.col(REASON_COL).isNull() & label.isNotNull()).drop(REASON_COL)
