@@ -21,12 +21,22 @@ from yws.bundle import load
 from yws.config import Settings
 from yws.server.errors import ApiError, invalid, not_found, unauthenticated
 from yws.server.jobs import Runner, catalog, check_run_access
+from yws.server.limits import (
+    check_statement,
+    idempotency_token,
+    install,
+    job_parameters,
+    page_offset,
+    parse_object,
+    positive_id,
+)
 from yws.server.sql_api import StatementService
 from yws.server.store import Principal, Store
 
 STATUS = {"PENDING": "PENDING", "QUEUED": "QUEUED", "RUNNING": "RUNNING",
           "TERMINATING": "TERMINATING", "TERMINATED": "TERMINATED", "SKIPPED": "TERMINATED",
-          "INTERNAL_ERROR": "TERMINATED", "BLOCKED": "BLOCKED"}
+          "INTERNAL_ERROR": "TERMINATED", "BLOCKED": "BLOCKED",
+          "WAITING_FOR_RETRY": "WAITING"}
 TERMINATION_TYPE = {"SUCCESS": "SUCCESS", "USER_CANCELED": "SUCCESS",
                     "RUN_EXECUTION_ERROR": "CLIENT_ERROR", "MAX_CONCURRENT_RUNS_EXCEEDED":
                     "CLIENT_ERROR", "INTERNAL_ERROR": "INTERNAL_ERROR"}
@@ -78,6 +88,7 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
     limiter = RateLimiter()
     app = FastAPI(title="yws serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runner, app.state.store, app.state.statements = runner, store, statements
+    install(app)  # body-size limits; every other error Databricks-shaped, 500s included
 
     @app.exception_handler(ApiError)
     async def api_error(_: Request, e: ApiError) -> JSONResponse:
@@ -86,8 +97,10 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
 
     @app.exception_handler(RequestValidationError)
     async def bad_request(_: Request, e: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(f"{'.'.join(str(part) for part in err.get('loc', ()))}: "
+                             f"{err.get('msg', '')}" for err in e.errors()[:3])
         return JSONResponse({"error_code": "INVALID_PARAMETER_VALUE",
-                             "message": f"invalid request: {e.errors()[:3]}"}, 400)
+                             "message": f"invalid request: {problems}"[:1000]}, 400)
 
     @app.exception_handler(404)
     async def no_route(request: Request, _: Exception) -> JSONResponse:
@@ -108,14 +121,7 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
         return principal
 
     async def body(request: Request) -> dict[str, Any]:
-        raw = await request.body()
-        try:
-            data = json.loads(raw or b"{}")
-        except json.JSONDecodeError:
-            raise invalid("the request body is not valid JSON") from None
-        if not isinstance(data, dict):
-            raise invalid("the request body must be a JSON object")
-        return data
+        return parse_object(await request.body())  # bounded: see yws.server.limits
 
     def run_json(row: Any, base: str) -> dict[str, Any]:
         tasks = store.query("SELECT * FROM task_runs WHERE parent_run_id = ? ORDER BY run_id",
@@ -147,10 +153,8 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
         }
 
     def run_row(run_id: Any, principal: Principal) -> Any:
-        try:
-            rows = store.query("SELECT * FROM runs WHERE run_id = ?", (int(run_id),))
-        except (TypeError, ValueError):
-            raise invalid(f"run_id {run_id!r} is not a number") from None
+        rows = store.query("SELECT * FROM runs WHERE run_id = ?",
+                           (positive_id(run_id, "run_id"),))
         if not rows:
             raise not_found(f"Run {run_id} does not exist.")
         check_run_access(runner, rows[0], principal)
@@ -164,7 +168,7 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
         visible = [j for j in sorted(runner.jobs.values(), key=lambda j: j.name)
                    if j.allowed(principal, ("CAN_VIEW", "CAN_MANAGE_RUN", "CAN_MANAGE",
                                             "IS_OWNER")) and (name is None or j.name == name)]
-        start = int(page_token or 0)
+        start = page_offset(page_token)
         page = visible[start:start + max(1, min(limit, 100))]
         out: dict[str, Any] = {"jobs": [j.as_api() for j in page],
                                "has_more": start + len(page) < len(visible)}
@@ -174,7 +178,7 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
 
     @app.get("/api/2.2/jobs/get")
     def jobs_get(request: Request, job_id: int) -> dict[str, Any]:
-        return runner.job(job_id, who(request)).as_api()
+        return runner.job(positive_id(job_id, "job_id"), who(request)).as_api()
 
     @app.post("/api/2.2/jobs/run-now")
     async def run_now(request: Request) -> dict[str, Any]:
@@ -182,11 +186,10 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
         data = await body(request)
         if "job_id" not in data:
             raise invalid("Missing required field: job_id")
-        job = runner.job(data["job_id"], principal, run=True)
-        params = data.get("job_parameters") or {}
-        if not isinstance(params, dict):
-            raise invalid("job_parameters must be an object of name to value")
-        run_id = runner.run_now(job, params, data.get("idempotency_token"), principal)
+        job = runner.job(positive_id(data["job_id"], "job_id"), principal, run=True)
+        params = job_parameters(data.get("job_parameters"))
+        token = idempotency_token(data.get("idempotency_token"))
+        run_id = runner.run_now(job, params, token, principal)
         return {"run_id": run_id, "number_in_job": run_id}
 
     @app.get("/api/2.2/jobs/runs/get")
@@ -213,7 +216,7 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
             if (active_only and not active) or (completed_only and active):
                 continue
             keep.append(r)
-        start = int(page_token or 0)
+        start = page_offset(page_token)
         page = keep[start:start + max(1, min(limit, 25))]
         out: dict[str, Any] = {"runs": [run_json(r, str(request.base_url)) for r in page],
                                "has_more": start + len(page) < len(keep)}
@@ -224,6 +227,7 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
     @app.get("/api/2.2/jobs/runs/get-output")
     def runs_get_output(request: Request, run_id: int) -> dict[str, Any]:
         principal = who(request)
+        run_id = positive_id(run_id, "run_id")
         tasks = store.query("SELECT * FROM task_runs WHERE run_id = ?", (run_id,))
         if not tasks:
             parent = run_row(run_id, principal)
@@ -264,6 +268,7 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
     async def execute(request: Request) -> dict[str, Any]:
         principal = who(request)
         payload = await body(request)  # any content type, as curl -d sends
+        check_statement(payload)
         # the wait for the statement happens in the thread pool, never in the event loop
         result: dict[str, Any] = await run_in_threadpool(
             statements.submit, payload, principal, str(request.base_url))
@@ -291,8 +296,14 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
         statements.cancel(statement_id, who(request))
         return {}
 
+    @app.delete("/api/2.0/sql/statements/{statement_id}")
+    def close_statement(request: Request, statement_id: str) -> dict[str, Any]:
+        statements.close(statement_id, who(request))  # as the SQL connector closes a result
+        return {}
+
     @app.on_event("shutdown")
     def stop_tasks() -> None:
         runner.cancel_all()
+        statements.shutdown()
 
     return app

@@ -4,29 +4,58 @@ A principal may read only objects granted (SELECT) to it or one of its groups in
 only queries run here (DDL and DML go through ``yws sql apply``). Results are cut into chunks
 of :data:`ROWS_PER_CHUNK` rows: JSON_ARRAY inline as ``data_array`` (every value a string, as
 Databricks sends it), ARROW_STREAM and CSV inline as a base64 ``attachment``.
+
+Resources are bounded (settings from ``YWS_SQL_*`` variables, see :class:`ResultLimits`):
+
+- a result never stays in memory: it is streamed from DuckDB into an Arrow IPC file (one record
+  batch per chunk) in a folder under ``$YWS_HOME/tmp`` that the server removes when it stops,
+  and each chunk is read back from disk when it is fetched;
+- a result is kept ``YWS_SQL_RESULT_TTL`` seconds (default 3600), and the oldest go first when
+  all results together pass ``YWS_SQL_RESULT_BYTES`` (default 2 GiB); ``DELETE`` on a statement
+  frees its result at once. A statement whose result is gone reports ``CLOSED`` ("result no
+  longer available for fetch"); statement records go after 12 hours (then 404), as Databricks
+  removes them "after at least 12 hours in terminal state";
+- cancel (``POST …/cancel``, ``DELETE``, ``on_wait_timeout=CANCEL``) interrupts the query in
+  DuckDB (``cursor.interrupt()``), and every query is stopped after
+  ``YWS_SQL_STATEMENT_TIMEOUT`` seconds (default 300), ending ``FAILED`` with
+  ``DEADLINE_EXCEEDED``;
+- an external link is valid ``YWS_SQL_LINK_TTL`` seconds (default 900: Databricks' links last
+  "<= 15 minutes"); its expiry is signed into the link, and an expired link answers 403 — ask
+  ``…/result/chunks/{n}`` for a fresh one.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
+import hmac
 import io
+import itertools
 import json
+import logging
+import os
 import re
 import secrets
+import shutil
 import threading
+import time
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Generator, Iterator, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from yws.config import Settings
+from yws.config import Settings, SettingsError
 from yws.server.errors import ApiError, denied, invalid, not_found
+from yws.server.grants import relations
 from yws.server.store import Principal
 from yws.warehouse import QueryError, WarehouseError, check_query
 from yws.warehouse.local import LocalWarehouse
 
+log = logging.getLogger("yws.server")
 ROWS_PER_CHUNK = 20_000
 LOCAL_WAREHOUSE_ID = "yws_local"
 FORMATS = ("JSON_ARRAY", "ARROW_STREAM", "CSV")
@@ -75,6 +104,68 @@ def referenced_objects(tree: Any, catalog: str | None, schema: str | None) -> se
     return out
 
 
+@dataclass(frozen=True)
+class ResultLimits:
+    """How long and how much the server keeps; each from ``YWS_SQL_<NAME>`` when set."""
+
+    statement_timeout: float = 300.0  # seconds a query may run
+    result_ttl: float = 3600.0  # seconds a result is kept after it is ready
+    result_bytes: int = 2 * 1024**3  # all results on disk together (the oldest go first)
+    link_ttl: float = 900.0  # seconds an external link is valid
+    record_ttl: float = 12 * 3600.0  # seconds a finished statement is still known
+    max_records: int = 10_000  # finished statements known at most
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> ResultLimits:
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"YWS_SQL_{f.name.upper()}")
+            if raw:
+                try:
+                    value = float(raw) if f.type == "float" else int(raw)
+                except ValueError:
+                    raise SettingsError(f"YWS_SQL_{f.name.upper()}={raw!r} is not a number: "
+                                        "give seconds or bytes") from None
+                if value <= 0:
+                    raise SettingsError(f"YWS_SQL_{f.name.upper()} must be positive")
+                values[f.name] = value
+        return cls(**values)
+
+
+_SPILL = pa.ipc.IpcWriteOptions(compression="lz4")  # fast, and a third of the bytes on disk
+
+
+class _Stopped(Exception):
+    """The statement was canceled or timed out while its result was being written."""
+
+
+@dataclass
+class Result:
+    """A finished statement's rows in an Arrow IPC file: one record batch per chunk."""
+
+    path: Path
+    schema: pa.Schema
+    chunks: list[tuple[int, int]]  # (row_offset, row_count); [(0, 0)] when empty
+    num_rows: int
+    nbytes: int
+    ready: float = field(default_factory=time.monotonic)
+
+    def part(self, index: int) -> pa.Table:
+        """Chunk ``index``, read from disk (the file holds no batch for an empty result)."""
+        if self.chunks[index][1] == 0:
+            return self.schema.empty_table()
+        try:
+            with pa.OSFile(str(self.path)) as f:
+                return pa.Table.from_batches([pa.ipc.open_file(f).get_batch(index)])
+        except FileNotFoundError:
+            raise ApiError(404, "NOT_FOUND", "the result is no longer available (closed or "
+                                             "expired): run the statement again") from None
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
 @dataclass
 class Statement:
     statement_id: str
@@ -83,17 +174,65 @@ class Statement:
     disposition: str = "INLINE"
     link_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     state: str = "PENDING"
-    table: pa.Table | None = None
+    result: Result | None = None
     error: tuple[str, str] | None = None
     done: threading.Event = field(default_factory=threading.Event)
+    cursor: Any = None  # the DuckDB cursor while the query runs (to interrupt it)
+    deadline: float | None = None  # time.monotonic() past which the query is stopped
+    timed_out: bool = False
+    ended: float | None = None  # time.monotonic() when it reached a terminal state
+
+
+def _interrupt(cursor: Any) -> None:
+    try:
+        cursor.interrupt()
+    except Exception:  # already closed: nothing runs on it any more
+        pass
 
 
 class StatementService:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, limits: ResultLimits | None = None) -> None:
         self.settings = settings
+        self.limits = limits or ResultLimits.from_env()
         self.warehouse = LocalWarehouse(settings)
         self._statements: dict[str, Statement] = {}
         self._lock = threading.Lock()
+        self._dir = self._results_dir(settings.home.resolve() / "tmp")
+        self._stop = threading.Event()
+        self._monitor = threading.Thread(target=self._watch, name="yws-sql-monitor",
+                                         daemon=True)
+        self._monitor.start()
+
+    @staticmethod
+    def _results_dir(tmp: Path) -> Path:
+        """A results folder of this process; folders of servers that died are removed."""
+        tmp.mkdir(parents=True, exist_ok=True)
+        for old in tmp.glob("sql-results-*"):
+            pid = old.name.split("-")[2]
+            try:
+                os.kill(int(pid), 0)
+            except (ValueError, ProcessLookupError):
+                shutil.rmtree(old, ignore_errors=True)
+            except PermissionError:  # alive, someone else's
+                pass
+        path = tmp / f"sql-results-{os.getpid()}-{secrets.token_hex(4)}"
+        path.mkdir()
+        return path
+
+    def shutdown(self) -> None:
+        """Stop every query and remove every result (the server is stopping)."""
+        self._stop.set()
+        with self._lock:
+            for st in self._statements.values():
+                if st.cursor is not None:
+                    _interrupt(st.cursor)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def held(self) -> tuple[int, int]:
+        """How many results the server holds, and their bytes on disk."""
+        with self._lock:
+            results = [st.result for st in self._statements.values() if st.result is not None]
+        return len(results), sum(r.nbytes for r in results)
 
     def warehouses(self) -> dict[str, Any]:
         return {"warehouses": [{
@@ -144,8 +283,8 @@ class StatementService:
             if "only queries" in str(e):
                 raise denied(f"{e} (statements through this endpoint are read-only)") from None
             raise invalid(str(e)) from None
-        self._allowed(principal, referenced_objects(tree, body.get("catalog"),
-                                                    body.get("schema")))
+        # Every relation, in its scope, must be a granted catalog object (server/grants.py).
+        self._allowed(principal, relations(tree, body.get("catalog"), body.get("schema")))
         row_limit = body.get("row_limit")
         st = Statement(statement_id=str(uuid.uuid4()), principal=principal.name, fmt=fmt,
                        disposition=disposition)
@@ -158,21 +297,149 @@ class StatementService:
             self.cancel(st.statement_id, principal)
         return self.response(st, base_url)
 
+    def _attach(self, st: Statement, cursor: Any) -> None:
+        with self._lock:
+            if st.state != "RUNNING":  # canceled before the query started
+                raise _Stopped
+            st.cursor = cursor
+
     def _run(self, st: Statement, sql: str, params: dict[str, Any],
              row_limit: int | None) -> None:
-        st.state = "RUNNING"
+        with self._lock:
+            if st.state != "PENDING":  # canceled before it started
+                st.done.set()
+                return
+            st.state = "RUNNING"
+            st.deadline = time.monotonic() + self.limits.statement_timeout
+        result: Result | None = None
+        error: tuple[str, str] | None = None
+        batches: Iterator[pa.RecordBatch] | None = None
         try:
-            table = self.warehouse.query(sql, params)
-            if row_limit:
-                table = table.slice(0, int(row_limit))
-            if st.state != "CANCELED":
-                st.table, st.state = table, "SUCCEEDED"
+            batches = self.warehouse.batches(sql, params,
+                                             on_cursor=lambda c: self._attach(st, c))
+            result = self._spill(st, batches, int(row_limit) if row_limit else None)
+        except _Stopped:
+            pass
         except (QueryError, WarehouseError) as e:
-            st.error, st.state = ("BAD_REQUEST", str(e)), "FAILED"
+            error = ("BAD_REQUEST", str(e))
         except Exception as e:  # report, never leave the statement RUNNING
-            st.error, st.state = ("INTERNAL_ERROR", f"{type(e).__name__}: {e}"), "FAILED"
+            error = ("INTERNAL_ERROR", f"{type(e).__name__}: {e}")
         finally:
-            st.done.set()
+            if isinstance(batches, Generator):
+                batches.close()  # DuckDB's cursor closes with it (a LIMITed query stops here)
+        with self._lock:
+            st.cursor = None
+            if st.state == "RUNNING" and st.timed_out:
+                st.error = ("DEADLINE_EXCEEDED", "the statement ran longer than this server's "
+                            f"statement timeout ({self.limits.statement_timeout:g} s, "
+                            "YWS_SQL_STATEMENT_TIMEOUT) and was stopped")
+                st.state = "FAILED"
+            elif st.state == "RUNNING" and result is not None:
+                st.result, st.state = result, "SUCCEEDED"
+                result = None
+            elif st.state == "RUNNING":
+                st.error, st.state = error or ("INTERNAL_ERROR", "the query stopped"), "FAILED"
+            st.ended = time.monotonic()
+        if result is not None:  # canceled or closed meanwhile: nobody will fetch it
+            result.remove()
+        st.done.set()
+        pa.default_memory_pool().release_unused()  # hand the statement's buffers back
+        self._evict()
+
+    def _spill(self, st: Statement, batches: Iterator[pa.RecordBatch],
+               row_limit: int | None) -> Result:
+        """Write the rows to disk as they come, one record batch per chunk of the manifest."""
+        per_chunk = ROWS_PER_CHUNK
+        first = next(batches)  # LocalWarehouse.batches yields at least one (maybe empty) batch
+        path = self._dir / f"{st.statement_id}.arrow"
+        chunks: list[tuple[int, int]] = []
+        rows = 0
+        try:
+            with pa.OSFile(str(path), "wb") as sink, \
+                    pa.ipc.new_file(sink, first.schema, options=_SPILL) as writer:
+                pending = first.schema.empty_table()
+
+                def write(part: pa.Table) -> None:
+                    nonlocal rows
+                    writer.write_table(part.combine_chunks(), max_chunksize=part.num_rows)
+                    chunks.append((rows, part.num_rows))
+                    rows += part.num_rows
+                    if sink.tell() > self.limits.result_bytes:
+                        raise ApiError(400, "RESOURCE_EXHAUSTED", "the result is larger than "
+                                       f"this server keeps ({self.limits.result_bytes} bytes, "
+                                       "YWS_SQL_RESULT_BYTES): add a LIMIT or aggregate")
+
+                for batch in itertools.chain([first], batches):
+                    if st.state != "RUNNING" or st.timed_out:
+                        raise _Stopped
+                    if row_limit is not None:
+                        room = row_limit - rows - pending.num_rows
+                        if room <= 0:
+                            break
+                        batch = batch.slice(0, room)
+                    pending = pa.concat_tables([pending, pa.Table.from_batches([batch])])
+                    while pending.num_rows >= per_chunk:
+                        write(pending.slice(0, per_chunk))
+                        pending = pending.slice(per_chunk)
+                if pending.num_rows:
+                    write(pending)
+            return Result(path=path, schema=first.schema, chunks=chunks or [(0, 0)],
+                          num_rows=rows, nbytes=path.stat().st_size)
+        except ApiError as e:
+            path.unlink(missing_ok=True)
+            raise WarehouseError(e.message) from None
+        except BaseException:
+            path.unlink(missing_ok=True)
+            raise
+
+    # -- cancel, close, expiry ---------------------------------------------------------------
+    def _watch(self) -> None:
+        """Stop queries that were canceled or ran out of time; expire results and records."""
+        while not self._stop.wait(0.2):
+            try:
+                self._police()
+                self._evict()
+            except Exception:  # keep watching: one bad pass must not end the limits
+                log.exception("the SQL statement monitor failed once")
+
+    def _police(self) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for st in self._statements.values():
+                if st.cursor is None:
+                    continue
+                if st.state == "RUNNING" and st.deadline is not None and now > st.deadline:
+                    st.timed_out = True
+                if st.timed_out or st.state != "RUNNING":
+                    # again and again: an interrupt that comes before DuckDB starts is lost
+                    _interrupt(st.cursor)
+
+    def _evict(self) -> None:
+        """Results past their time or over the byte budget close, oldest first."""
+        now = time.monotonic()
+        freed: list[Result] = []
+        with self._lock:
+            held = sorted(((st.result.ready, st.statement_id, st.result)
+                           for st in self._statements.values() if st.result is not None),
+                          key=lambda t: t[0])
+            total = sum(r.nbytes for _, _, r in held)
+            for ready, statement_id, result in held:
+                if now - ready > self.limits.result_ttl or total > self.limits.result_bytes:
+                    total -= result.nbytes
+                    freed.append(result)
+                    st = self._statements[statement_id]
+                    st.result, st.state = None, "CLOSED"
+            ended = sorted(((st.ended, st) for st in self._statements.values()
+                            if st.ended is not None), key=lambda t: t[0])
+            extra = len(ended) - self.limits.max_records
+            for i, (when, st) in enumerate(ended):
+                if i < extra or now - when > self.limits.record_ttl:
+                    del self._statements[st.statement_id]
+                    if st.result is not None:
+                        freed.append(st.result)
+                        st.result = None
+        for r in freed:
+            r.remove()
 
     def get(self, statement_id: str, principal: Principal) -> Statement:
         with self._lock:
@@ -182,30 +449,43 @@ class StatementService:
         return st
 
     def cancel(self, statement_id: str, principal: Principal) -> None:
+        """Cancel a statement that has not finished: its query is interrupted in DuckDB."""
         st = self.get(statement_id, principal)
-        if st.state in ("PENDING", "RUNNING"):
-            st.state = "CANCELED"
+        with self._lock:
+            if st.state not in ("PENDING", "RUNNING"):
+                return
+            st.state, st.ended = "CANCELED", time.monotonic()
+            if st.cursor is not None:
+                _interrupt(st.cursor)
+
+    def close(self, statement_id: str, principal: Principal) -> None:
+        """``DELETE`` a statement: cancel it if it runs, free its result if it has one."""
+        st = self.get(statement_id, principal)
+        self.cancel(statement_id, principal)
+        with self._lock:
+            result, st.result = st.result, None
+            if st.state == "SUCCEEDED":
+                st.state = "CLOSED"
+        if result is not None:
+            result.remove()
 
     # -- results -----------------------------------------------------------------------------
-    def _chunks(self, table: pa.Table) -> list[tuple[int, int]]:
-        n = table.num_rows
-        return [(i, min(ROWS_PER_CHUNK, n - i)) for i in range(0, n, ROWS_PER_CHUNK)] or [(0, 0)]
-
     def response(self, st: Statement, base_url: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {"statement_id": st.statement_id, "status": {"state": st.state}}
         if st.state == "FAILED" and st.error:
             out["status"]["error"] = {"error_code": st.error[0], "message": st.error[1]}
-        if st.state == "SUCCEEDED" and st.table is not None:
-            chunks = self._chunks(st.table)
+        result = st.result
+        if st.state == "SUCCEEDED" and result is not None:
+            chunks = result.chunks
             out["manifest"] = {
                 "format": st.fmt,
-                "schema": {"column_count": st.table.num_columns, "columns": [
+                "schema": {"column_count": len(result.schema), "columns": [
                     {"name": f.name, "position": i, "type_name": type_name(f.type),
-                     "type_text": type_name(f.type)} for i, f in enumerate(st.table.schema)]},
+                     "type_text": type_name(f.type)} for i, f in enumerate(result.schema)]},
                 "total_chunk_count": len(chunks),
                 "chunks": [{"chunk_index": i, "row_offset": o, "row_count": c}
                            for i, (o, c) in enumerate(chunks)],
-                "total_row_count": st.table.num_rows,
+                "total_row_count": result.num_rows,
                 "truncated": False,
             }
             out["result"] = self.chunk(st, 0, base_url)
@@ -216,10 +496,9 @@ class StatementService:
         columns = [[_text(v) for v in col.to_pylist()] for col in part.columns]
         return [list(row) for row in zip(*columns, strict=True)] if columns else []
 
-    def payload(self, st: Statement, index: int) -> bytes:
+    def payload(self, st: Statement, result: Result, index: int) -> bytes:
         """A chunk as Arrow IPC stream or CSV bytes."""
-        offset, count = self._chunks(st.table)[index]  # type: ignore[arg-type]
-        part = st.table.slice(offset, count)  # type: ignore[union-attr]
+        part = result.part(index)
         sink = io.BytesIO()
         if st.fmt == "JSON_ARRAY":
             return json.dumps(self._rows(part)).encode()
@@ -232,37 +511,67 @@ class StatementService:
             csv.write_csv(part, sink, csv.WriteOptions(include_header=index == 0))
         return sink.getvalue()
 
+    @staticmethod
+    def _signature(st: Statement, index: int, expires: int) -> str:
+        message = f"{st.statement_id}/{index}/{expires}".encode()
+        return hmac.new(st.link_secret.encode(), message, hashlib.sha256).hexdigest()
+
+    def _link(self, st: Statement, result: Result, index: int, base_url: str) -> tuple[str, str]:
+        """A link to one chunk and its expiration, signed so that neither can be changed.
+
+        A link never outlives the result: it expires with it if that comes first.
+        """
+        left = self.limits.result_ttl - (time.monotonic() - result.ready)
+        expires = int(time.time() + max(0.0, min(self.limits.link_ttl, left)))
+        secret = f"{expires}.{self._signature(st, index, expires)}"
+        url = (f"{base_url.rstrip('/')}/api/2.0/sql/results/{st.statement_id}/{index}/"
+               f"{secret}")
+        when = dt.datetime.fromtimestamp(expires, dt.UTC)
+        return url, when.isoformat(timespec="seconds").replace("+00:00", "Z")
+
     def link_payload(self, statement_id: str, index: int, secret: str) -> tuple[bytes, str]:
         """The bytes behind an external link: the link's secret is its only credential."""
         with self._lock:
             st = self._statements.get(statement_id)
-        if st is None or not secrets.compare_digest(secret, st.link_secret) or \
-                st.state != "SUCCEEDED" or not 0 <= index < len(self._chunks(st.table)):  # type: ignore[arg-type]
+        stamp, _, signature = secret.partition(".")
+        if st is None or not stamp.isdigit() or not secrets.compare_digest(
+                signature, self._signature(st, index, int(stamp))):
             raise not_found("no such result link")
+        if time.time() > int(stamp):
+            # Databricks: the expiration is "the time at which the URL is no longer valid";
+            # the storage behind a link refuses it (403) and a new link must be requested
+            when = dt.datetime.fromtimestamp(int(stamp), dt.UTC).isoformat()
+            raise ApiError(403, "PERMISSION_DENIED",
+                           f"this link expired at {when}: request a new one with GET "
+                           f"/api/2.0/sql/statements/{statement_id}/result/chunks/{index}")
+        result = st.result
+        if st.state != "SUCCEEDED" or result is None or not 0 <= index < len(result.chunks):
+            raise not_found("no such result link (the result was closed or expired)")
         kind = {"ARROW_STREAM": "application/vnd.apache.arrow.stream", "CSV": "text/csv",
                 "JSON_ARRAY": "application/json"}[st.fmt]
-        return self.payload(st, index), kind
+        return self.payload(st, result, index), kind
 
     def chunk(self, st: Statement, index: int, base_url: str = "") -> dict[str, Any]:
-        if st.state != "SUCCEEDED" or st.table is None:
-            raise ApiError(400, "BAD_REQUEST", f"statement {st.statement_id} is {st.state}")
-        chunks = self._chunks(st.table)
+        result = st.result
+        if st.state != "SUCCEEDED" or result is None:
+            raise ApiError(400, "BAD_REQUEST", f"statement {st.statement_id} is {st.state}"
+                           + (": its result is no longer available" if st.state == "CLOSED"
+                              else ""))
+        chunks = result.chunks
         if not 0 <= index < len(chunks):
             raise not_found(f"chunk {index} does not exist (0..{len(chunks) - 1})")
         offset, count = chunks[index]
         data: dict[str, Any] = {"chunk_index": index, "row_offset": offset, "row_count": count}
         if st.fmt == "JSON_ARRAY" and st.disposition == "INLINE":
-            data["data_array"] = self._rows(st.table.slice(offset, count))
+            data["data_array"] = self._rows(result.part(index))
         elif st.disposition == "EXTERNAL_LINKS":
-            expires = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=15)
-            link = {**data, "external_link": f"{base_url.rstrip('/')}/api/2.0/sql/results/"
-                                             f"{st.statement_id}/{index}/{st.link_secret}",
-                    "expiration": expires.isoformat(timespec="seconds").replace("+00:00", "Z")}
+            url, expiration = self._link(st, result, index, base_url)
+            link = {**data, "external_link": url, "expiration": expiration}
             if index + 1 < len(chunks):
                 link["next_chunk_index"] = index + 1
             data["external_links"] = [link]
         else:
-            data["attachment"] = base64.b64encode(self.payload(st, index)).decode()
+            data["attachment"] = base64.b64encode(self.payload(st, result, index)).decode()
         if index + 1 < len(chunks):
             data["next_chunk_index"] = index + 1
             data["next_chunk_internal_link"] = (
