@@ -115,6 +115,17 @@ def wait_for(check: Callable[[], object], seconds: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def start_slow(world, w) -> tuple[int, list[int]]:
+    """Start the "slow" job; return its run id and the pids of its task and the task's child,
+    once both are alive."""
+    run_id = w.jobs.run_now(job_id(w, "slow")).response.run_id
+    pids_file = world["home"] / "fake_task" / "pids"
+    wait_for(pids_file.exists, 30, "the task to start")
+    pids = [int(p) for p in pids_file.read_text().split()]
+    assert all(alive(p) for p in pids)
+    return run_id, pids
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -207,11 +218,7 @@ def test_cancel_during_the_retry_back_off_starts_no_further_attempt(world):
 @pytest.mark.slow
 def test_cancel_stops_the_task_and_what_it_started(world):
     w = world["start"]()
-    run_id = w.jobs.run_now(job_id(w, "slow")).response.run_id
-    pids_file = world["home"] / "fake_task" / "pids"
-    wait_for(pids_file.exists, 30, "the task to start")
-    pids = [int(p) for p in pids_file.read_text().split()]
-    assert all(alive(p) for p in pids)
+    run_id, pids = start_slow(world, w)
     run = w.jobs.cancel_run(run_id).result(timeout=timedelta(seconds=15))
     assert run.state.life_cycle_state == RunLifeCycleState.TERMINATED
     assert run.state.result_state == RunResultState.CANCELED
@@ -226,11 +233,7 @@ def test_cancel_stops_the_task_and_what_it_started(world):
 @pytest.mark.slow
 def test_kill_9_of_the_server_kills_its_tasks_and_a_restart_ends_the_run(world):
     w = world["start"]()
-    run_id = w.jobs.run_now(job_id(w, "slow")).response.run_id
-    pids_file = world["home"] / "fake_task" / "pids"
-    wait_for(pids_file.exists, 30, "the task to start")
-    pids = [int(p) for p in pids_file.read_text().split()]
-    assert all(alive(p) for p in pids)
+    run_id, pids = start_slow(world, w)
     server = world["servers"][-1]
     server.send_signal(signal.SIGKILL)  # only the server: its tasks run in their own groups
     server.wait()
@@ -338,10 +341,7 @@ def test_an_internal_error_mid_task_ends_every_task_row(world, tmp_path, monkeyp
 def test_a_stopped_server_stops_its_tasks_and_ends_their_runs(world):
     """SIGTERM (Ctrl-C, a service stop): the server stops its tasks and records why itself."""
     w = world["start"]()
-    run_id = w.jobs.run_now(job_id(w, "slow")).response.run_id
-    pids_file = world["home"] / "fake_task" / "pids"
-    wait_for(pids_file.exists, 30, "the task to start")
-    pids = [int(p) for p in pids_file.read_text().split()]
+    run_id, pids = start_slow(world, w)
     server = world["servers"][-1]
     server.terminate()
     assert server.wait(20) in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled

@@ -164,6 +164,13 @@ def choose_engine(engine: str, settings: Settings, arrow_model: Callable[[], Any
         return "spark", None
 
 
+def _no_rows(settings: Settings, as_of: dt.date) -> InputDataError:
+    return InputDataError(
+        f"{settings.features} has no rows for as-of {as_of}: pick a date the table holds "
+        "(`yws tables show` lists them) or load that snapshot first"
+    )
+
+
 def check_score_request(
     settings: Settings,
     spec: Spec,
@@ -203,10 +210,7 @@ def check_score_request(
         df, found = snapshot(spark, storage, settings, spec, as_of)
         rows = df.count()
     if rows == 0:
-        raise InputDataError(
-            f"{settings.features} has no rows for as-of {found}: pick a date the table holds "
-            "(`yws tables show` lists them) or load that snapshot first"
-        )
+        raise _no_rows(settings, found)
     return {"ok": True, "as_of_date": found.isoformat(), "batch_id": batch_id or found.isoformat(),
             "model_name": settings.model_name, "model_alias": alias,
             "model_version": model_version, "rows": rows}
@@ -291,10 +295,7 @@ def score(
     assert as_of is not None
     batch_id = batch_id or as_of.isoformat()
     if rows_read == 0:
-        raise InputDataError(
-            f"{settings.features} has no rows for as-of {as_of}: pick a date the table holds "
-            "(`yws tables show` lists them) or load that snapshot first"
-        )
+        raise _no_rows(settings, as_of)
     if used == "spark":
         checked = with_reason(rows, spec, categories)
         good_rows = predict(model, checked.where(F.col(REASON_COL).isNull()).drop(REASON_COL),

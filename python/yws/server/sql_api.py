@@ -85,25 +85,6 @@ def _text(value: Any) -> str | None:
     return str(value)
 
 
-def referenced_objects(tree: Any, catalog: str | None, schema: str | None) -> set[str]:
-    """Three-level names of the tables and views a query reads (CTE names excluded)."""
-    from sqlglot import exp
-
-    ctes = {c.alias_or_name for c in tree.find_all(exp.CTE)}
-    out = set()
-    for table in tree.find_all(exp.Table):
-        if not isinstance(table.this, exp.Identifier):
-            raise denied("table functions cannot be used through this endpoint")
-        if not table.db and table.name in ctes:
-            continue
-        parts = [table.catalog or catalog, table.db or schema, table.name]
-        if not all(parts):
-            raise invalid(f"{table.sql('databricks')}: name the catalog and schema, or pass "
-                          "them with the statement")
-        out.add(".".join(str(p) for p in parts))
-    return out
-
-
 @dataclass(frozen=True)
 class ResultLimits:
     """How long and how much the server keeps; each from ``YWS_SQL_<NAME>`` when set."""
