@@ -113,3 +113,27 @@ def serving(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# Modules whose every test starts `yws serve`, a local HTTP stand-in, task processes or
+# another interpreter.
+INTEGRATION_MODULES = {
+    "test_server.py", "test_server_faults.py", "test_server_hostile.py", "test_security_sql.py",
+    "test_sql_api_resources.py", "test_score_concurrency.py", "test_serverless_env.py",
+    "test_connect.py", "test_conformance_jobs.py", "test_conformance_sql.py",
+    "test_conformance_connector.py", "test_jobs_client.py", "test_warehouse_databricks.py",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark as ``integration`` every test that needs a Spark session (directly or through a
+    fixture), a server or a subprocess, so ``make test-fast`` (``-m unit``) is the inner loop
+    of plain unit tests; ``make test`` runs everything."""
+    integration, unit = pytest.mark.integration, pytest.mark.unit
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.path.name in INTEGRATION_MODULES or "spark" in fixtures or \
+                item.get_closest_marker("integration") or item.get_closest_marker("slow"):
+            item.add_marker(integration)
+        else:
+            item.add_marker(unit)

@@ -72,6 +72,7 @@ def test_errors_exit_non_zero_with_a_message(yws):
     assert code == 2 and "expected key=value" in err
 
 
+@pytest.mark.integration  # a subprocess or Spark through the CLI
 def test_train_and_score_json(yws):
     yws("data", "generate", "--rows", "1500", "--as-of", "2026-08-31")
     yws("data", "generate", "--rows", "500", "--as-of", "2026-11-30", "--unlabeled",
@@ -94,6 +95,7 @@ def test_train_and_score_json(yws):
     assert scored["as_of_date"] == "2026-11-30" and scored["model_version"] == 1
 
 
+@pytest.mark.integration  # a subprocess or Spark through the CLI
 @pytest.mark.slow
 def test_demo_end_to_end_through_the_console_script(tmp_path):
     """`yws demo` as a user runs it: a fresh process, a fresh home, the printed summary."""
@@ -136,6 +138,7 @@ def test_sql_apply_query_and_grants(yws):
     assert code == 0 and "-- sql/00_schema.sql:2\nCREATE SCHEMA IF NOT EXISTS yws_prod.ml" in out
 
 
+@pytest.mark.integration  # a subprocess or Spark through the CLI
 def test_model_versions_and_rolling_the_champion_back(yws, monkeypatch):
     from yws import registry
 

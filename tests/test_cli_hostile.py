@@ -376,6 +376,7 @@ def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, env=env, timeout=120)
 
 
+@pytest.mark.integration  # a subprocess or Spark through the CLI
 def test_end_to_end_refusals_have_no_traceback(home, storage, tmp_path):
     before = seed_features(storage)
     semi = tmp_path / "semi.csv"

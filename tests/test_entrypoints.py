@@ -112,6 +112,7 @@ def test_an_unexpected_failure_keeps_its_traceback(settings, monkeypatch, capsys
     assert capsys.readouterr().err == ""
 
 
+@pytest.mark.integration  # a subprocess or Spark through the CLI
 def test_console_script_exit_codes(settings):
     """The installed console scripts (what `yws serve` runs) exit non-zero with one line."""
     exe = Path(sys.executable).with_name("yws-train")
