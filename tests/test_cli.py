@@ -193,3 +193,61 @@ def test_tokens_list_and_revoke(yws, tmp_path):
     assert code != 0 and f"no token has the id {listed['id']}" in err
     code, _, err = yws("tokens", "revoke", "x'; --")
     assert code != 0 and "is not one" in err
+
+
+def _group(pgid: int) -> list[int]:
+    """The live (not zombie) processes of a process group, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+@pytest.mark.integration  # yws up: yws serve and the MLflow UI as real processes
+@pytest.mark.slow
+def test_up_stops_the_mlflow_ui_and_its_workers_on_ctrl_c(tmp_path):
+    """Ctrl-C on `yws up` leaves no MLflow UI process behind (issue 14, item 15)."""
+    import signal
+    import time
+    import urllib.request
+
+    from conftest import free_port
+
+    env = {**os.environ, "YWS_HOME": str(tmp_path / "home")}
+    yws_bin = Path(sys.executable).with_name("yws")
+    ui_port = free_port()
+    up = subprocess.Popen([str(yws_bin), "up", "--port", str(free_port()),
+                           "--mlflow-port", str(ui_port)], env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:  # the UI answers: its workers are up
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{ui_port}/health", timeout=1)
+                break
+            except OSError:
+                time.sleep(0.5)
+        else:
+            pytest.fail("the MLflow UI did not answer within 120 s")
+        (ui_pid,) = [int(p.name) for p in Path("/proc").glob("[0-9]*") if _ppid(p) == up.pid
+                     and b"mlflow" in (p / "cmdline").read_bytes()]
+        ui_group = _group(ui_pid)
+        assert ui_pid in ui_group and len(ui_group) >= 2, "the UI leads its own process group"
+        up.send_signal(signal.SIGINT)
+        up.wait(60)
+        assert _group(ui_pid) == [], "MLflow UI processes survived yws up"
+    finally:
+        if up.poll() is None:
+            up.kill()
+
+
+def _ppid(proc: Path) -> int:
+    try:
+        return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return -1

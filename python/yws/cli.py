@@ -420,7 +420,8 @@ def up(settings: Settings, port: int, mlflow_port: int) -> None:
         [str(mlflow_bin), "ui", "--backend-store-uri", registry.tracking_uri(settings),
          "--default-artifact-root", settings.mlflow_artifacts.as_uri(),
          "--host", "127.0.0.1", "--port", str(mlflow_port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True)  # its own process group: the UI's workers stop with it
     click.echo(f"""
 YWS local stack
   Jobs + SQL API   {host}   (warehouse id yws_local)
@@ -449,7 +450,32 @@ Ctrl-C stops both.
         uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
                     access_log=False)
     finally:
-        ui.terminate()
+        _stop_group(ui)
+
+
+def _stop_group(proc: Any, grace: float = 5.0) -> None:
+    """Stop a process started in its own session and everything it started: SIGTERM to the
+    group, then SIGKILL to whatever of the group is left after ``grace`` seconds."""
+    import os
+    import signal
+    import time
+
+    def alive() -> bool:
+        try:
+            os.killpg(proc.pid, 0)
+            return True
+        except (ProcessLookupError, PermissionError):
+            return False
+
+    if alive():
+        os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while alive() and time.monotonic() < deadline:
+            proc.poll()  # reap the leader, so a zombie does not keep the group "alive"
+            time.sleep(0.1)
+        if alive():
+            os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 @cli.group()
