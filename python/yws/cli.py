@@ -652,14 +652,18 @@ def score(settings: Settings, as_of: str | None, batch_id: str | None, model_ali
 @settings_options
 @click.option("--rows", type=click.IntRange(min=1000), default=20_000, show_default=True,
               help="Rows per snapshot.")
+@click.option("--today", default=None,
+              help="The day the demo takes as today, YYYY-MM-DD [today]; the data is "
+                   "generated from it, so a fixed day gives the same figures.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
-def demo(settings: Settings, rows: int, as_json: bool) -> None:
+def demo(settings: Settings, rows: int, today: str | None, as_json: bool) -> None:
     """The whole flow on this machine: data, train, register, promote, score."""
     from yws.demo import render, run_demo
 
     if settings.target != "local":
         raise SettingsError("yws demo runs on the local target only")
-    summary = run_demo(settings, rows=rows, progress=stderr_progress())
+    summary = run_demo(settings, rows=rows, today=_date(today, "--today"),
+                       progress=stderr_progress())
     if as_json:
         _emit(summary)
     else:
