@@ -192,9 +192,9 @@ def test_cancel_during_the_retry_back_off_starts_no_further_attempt(world):
     out = world["home"] / "fake_task"
     run_id = w.jobs.run_now(job_id(w, "retry_then_write")).response.run_id
 
-    def waiting() -> bool:
-        (task,) = w.jobs.get_run(run_id).tasks
-        return task.state.life_cycle_state == RunLifeCycleState.WAITING_FOR_RETRY
+    def waiting() -> bool:  # the retry is a task run of its own, waiting out the back-off
+        tasks = w.jobs.get_run(run_id).tasks
+        return tasks[-1].state.life_cycle_state == RunLifeCycleState.WAITING_FOR_RETRY
     wait_for(waiting, 30, "the task to wait for its retry")
     assert (out / "attempt-0").exists() and not (out / "attempt-1").exists()
     cancelled_at = time.monotonic()
@@ -205,10 +205,13 @@ def test_cancel_during_the_retry_back_off_starts_no_further_attempt(world):
     run = w.jobs.get_run(run_id)
     assert run.state.result_state == RunResultState.CANCELED
     assert run.status.termination_details.code.value == "USER_CANCELED"
-    (task,) = run.tasks
-    assert task.state.life_cycle_state == RunLifeCycleState.TERMINATED
-    assert task.state.result_state == RunResultState.CANCELED
-    assert "attempt 2 was not started" in task.state.state_message
+    failed, retry = run.tasks  # attempt 0 failed; attempt 1 never started
+    assert (failed.attempt_number, failed.state.result_state) == (0, RunResultState.FAILED)
+    assert retry.attempt_number == 1
+    assert retry.state.life_cycle_state == RunLifeCycleState.TERMINATED
+    assert retry.state.result_state == RunResultState.CANCELED
+    assert "attempt 2 was not started" in retry.state.state_message
+    assert not retry.start_time
     # Past the time the retry was due, still nothing: no attempt started, no batch written.
     time.sleep(max(0.0, cancelled_at + RETRY_MS / 1000 + 1.5 - time.monotonic()))
     assert sorted(p.name for p in out.iterdir()) == ["attempt-0"]

@@ -1,5 +1,8 @@
 """The orchestrator's trigger: run a YWS job through the Jobs API and report how it ended.
 
+Each task is reported by its latest task run: a retried (or repaired) task has one task run
+per attempt, all under its task key.
+
 ``databricks-sdk`` carries the requests (credentials from ``DATABRICKS_HOST`` /
 ``DATABRICKS_TOKEN`` or a config profile; it retries 429 and 503 answers, honouring
 Retry-After). Its own waiter does not look at ``result_state``; :func:`wait` does.
@@ -43,6 +46,7 @@ class TaskOutcome:
     task_key: str
     run_id: int
     result_state: str | None
+    attempt_number: int = 0
     state_message: str = ""
     error: str | None = None
     error_trace: str | None = None
@@ -102,6 +106,19 @@ def _me(client: Any) -> str | None:
         return str(client.current_user.me().user_name)
     except Exception:  # narrowing is a convenience; without it the error lists the candidates
         return None
+
+
+def latest_tasks(run: Any) -> list[Any]:
+    """Each task's latest task run, in the order the tasks first appear. A retry or a repair
+    is a task run of its own with the same task key (and the API does not promise an order):
+    the latest is the one that started last (the higher run id among equals)."""
+    latest: dict[str, Any] = {}
+    for t in run.tasks or []:
+        seen = latest.get(t.task_key)
+        if seen is None or (t.start_time or 0, t.run_id or 0) >= (seen.start_time or 0,
+                                                                   seen.run_id or 0):
+            latest[t.task_key] = t
+    return list(latest.values())
 
 
 def resolve_job(client: Any, name: str) -> int:
@@ -170,7 +187,7 @@ def wait(
         state = run.state
         life = _name(state.life_cycle_state) if state else None
         tasks = ", ".join(f"{t.task_key} {_name(t.state.life_cycle_state) if t.state else '?'}"
-                          for t in run.tasks or [])
+                          for t in latest_tasks(run))
         line = f"run {run_id}: {life}" + (f" ({tasks})" if tasks else "")
         if line != last:
             progress(line)
@@ -187,11 +204,12 @@ def wait(
 def outcome(client: Any, run: Any, job_id: int, token: str) -> RunOutcome:
     state = run.state
     tasks = []
-    for t in run.tasks or []:
+    for t in latest_tasks(run):
         out = client.jobs.get_run_output(t.run_id)
         tasks.append(TaskOutcome(
             task_key=t.task_key, run_id=int(t.run_id),
             result_state=_name(t.state.result_state) if t.state else None,
+            attempt_number=int(t.attempt_number or 0),
             state_message=(t.state.state_message or "") if t.state else "",
             error=out.error, error_trace=out.error_trace, logs=out.logs,
         ))

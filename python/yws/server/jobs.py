@@ -1,20 +1,33 @@
 """The Jobs API's jobs and runs on the local target.
 
 Jobs come from the bundle in ``jobs/`` (variables resolved for one of its targets; a ``lookup``
-resolves to the looked-up name, since locally a principal or a warehouse is its name). A run's
+resolves to the looked-up name, since locally a principal or a warehouse is its name; the
+target's ``run_as`` applies to every job, as ``databricks bundle deploy`` applies it). A run's
 tasks execute the wheel's console scripts as local processes with ``--target local``,
 honouring ``depends_on`` (a task starts when every task it depends on succeeded; when one
 fails, the tasks after it end ``UPSTREAM_FAILED``), job parameters, ``max_concurrent_runs``,
 queueing, timeouts and retries.
 
+As on Databricks, every task run is one attempt: a retry is a new task run (its own run id)
+with the next ``attempt_number``, and a repair (``runs/repair``) adds new task runs to the
+run, recorded in its ``repair_history``. A task's latest task run is the one with the highest
+run id.
+
 ``run-now`` with a job parameter the job does not define is accepted, as Databricks accepts it:
 the value is recorded with the run and reaches no task, because a task sees a job parameter
 only where its own parameters reference ``{{job.parameters.<name>}}`` (wheel tasks here take
 positional parameters, which job parameter pushdown does not touch).
+
+An idempotency token belongs to the principal that used it: the same principal, job and token
+give the same run; another principal's token of the same text starts its own run; and the
+same principal reusing a token with different parameters is refused (Databricks would return
+the first run and ignore the new parameters).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import getpass
 import hashlib
 import json
 import os
@@ -44,6 +57,11 @@ DATABRICKS_ONLY = ("--dfs-tmpdir", "--warehouse-id")
 TASK_MARK = "YWS_TASK_RUN_ID"
 GRACE_SECONDS = 5.0  # between SIGTERM and SIGKILL when a task is stopped
 POLL_SECONDS = 0.2  # how often a running task is checked for a cancel or its timeout
+# runs/get-output: "Databricks restricts this API to return the last 5 MB of these logs".
+MAX_LOG_BYTES = 5 * 1024 * 1024
+# Task settings a task run repeats (RunTask carries the task's settings).
+TASK_RUN_FIELDS = ("description", "environment_key", "python_wheel_task", "timeout_seconds",
+                   "max_retries", "min_retry_interval_millis", "retry_on_timeout")
 
 
 def resolve_variables(value: Any, variables: Mapping[str, str]) -> Any:
@@ -55,11 +73,21 @@ def job_id_for(name: str) -> int:
     return int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % 900_000_000 + 100_000_000
 
 
+def deployer() -> str:
+    """Who deployed the bundle to ``yws serve``: whoever started it (the OS user)."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "yws-bundle"
+
+
 @dataclass(frozen=True)
 class Job:
     job_id: int
     key: str
     settings: dict[str, Any]
+    creator: str = "yws-bundle"
+    created_time: int = 0  # when this server first saw the job (epoch ms), from the store
 
     @property
     def name(self) -> str:
@@ -69,6 +97,27 @@ class Job:
     def parameters(self) -> dict[str, str]:
         return {p["name"]: str(p.get("default", "")) for p in self.settings.get("parameters", [])}
 
+    @property
+    def tasks(self) -> dict[str, dict[str, Any]]:
+        return {t["task_key"]: t for t in self.settings.get("tasks", [])}
+
+    @property
+    def depends_on(self) -> dict[str, list[str]]:
+        return {k: [d["task_key"] for d in t.get("depends_on", [])]
+                for k, t in self.tasks.items()}
+
+    @property
+    def run_as(self) -> str:
+        """``run_as_user_name``: the ``run_as`` principal; else the owner; else the creator."""
+        run_as = self.settings.get("run_as") or {}
+        named = run_as.get("service_principal_name") or run_as.get("user_name")
+        if named:
+            return str(named)
+        for perm in self.settings.get("permissions", []):
+            if perm.get("level") == "IS_OWNER":
+                return str(perm.get("user_name") or perm.get("service_principal_name"))
+        return self.creator
+
     def allowed(self, principal: Principal, levels: tuple[str, ...]) -> bool:
         for perm in self.settings.get("permissions", []):
             who = perm.get("group_name") or perm.get("service_principal_name") or \
@@ -77,10 +126,13 @@ class Job:
                 return True
         return False
 
-    def as_api(self) -> dict[str, Any]:
-        settings = {k: v for k, v in self.settings.items() if k != "permissions"}
-        return {"job_id": self.job_id, "creator_user_name": "yws-bundle",
-                "settings": settings, "created_time": 0}
+    def as_api(self, expand_tasks: bool = True) -> dict[str, Any]:
+        """The job as jobs/get answers; jobs/list leaves the tasks out unless asked."""
+        settings = {k: v for k, v in self.settings.items() if k != "permissions" and
+                    (expand_tasks or k not in ("tasks", "job_clusters"))}
+        return {"job_id": self.job_id, "creator_user_name": self.creator,
+                "run_as_user_name": self.run_as, "settings": settings,
+                "created_time": self.created_time}
 
 
 def catalog(bundle: Bundle, target: str = "dev",
@@ -89,12 +141,42 @@ def catalog(bundle: Bundle, target: str = "dev",
         raise ValueError(f"bundle target {target!r} is unknown; use one of "
                          f"{', '.join(bundle.targets)}")
     variables = local_variables(bundle, target, overrides)
+    run_as = (bundle.targets[target] or {}).get("run_as") or bundle.config.get("run_as")
+    creator = deployer()
     jobs = {}
     for key, raw in bundle.jobs.items():
         settings = resolve_variables(raw, variables)
-        job = Job(job_id_for(settings.get("name", key)), key, settings)
+        if run_as and not settings.get("run_as"):
+            settings["run_as"] = resolve_variables(run_as, variables)
+        job = Job(job_id_for(settings.get("name", key)), key, settings, creator)
         jobs[job.job_id] = job
     return jobs
+
+
+def select_tasks(job: Job, only: list[str]) -> list[str]:
+    """The task keys ``only`` names, in the job's order: ``+key`` adds everything upstream of
+    the task, ``key+`` everything downstream, ``+key+`` both (run-now ``only``)."""
+    deps = job.depends_on
+    downstream: dict[str, list[str]] = {k: [] for k in deps}
+    for key, ups in deps.items():
+        for upstream in ups:
+            downstream.setdefault(upstream, []).append(key)
+    chosen: set[str] = set()
+    for item in only:
+        up, down = item.startswith("+"), len(item) > 1 and item.endswith("+")
+        key = item[1 if up else 0: -1 if down else None]
+        if key not in deps:
+            raise invalid(f"only: {key!r} is not a task of job {job.name} (its tasks: "
+                          f"{', '.join(deps)})")
+        chosen.add(key)
+        for edges, wanted in ((deps, up), (downstream, down)):
+            stack = [key] if wanted else []
+            while stack:
+                for nxt in edges.get(stack.pop(), []):
+                    if nxt not in chosen:
+                        chosen.add(nxt)
+                        stack.append(nxt)
+    return [k for k in deps if k in chosen]
 
 
 def local_task_args(parameters: list[str], values: Mapping[str, str], home: Path) -> list[str]:
@@ -114,8 +196,35 @@ def local_task_args(parameters: list[str], values: Mapping[str, str], home: Path
     return ["--target=local", f"--home={home}", *args]
 
 
+def log_tail(text: str, limit: int = MAX_LOG_BYTES) -> tuple[str, bool]:
+    """The last ``limit`` bytes of a task's output (whole characters), and whether any were
+    cut."""
+    data = text.encode()
+    if len(data) <= limit:
+        return text, False
+    return data[-limit:].decode("utf-8", "ignore"), True
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def differences(before: Mapping[str, Any], now: Mapping[str, Any]) -> list[str]:
+    return [f"{k}: {_shown(before.get(k))} then, {_shown(now.get(k))} now"
+            for k in sorted(set(before) | set(now)) if before.get(k) != now.get(k)]
+
+
+def latest_attempts(rows: list[Any]) -> dict[str, Any]:
+    """Each task's latest task run (the highest run id), keyed by task key."""
+    latest: dict[str, Any] = {}
+    for row in sorted(rows, key=lambda r: int(r["run_id"])):
+        latest[row["task_key"]] = row
+    return latest
+
+
 class Runner:
-    """Starts, queues, runs and cancels job runs; every state change goes to the store.
+    """Starts, queues, runs, repairs and cancels job runs; every state change goes to the store.
 
     Each task attempt is a process in its own process group (session), so stopping a task
     stops everything it started (a Spark JVM included): SIGTERM to the group, then SIGKILL
@@ -128,7 +237,8 @@ class Runner:
                  bin_dir: Path | None = None) -> None:
         self.settings = settings
         self.store = store
-        self.jobs = jobs
+        created = store.job_created({j.job_id: j.name for j in jobs.values()})
+        self.jobs = {i: dataclasses.replace(j, created_time=created[i]) for i, j in jobs.items()}
         self.bin_dir = bin_dir or Path(sys.executable).parent
         self._lock = threading.Lock()
         self._procs: dict[int, subprocess.Popen[str]] = {}
@@ -160,25 +270,33 @@ class Runner:
 
     # -- run-now -----------------------------------------------------------------------------
     def run_now(self, job: Job, params: Mapping[str, Any] | None, token: str | None,
-                principal: Principal) -> int:
+                principal: Principal, *, only: list[str] | None = None,
+                queue: bool | None = None) -> int:
+        """Start a run (or queue or skip it); ``only`` runs a subset of the tasks (see
+        :func:`select_tasks`), ``queue`` overrides the job's queue setting for this run."""
         params = {str(k): str(v) for k, v in (params or {}).items()}
         if token is not None and not 1 <= len(token) <= 64:
             raise invalid("idempotency_token must be 1 to 64 characters")
         merged = {**job.parameters, **params}
+        keys = select_tasks(job, only) if only is not None else list(job.tasks)
+        only_json = json.dumps(keys) if only is not None else None
         with self.store.tx() as db:
             if token:
-                row = db.execute("SELECT run_id FROM runs WHERE job_id = ? AND "
-                                 "idempotency_token = ?", (job.job_id, token)).fetchone()
+                row = db.execute("SELECT run_id, params, only_tasks FROM runs WHERE job_id = ? "
+                                 "AND creator = ? AND idempotency_token = ?",
+                                 (job.job_id, principal.name, token)).fetchone()
                 if row:
+                    self._same_request(token, row, merged, only_json)
                     return int(row["run_id"])  # the documented guarantee: one run per token
             run_id = self.store.next_id(db, "run")
             active = db.execute(
                 f"SELECT count(*) FROM runs WHERE job_id = ? AND life_cycle_state IN "
                 f"({','.join('?' * len(ACTIVE))})", (job.job_id, *ACTIVE)).fetchone()[0]
             limit = int(job.settings.get("max_concurrent_runs", 1))
-            queue = bool((job.settings.get("queue") or {}).get("enabled", False))
+            queued = bool((job.settings.get("queue") or {}).get("enabled", False)) \
+                if queue is None else queue
             state, result, code, message = "PENDING", None, None, ""
-            if active >= limit and queue:
+            if active >= limit and queued:
                 state, message = "QUEUED", f"Queued: {active} run(s) active, limit {limit}"
             elif active >= limit:
                 state, result, code = "SKIPPED", "SKIPPED", "MAX_CONCURRENT_RUNS_EXCEEDED"
@@ -186,18 +304,31 @@ class Runner:
             db.execute(
                 "INSERT INTO runs (run_id, job_id, job_name, params, idempotency_token, creator, "
                 "life_cycle_state, result_state, state_message, termination_code, start_time, "
-                "end_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+                "end_time, only_tasks) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (run_id, job.job_id, job.name, json.dumps(merged), token, principal.name,
-                 state, result, message, code, now_ms(), now_ms() if result else 0))
-            for task in job.settings.get("tasks", []):
+                 state, result, message, code, now_ms(), now_ms() if result else 0, only_json))
+            deps = job.depends_on
+            for key in keys:
                 db.execute(
                     "INSERT INTO task_runs (run_id, parent_run_id, task_key, depends_on, "
                     "life_cycle_state) VALUES (?,?,?,?,?)",
-                    (self.store.next_id(db, "task"), run_id, task["task_key"],
-                     json.dumps([d["task_key"] for d in task.get("depends_on", [])]),
+                    (self.store.next_id(db, "task"), run_id, key, json.dumps(deps[key]),
                      "SKIPPED" if result else "PENDING"))
         self.schedule(job.job_id)
         return run_id
+
+    @staticmethod
+    def _same_request(token: str, row: Any, params: Mapping[str, str],
+                      only_json: str | None) -> None:
+        """A token reused by its principal must come with the same request."""
+        problems = differences(json.loads(row["params"]), params)
+        if row["only_tasks"] != only_json:
+            problems.append(f"only: {_shown(row['only_tasks'] and json.loads(row['only_tasks']))}"
+                            f" then, {_shown(only_json and json.loads(only_json))} now")
+        if problems:
+            raise invalid(f"idempotency_token {token!r} already started run {row['run_id']} with "
+                          f"different parameters ({'; '.join(problems)}): use a new token for a "
+                          f"different run, or the same parameters to get run {row['run_id']}")
 
     def schedule(self, job_id: int) -> None:
         """Start pending (or queued) runs of the job while it is under its concurrency limit."""
@@ -210,20 +341,117 @@ class Runner:
                 "SELECT count(*) AS n FROM runs WHERE job_id = ? AND life_cycle_state IN "
                 "('RUNNING', 'TERMINATING')", (job_id,))[0]["n"]
             waiting = self.store.query(
-                "SELECT run_id FROM runs WHERE job_id = ? AND life_cycle_state IN "
-                "('PENDING', 'QUEUED') ORDER BY run_id", (job_id,))
+                "SELECT run_id, life_cycle_state, start_time, queue_duration FROM runs "
+                "WHERE job_id = ? AND life_cycle_state IN ('PENDING', 'QUEUED') "
+                "ORDER BY run_id", (job_id,))
             for row in waiting[: max(0, limit - running)]:
                 run_id = int(row["run_id"])
-                self._set_run(run_id, "RUNNING", state_message="")
+                queued = row["queue_duration"] or (
+                    now_ms() - row["start_time"] if row["life_cycle_state"] == "QUEUED" else 0)
+                self._set_run(run_id, "RUNNING", state_message="", queue_duration=queued)
                 self._stops[run_id] = threading.Event()
                 thread = threading.Thread(target=self._execute, args=(job, run_id),
                                           daemon=True, name=f"run-{run_id}")
                 self._threads[run_id] = thread
                 thread.start()
 
+    # -- repair --------------------------------------------------------------------------
+    def repair(self, job: Job, run_id: int, *, rerun_tasks: list[str] | None,
+               all_failed: bool, dependents: bool, latest_repair_id: int | None,
+               params: Mapping[str, str] | None) -> int:
+        """Re-run tasks of an ended run as new task runs of the same run (runs/repair); the
+        repair's id. ``rerun_tasks`` or every task that did not succeed
+        (``rerun_all_failed_tasks``); tasks downstream of them that did not succeed re-run too,
+        and with ``rerun_dependent_tasks`` every task downstream of them."""
+        if rerun_tasks and all_failed:
+            raise invalid("Only one of rerun_tasks or rerun_all_failed_tasks can be used")
+        if not rerun_tasks and not all_failed:
+            raise invalid("name the tasks to repair: rerun_tasks, or rerun_all_failed_tasks: "
+                          "true")
+        with self.store.tx() as db:
+            run = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run["life_cycle_state"] not in TERMINAL:
+                raise ApiError(400, "INVALID_STATE",
+                               f"Run {run_id} is {run['life_cycle_state']}: the run to repair "
+                               "must not be in progress")
+            history = list(db.execute("SELECT seq, repair_id FROM repairs WHERE run_id = ? "
+                                      "ORDER BY seq", (run_id,)))
+            repairs = [int(r["repair_id"]) for r in history if r["repair_id"] is not None]
+            if repairs and latest_repair_id != repairs[-1]:
+                raise invalid(f"The latest repair ID needs to be provided in order to create a "
+                              f"new repair: run {run_id} was last repaired by repair "
+                              f"{repairs[-1]}, so latest_repair_id must be {repairs[-1]}")
+            if not repairs and latest_repair_id is not None:
+                raise invalid(f"latest_repair_id {latest_repair_id}: run {run_id} has not been "
+                              "repaired yet; leave latest_repair_id out")
+            latest = latest_attempts(list(db.execute(
+                "SELECT run_id, task_key, result_state FROM task_runs WHERE parent_run_id = ?",
+                (run_id,))))
+            chosen = self._repair_tasks(job, run_id, latest, rerun_tasks, dependents)
+            if not history:  # the run itself becomes the first item of its repair history
+                db.execute("INSERT INTO repairs (run_id, repair_id, start_time) VALUES (?,?,?)",
+                           (run_id, None, run["start_time"]))
+            db.execute("UPDATE repairs SET end_time = ?, life_cycle_state = ?, result_state = ?, "
+                       "termination_code = ?, state_message = ? WHERE seq = (SELECT max(seq) "
+                       "FROM repairs WHERE run_id = ?)",
+                       (run["end_time"], run["life_cycle_state"], run["result_state"],
+                        run["termination_code"], run["state_message"], run_id))
+            repair_id = self.store.next_id(db, "repair")
+            db.execute("INSERT INTO repairs (run_id, repair_id, start_time) VALUES (?,?,?)",
+                       (run_id, repair_id, now_ms()))
+            merged = {**json.loads(run["params"]), **(params or {})}
+            db.execute("UPDATE runs SET life_cycle_state = 'PENDING', result_state = NULL, "
+                       "termination_code = NULL, state_message = ?, end_time = 0, params = ? "
+                       "WHERE run_id = ?",
+                       (f"Repair {repair_id}: re-running {', '.join(chosen)}", json.dumps(merged),
+                        run_id))
+            deps = job.depends_on
+            for key in chosen:
+                db.execute("INSERT INTO task_runs (run_id, parent_run_id, task_key, depends_on, "
+                           "life_cycle_state, repair_id) VALUES (?,?,?,?,?,?)",
+                           (self.store.next_id(db, "task"), run_id, key, json.dumps(deps[key]),
+                            "PENDING", repair_id))
+        self.schedule(job.job_id)
+        return repair_id
+
+    @staticmethod
+    def _repair_tasks(job: Job, run_id: int, latest: Mapping[str, Any],
+                      rerun_tasks: list[str] | None, dependents: bool) -> list[str]:
+        deps = {k: [d for d in v if d in latest] for k, v in job.depends_on.items()
+                if k in latest}
+        if rerun_tasks:
+            unknown = [k for k in rerun_tasks if k not in latest]
+            if unknown:
+                raise invalid(f"rerun_tasks: {', '.join(map(repr, unknown))} is not a task of run "
+                              f"{run_id} (its tasks: {', '.join(latest)})")
+            chosen = set(rerun_tasks)
+        else:
+            chosen = {k for k, r in latest.items() if r["result_state"] != "SUCCESS"}
+            if not chosen:
+                raise invalid(f"Run {run_id} has no failed task to repair: every task succeeded")
+        # downstream of a re-run task: what did not succeed re-runs (it must, for the run to
+        # succeed); what succeeded only with rerun_dependent_tasks
+        grew = True
+        while grew:
+            grew = False
+            for key, ups in deps.items():
+                if key not in chosen and any(u in chosen for u in ups) and (
+                        dependents or latest[key]["result_state"] != "SUCCESS"):
+                    chosen.add(key)
+                    grew = True
+        for key in chosen:
+            for up in deps.get(key, []):
+                if up not in chosen and latest[up]["result_state"] != "SUCCESS":
+                    raise invalid(f"task {key} depends on {up}, which did not succeed in run "
+                                  f"{run_id} ({latest[up]['result_state']}): repair {up} too "
+                                  "(or use rerun_all_failed_tasks)")
+        return [k for k in job.tasks if k in chosen]
+
+    # -- cancel --------------------------------------------------------------------------
     def cancel(self, run_id: int) -> None:
         """Cancel a run: one waiting to start ends at once; a running one passes through
-        ``TERMINATING`` while its task processes stop, and no further attempt starts."""
+        ``TERMINATING`` (the run and its running task) while its task processes stop, and no
+        further attempt starts."""
         run = self.store.query("SELECT life_cycle_state FROM runs WHERE run_id = ?", (run_id,))
         if not run:
             raise not_found(f"Run {run_id} does not exist.")
@@ -234,10 +462,13 @@ class Runner:
             stop = self._stops.get(run_id)
             proc = self._procs.get(run_id)
         if stop is not None:
+            message = "Cancelling: stopping the run's task processes"
             with self.store.tx() as db:
                 db.execute("UPDATE runs SET life_cycle_state = 'TERMINATING', state_message = ? "
-                           "WHERE run_id = ? AND life_cycle_state = 'RUNNING'",
-                           ("Cancelling: stopping the run's task processes", run_id))
+                           "WHERE run_id = ? AND life_cycle_state = 'RUNNING'", (message, run_id))
+                db.execute("UPDATE task_runs SET life_cycle_state = 'TERMINATING', "
+                           "state_message = ? WHERE parent_run_id = ? AND "
+                           "life_cycle_state = 'RUNNING'", (message, run_id))
             stop.set()  # the run's thread stops the task (or its back-off) and ends the run
         if proc is not None:
             signal_group(proc.pid, signal.SIGTERM)
@@ -306,43 +537,55 @@ class Runner:
                 self._threads.pop(run_id, None)
             self.schedule(job.job_id)
 
+    def _latest(self, run_id: int) -> dict[str, Any]:
+        return latest_attempts(self.store.query(
+            "SELECT run_id, task_key, depends_on, life_cycle_state, result_state, repair_id "
+            "FROM task_runs WHERE parent_run_id = ?", (run_id,)))
+
     def _execute_tasks(self, job: Job, run_id: int) -> None:
-        run = self.store.query("SELECT params, start_time FROM runs WHERE run_id = ?",
-                               (run_id,))[0]
+        """Run the run's pending task runs (all of them, or a repair's) in dependency order:
+        a task starts once the latest task run of each task it depends on in this run
+        succeeded; a task that cannot start ends ``UPSTREAM_FAILED``."""
+        run = self.store.query("SELECT params FROM runs WHERE run_id = ?", (run_id,))[0]
         params = json.loads(run["params"])
-        tasks = {t["task_key"]: t for t in job.settings.get("tasks", [])}
-        rows = {r["task_key"]: r for r in self.store.query(
-            "SELECT run_id, task_key, depends_on FROM task_runs WHERE parent_run_id = ?",
-            (run_id,))}
+        tasks = job.tasks
         job_deadline = time.monotonic() + float(job.settings.get("timeout_seconds") or 0) \
             if job.settings.get("timeout_seconds") else None
         stop = self._stops.get(run_id) or threading.Event()
-        done: dict[str, str] = {}
-        while len(done) < len(tasks) and not stop.is_set():
-            ready = [k for k in tasks if k not in done and
-                     all(done.get(d) == "SUCCESS" for d in json.loads(rows[k]["depends_on"]))]
+        while not stop.is_set():
+            latest = self._latest(run_id)
+            ready = [r for r in latest.values() if r["life_cycle_state"] == "PENDING" and all(
+                latest[d]["result_state"] == "SUCCESS"
+                for d in json.loads(r["depends_on"]) if d in latest)]
             if not ready:
-                break  # the rest wait on a failed task
-            key = ready[0]
-            done[key] = self._run_task(run_id, rows[key]["run_id"], tasks[key], params,
-                                       job_deadline, stop)
-            if done[key] != "SUCCESS":
-                break
-        results = set(done.values())
+                break  # done, or the rest wait on a task that did not succeed
+            row = ready[0]
+            task = tasks.get(row["task_key"])
+            if task is None:
+                self._set_task(row["run_id"], life_cycle_state="INTERNAL_ERROR",
+                               result_state="FAILED", end_time=now_ms(),
+                               error=f"task {row['task_key']} is no longer in job {job.name}")
+                continue
+            self._run_task(run_id, int(row["run_id"]), task, params, job_deadline, stop,
+                           row["repair_id"])
+        latest = self._latest(run_id)
+        results = {k: r["result_state"] for k, r in latest.items()}
+        failed = [k for k in tasks if k in latest and latest[k]["result_state"] not in
+                  ("SUCCESS", None) and latest[k]["life_cycle_state"] != "PENDING"]
         if self._stopping:
             self._finish(run_id, "FAILED", "INTERNAL_ERROR", SERVER_STOPPED,
                          life="INTERNAL_ERROR")
         elif run_id in self._cancelled:
             self._finish(run_id, "CANCELED", "USER_CANCELED", "Run cancelled by the user")
-        elif results == {"SUCCESS"} and len(done) == len(tasks):
+        elif set(results.values()) == {"SUCCESS"}:
             self._finish(run_id, "SUCCESS", "SUCCESS", "")
-        elif "TIMEDOUT" in results:
+        elif "TIMEDOUT" in results.values():
             self._finish(run_id, "TIMEDOUT", "RUN_EXECUTION_ERROR", "Run timed out")
         else:
-            failed = [k for k, v in done.items() if v != "SUCCESS"]
+            first = failed[0] if failed else next(iter(latest), "?")
+            error = self._task_error(int(latest[first]["run_id"])) if first in latest else ""
             self._finish(run_id, "FAILED", "RUN_EXECUTION_ERROR",
-                         f"Task {failed[0]} failed with message: "
-                         f"{self._task_error(rows[failed[0]]['run_id'])}")
+                         f"Task {first} failed with message: {error}")
 
     def _task_error(self, task_run_id: int) -> str:
         row = self.store.query("SELECT error FROM task_runs WHERE run_id = ?", (task_run_id,))
@@ -350,7 +593,9 @@ class Runner:
 
     def _run_task(self, run_id: int, task_run_id: int, task: dict[str, Any],
                   params: Mapping[str, str], job_deadline: float | None,
-                  stop: threading.Event) -> str:
+                  stop: threading.Event, repair_id: int | None = None) -> str:
+        """Run one task: its first attempt in ``task_run_id``, each retry in a new task run
+        (the next ``attempt_number``) that waits ``WAITING_FOR_RETRY`` through the back-off."""
         wheel = task.get("python_wheel_task") or {}
         entry = wheel.get("entry_point")
         exe = self.bin_dir / str(entry)
@@ -361,12 +606,13 @@ class Runner:
             return "FAILED"
         argv = [str(exe), *local_task_args(list(wheel.get("parameters", [])), params,
                                            self.settings.home.resolve())]
-        env = {**os.environ, "YWS_HOME": str(self.settings.home.resolve()),
-               "YWS_TARGET": "local", "SPARK_LOCAL_IP": "127.0.0.1",
-               "PYSPARK_PYTHON": sys.executable, TASK_MARK: str(task_run_id)}
+        base_env = {**os.environ, "YWS_HOME": str(self.settings.home.resolve()),
+                    "YWS_TARGET": "local", "SPARK_LOCAL_IP": "127.0.0.1",
+                    "PYSPARK_PYTHON": sys.executable}
         retries = int(task.get("max_retries", 0) or 0)
         interval = min(float(task.get("min_retry_interval_millis", 0) or 0) / 1000, 30.0)
         result = "FAILED"
+        current = task_run_id
         for attempt in range(retries + 1):
             # The back-off before a retry ends early on a cancel, and a cancel at any point
             # before the next process starts means it never starts: the last check is made
@@ -382,21 +628,22 @@ class Runner:
                 if stop.is_set():
                     proc = None
                 else:
-                    self._set_task(task_run_id, life_cycle_state="RUNNING",
-                                   start_time=now_ms(), end_time=0, attempt=attempt,
+                    started = now_ms()
+                    self._set_task(current, life_cycle_state="RUNNING", start_time=started,
+                                   exec_start=started, end_time=0, attempt=attempt,
                                    result_state=None, state_message="")
                     try:
-                        proc = start_task_process(argv, env)
+                        proc = start_task_process(argv, {**base_env, TASK_MARK: str(current)})
                     except OSError as e:  # e.g. an argument longer than the OS allows
-                        self._set_task(task_run_id, life_cycle_state="INTERNAL_ERROR",
+                        self._set_task(current, life_cycle_state="INTERNAL_ERROR",
                                        result_state="FAILED", end_time=now_ms(),
                                        error=f"could not start {entry}: {e}",
                                        state_message=f"could not start {entry}: {e}")
                         return "FAILED"
                     self._procs[run_id] = proc
             if proc is None:
-                if attempt:  # the task waited to retry; without a retry it stays PENDING
-                    self._set_task(task_run_id, life_cycle_state="TERMINATED",
+                if attempt:  # the retry's task run waited; without a retry it stays PENDING
+                    self._set_task(current, life_cycle_state="TERMINATED",
                                    result_state="CANCELED", end_time=now_ms(),
                                    state_message="Run cancelled while waiting to retry: "
                                                  f"attempt {attempt + 1} was not started")
@@ -409,6 +656,7 @@ class Runner:
                 if proc.poll() is None:  # only after an error here: nothing outlives its run
                     signal_group(proc.pid, signal.SIGKILL)
                     proc.wait()
+            ended = now_ms()
             errors = [ln[len("error: "):] for ln in err.splitlines() if ln.startswith("error: ")]
             error = None if result == "SUCCESS" else (
                 errors[-1] if errors else
@@ -416,18 +664,27 @@ class Runner:
                 "cancelled" if result == "CANCELED" else
                 (err.strip().splitlines() or [f"exit code {proc.returncode}"])[-1])
             retry = result == "FAILED" and attempt < retries and not stop.is_set()
-            life = "WAITING_FOR_RETRY" if retry else "TERMINATED"
+            life = "TERMINATED"
             if result == "CANCELED" and self._stopping:
                 life, result, error = "INTERNAL_ERROR", "FAILED", SERVER_STOPPED
-            self._set_task(task_run_id, life_cycle_state=life,
-                           result_state=None if retry else result,
-                           end_time=0 if retry else now_ms(), logs=out[-100_000:], error=error,
+            logs, truncated = log_tail(out)
+            self._set_task(current, life_cycle_state=life, result_state=result,
+                           exec_end=ended, end_time=now_ms(), logs=logs,
+                           logs_truncated=int(truncated), error=error,
                            error_trace=None if result == "SUCCESS" else err[-20_000:],
-                           state_message="" if result == "SUCCESS" else (
-                               f"attempt {attempt + 1} failed, retrying in {interval:g} s: "
-                               f"{error}" if retry else (error or "")))
+                           state_message="" if result == "SUCCESS" else (error or ""))
             if not retry:
                 break
+            with self.store.tx() as db:  # the retry is a task run of its own
+                nxt = self.store.next_id(db, "task")
+                db.execute(
+                    "INSERT INTO task_runs (run_id, parent_run_id, task_key, depends_on, "
+                    "life_cycle_state, attempt, repair_id, state_message) "
+                    "SELECT ?, parent_run_id, task_key, depends_on, 'WAITING_FOR_RETRY', ?, ?, ? "
+                    "FROM task_runs WHERE run_id = ?",
+                    (nxt, attempt + 1, repair_id,
+                     f"attempt {attempt} failed, retrying in {interval:g} s: {error}", current))
+            current = nxt
         return result
 
 

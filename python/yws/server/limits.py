@@ -227,6 +227,93 @@ def job_parameters(value: Any) -> dict[str, str]:
     return out
 
 
+# Fields of run-now and runs/repair that yws serve does not serve, and why: refused, never
+# silently ignored.
+LEGACY_TASK_PARAMETERS = ("python_params", "python_named_params", "jar_params",
+                          "notebook_params", "spark_submit_params", "sql_params",
+                          "dbt_commands", "pipeline_params")
+SERVERLESS_ONLY = ("performance_target", "duration_target")
+RUN_NOW_FIELDS = ("job_id", "job_parameters", "idempotency_token", "only", "queue")
+REPAIR_FIELDS = ("run_id", "latest_repair_id", "rerun_tasks", "rerun_all_failed_tasks",
+                 "rerun_dependent_tasks", "job_parameters")
+MAX_TASK_KEY = 100  # "The maximum length is 100 characters" (task_key)
+MAX_TASKS = 1000
+
+
+def served_fields(payload: dict[str, Any], served: tuple[str, ...], endpoint: str) -> None:
+    """Refuse every field of the request this server does not act on, naming it."""
+    for name in payload:
+        if name in served:
+            continue
+        if name in LEGACY_TASK_PARAMETERS:
+            raise invalid(f"{endpoint}: {name} is not supported: the jobs here take job "
+                          "parameters, which reach their tasks through {{job.parameters.*}}; "
+                          "pass job_parameters instead")
+        if name in SERVERLESS_ONLY:
+            raise invalid(f"{endpoint}: {name} is not supported: tasks run as local processes, "
+                          "with no serverless performance mode to choose")
+        raise invalid(f"{endpoint}: unknown field {name[:100]!r}; this server accepts "
+                      f"{', '.join(served)}")
+
+
+def task_keys(value: Any, field: str, plus: bool = False) -> list[str] | None:
+    """A list of task keys (``only`` may mark one ``+key``, ``key+``); None when absent."""
+    if value is None:
+        return None
+    if not isinstance(value, list) or not value or len(value) > MAX_TASKS:
+        raise invalid(f"{field} must be a list of 1 to {MAX_TASKS} task keys")
+    limit = MAX_TASK_KEY + (2 if plus else 0)
+    for key in value:
+        if not isinstance(key, str) or not 1 <= len(key) <= limit:
+            raise invalid(f"{field}: each task key must be a string of 1 to {MAX_TASK_KEY} "
+                          "characters")
+    return list(value)
+
+
+def flag(value: Any, field: str) -> bool:
+    """A boolean field; absent is false."""
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        raise invalid(f"{field} must be true or false")
+    return value
+
+
+def queue_setting(value: Any) -> bool | None:
+    """run-now ``queue``: ``{"enabled": bool}`` overrides the job's queue setting."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("enabled"), bool) or \
+            set(value) != {"enabled"}:
+        raise invalid('queue must be {"enabled": true} or {"enabled": false}')
+    return bool(value["enabled"])
+
+
+def optional_id(value: Any, field: str) -> int | None:
+    return None if value is None else positive_id(value, field)
+
+
+def list_limit(value: int, field: str, default: int, maximum: int,
+               zero_is_maximum: bool = False) -> int:
+    """A list ``limit``: 1 to ``maximum``; None is the default (and 0 the maximum where the
+    API says so)."""
+    if value == 0 and zero_is_maximum:
+        return maximum
+    if not 1 <= value <= maximum:
+        raise invalid(f"{field} must be greater than 0 and at most {maximum}, not {value}"
+                      + (" (0 means the maximum)" if zero_is_maximum else "")
+                      + f"; the default is {default}")
+    return value
+
+
+def list_offset(value: int | None) -> int:
+    if value is None:
+        return 0
+    if not 0 <= value <= 10**9:
+        raise invalid(f"offset must be 0 or more, not {value}")
+    return value
+
+
 def check_statement(payload: dict[str, Any]) -> None:
     """The shape and size checks of an executeStatement request that come before any SQL."""
     sql = payload.get("statement")

@@ -18,24 +18,44 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# An idempotency token is one principal's: unique per job, principal (creator) and token.
+RUNS_TABLE = """
+CREATE TABLE IF NOT EXISTS {name} (
+  run_id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, job_name TEXT NOT NULL,
+  params TEXT NOT NULL, idempotency_token TEXT, creator TEXT NOT NULL,
+  life_cycle_state TEXT NOT NULL, result_state TEXT, state_message TEXT NOT NULL DEFAULT '',
+  termination_code TEXT, start_time INTEGER NOT NULL, end_time INTEGER NOT NULL DEFAULT 0,
+  only_tasks TEXT, queue_duration INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (job_id, creator, idempotency_token))"""
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS tokens (
   token_hash TEXT PRIMARY KEY, principal TEXT NOT NULL, groups TEXT NOT NULL,
   created_at REAL NOT NULL, comment TEXT);
 CREATE TABLE IF NOT EXISTS ids (id INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-  run_id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, job_name TEXT NOT NULL,
-  params TEXT NOT NULL, idempotency_token TEXT, creator TEXT NOT NULL,
-  life_cycle_state TEXT NOT NULL, result_state TEXT, state_message TEXT NOT NULL DEFAULT '',
-  termination_code TEXT, start_time INTEGER NOT NULL, end_time INTEGER NOT NULL DEFAULT 0,
-  UNIQUE (job_id, idempotency_token));
+""" + RUNS_TABLE.format(name="runs") + """;
 CREATE TABLE IF NOT EXISTS task_runs (
   run_id INTEGER PRIMARY KEY, parent_run_id INTEGER NOT NULL, task_key TEXT NOT NULL,
   depends_on TEXT NOT NULL, life_cycle_state TEXT NOT NULL, result_state TEXT,
   state_message TEXT NOT NULL DEFAULT '', start_time INTEGER NOT NULL DEFAULT 0,
   end_time INTEGER NOT NULL DEFAULT 0, logs TEXT, error TEXT, error_trace TEXT,
   attempt INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS repairs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, run_id INTEGER NOT NULL, repair_id INTEGER,
+  start_time INTEGER NOT NULL, end_time INTEGER NOT NULL DEFAULT 0,
+  life_cycle_state TEXT, result_state TEXT, termination_code TEXT,
+  state_message TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS jobs (
+  job_id INTEGER PRIMARY KEY, name TEXT NOT NULL, created_time INTEGER NOT NULL);
 """
+# Columns added after the first release: ALTER TABLE adds each one an older server.db lacks.
+ADDED_COLUMNS = {
+    "runs": [("only_tasks", "TEXT"), ("queue_duration", "INTEGER NOT NULL DEFAULT 0")],
+    # a task run is one attempt: repair_id says which repair made it (NULL: the run itself);
+    # exec_start/exec_end bound its process, for the setup/execution/cleanup durations
+    "task_runs": [("repair_id", "INTEGER"), ("exec_start", "INTEGER NOT NULL DEFAULT 0"),
+                  ("exec_end", "INTEGER NOT NULL DEFAULT 0"),
+                  ("logs_truncated", "INTEGER NOT NULL DEFAULT 0")],
+}
 ACTIVE = ("PENDING", "QUEUED", "RUNNING", "TERMINATING", "BLOCKED", "WAITING_FOR_RETRY")
 # The documented terminal life cycle states (Jobs API 2.2, RunLifeCycleState).
 TERMINAL = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
@@ -69,7 +89,38 @@ class Store:
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        self._migrate_runs()
         self._db.executescript(SCHEMA)
+        self._add_columns()
+
+    def _migrate_runs(self) -> None:
+        """A server.db from before tokens were scoped per principal has ``UNIQUE (job_id,
+        idempotency_token)`` on runs, which SQLite cannot drop: copy the table into the new
+        shape (same rows) in one transaction."""
+        row = self._db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND "
+                               "name = 'runs'").fetchone()
+        if row is None or "creator, idempotency_token" in " ".join(row[0].split()):
+            return
+        old = [r[1] for r in self._db.execute("PRAGMA table_info(runs)")]
+        cols = ", ".join(old)
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            self._db.execute("DROP TABLE IF EXISTS runs_migrated")
+            self._db.execute(RUNS_TABLE.format(name="runs_migrated"))
+            self._db.execute(f"INSERT INTO runs_migrated ({cols}) SELECT {cols} FROM runs")
+            self._db.execute("DROP TABLE runs")
+            self._db.execute("ALTER TABLE runs_migrated RENAME TO runs")
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _add_columns(self) -> None:
+        for table, columns in ADDED_COLUMNS.items():
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, decl in columns:
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
 
     @contextmanager
     def tx(self) -> Iterator[sqlite3.Connection]:
@@ -128,7 +179,18 @@ class Store:
             return None
         return Principal(rows[0]["principal"], tuple(json.loads(rows[0]["groups"])))
 
-    # -- ids and runs --------------------------------------------------------------------------
+    # -- jobs, ids and runs -------------------------------------------------------------------
+    def job_created(self, jobs: dict[int, str]) -> dict[int, int]:
+        """Each job's ``created_time``: when this server first saw it (epoch ms), recorded now
+        for a job it has not seen before, so the time survives restarts."""
+        with self.tx() as db:
+            for job_id, name in jobs.items():
+                db.execute("INSERT OR IGNORE INTO jobs (job_id, name, created_time) "
+                           "VALUES (?, ?, ?)", (job_id, name, now_ms()))
+            return {int(r["job_id"]): int(r["created_time"])
+                    for r in db.execute("SELECT job_id, created_time FROM jobs")
+                    if int(r["job_id"]) in jobs}
+
     def next_id(self, db: sqlite3.Connection, kind: str) -> int:
         cur = db.execute("INSERT INTO ids (kind) VALUES (?)", (kind,))
         assert cur.lastrowid is not None
