@@ -519,3 +519,53 @@ def test_idempotency_tokens_are_per_principal_and_refuse_other_parameters(server
         w.jobs.run_now(jid, job_parameters={"gate": "tok"}, idempotency_token="shared-token")
     for run_id in (first, theirs):
         assert ended(w, run_id).state.result_state == RunResultState.SUCCESS
+
+
+def test_a_server_db_from_before_keeps_its_runs_and_scopes_tokens_per_principal(tmp_path):
+    """A server.db made before tokens were scoped per principal (``UNIQUE (job_id,
+    idempotency_token)``, no attempt columns) opens with its runs intact, and then one token
+    serves each principal: "If a run with the provided token already exists, the request does
+    not create a new run but returns the ID of the existing run instead."
+    https://docs.databricks.com/api/workspace/jobs/runnow"""
+    import sqlite3
+
+    path = tmp_path / "server.db"
+    old = sqlite3.connect(path)
+    old.executescript("""
+        CREATE TABLE runs (
+          run_id INTEGER PRIMARY KEY, job_id INTEGER NOT NULL, job_name TEXT NOT NULL,
+          params TEXT NOT NULL, idempotency_token TEXT, creator TEXT NOT NULL,
+          life_cycle_state TEXT NOT NULL, result_state TEXT,
+          state_message TEXT NOT NULL DEFAULT '', termination_code TEXT,
+          start_time INTEGER NOT NULL, end_time INTEGER NOT NULL DEFAULT 0,
+          UNIQUE (job_id, idempotency_token));
+        CREATE TABLE task_runs (
+          run_id INTEGER PRIMARY KEY, parent_run_id INTEGER NOT NULL, task_key TEXT NOT NULL,
+          depends_on TEXT NOT NULL, life_cycle_state TEXT NOT NULL, result_state TEXT,
+          state_message TEXT NOT NULL DEFAULT '', start_time INTEGER NOT NULL DEFAULT 0,
+          end_time INTEGER NOT NULL DEFAULT 0, logs TEXT, error TEXT, error_trace TEXT,
+          attempt INTEGER NOT NULL DEFAULT 0);
+        INSERT INTO runs (run_id, job_id, job_name, params, idempotency_token, creator,
+                          life_cycle_state, result_state, start_time, end_time)
+          VALUES (7, 1, 'j', '{}', 'tok', 'ana', 'TERMINATED', 'SUCCESS', 1, 2);
+        INSERT INTO task_runs (run_id, parent_run_id, task_key, depends_on, life_cycle_state,
+                               result_state, logs)
+          VALUES (8, 7, 't', '[]', 'TERMINATED', 'SUCCESS', 'done');
+    """)
+    old.commit()
+    old.close()
+    store = Store(path)
+    (run,) = store.query("SELECT * FROM runs")
+    assert (run["run_id"], run["idempotency_token"], run["creator"], run["queue_duration"]) == (
+        7, "tok", "ana", 0)
+    (task,) = store.query("SELECT * FROM task_runs")
+    assert (task["logs"], task["logs_truncated"], task["repair_id"]) == ("done", 0, None)
+    with store.tx() as db:  # the same token, another principal: a run of its own
+        db.execute("INSERT INTO runs (run_id, job_id, job_name, params, idempotency_token, "
+                   "creator, life_cycle_state, start_time) "
+                   "VALUES (9, 1, 'j', '{}', 'tok', 'bob', 'PENDING', 3)")
+    with pytest.raises(sqlite3.IntegrityError), store.tx() as db:  # the same principal: not
+        db.execute("INSERT INTO runs (run_id, job_id, job_name, params, idempotency_token, "
+                   "creator, life_cycle_state, start_time) "
+                   "VALUES (10, 1, 'j', '{}', 'tok', 'ana', 'PENDING', 3)")
+    assert Store(path).query("SELECT count(*) AS n FROM runs")[0]["n"] == 2  # reopens as is
