@@ -5,8 +5,8 @@
 #' API on the local target and hands them across as plain lists (reticulate 1.28 cannot convert
 #' NumPy 2 or pandas objects).
 #'
-#' @param ... Filters passed to Python's `read_predictions()`: `as_of`, `batch_id`, `bands`,
-#'   `view`.
+#' @param as_of,batch_id,bands,view Filters passed to Python's `read_predictions()`, checked
+#'   as [yws_predictions()] checks them.
 #' @return `yws_py()`: the Python module `yws.predictions`. `yws_py_predictions()`: a data frame.
 #' @examples
 #' \dontrun{
@@ -20,18 +20,37 @@ yws_py <- function() {
 
 #' @rdname yws_py
 #' @export
-yws_py_predictions <- function(...) {
+yws_py_predictions <- function(as_of = NULL, batch_id = NULL, bands = NULL, view = "all") {
+  filters <- prediction_filters(as_of, batch_id, bands)
   mod <- yws_py()
   config <- reticulate::import("yws.config", convert = FALSE)
   pa <- reticulate::import("pyarrow", convert = FALSE)
   pc <- reticulate::import("pyarrow.compute", convert = FALSE)
-  table <- mod$read_predictions(config$Settings$load(), ...)
+  args <- list(config$Settings$load(), as_of = filters$as_of, batch_id = filters$batch_id,
+               view = view)
+  # a Python list, never a str (a str would be iterated character by character)
+  if (length(filters$bands)) args$bands <- reticulate::r_to_py(as.list(filters$bands))
+  table <- do.call(mod$read_predictions, Filter(Negate(is.null), args))
   names <- reticulate::py_to_r(table$column_names)
-  # Every column crosses as a plain list of strings (or None), typed again on the R side.
+  # Every column crosses as a plain list of strings (or None) and is typed again here from
+  # its Arrow type, so the bridge agrees with the SQL path.
   out <- lapply(names, function(n) {
-    values <- reticulate::py_to_r(pc$cast(table$column(n), pa$string())$to_pylist())
-    vapply(values, function(x) if (is.null(x)) NA_character_ else x, character(1))
+    column <- table$column(n)
+    type <- reticulate::py_to_r(reticulate::py_str(column$type))
+    values <- reticulate::py_to_r(pc$cast(column, pa$string())$to_pylist())
+    text <- vapply(values, function(x) if (is.null(x)) NA_character_ else x, character(1))
+    arrow_to_r(text, type)
   })
   names(out) <- names
-  typed_predictions(as.data.frame(out, stringsAsFactors = FALSE, optional = TRUE))
+  prediction_types(tibble::as_tibble(out, .name_repair = "minimal"))
+}
+
+arrow_to_r <- function(text, type) {
+  if (type == "bool") return(ifelse(is.na(text), NA, text == "true"))
+  if (type %in% c("int8", "int16", "int32", "uint8", "uint16")) return(as.integer(text))
+  if (type %in% c("int64", "uint32", "uint64", "float", "double", "halffloat") ||
+      startsWith(type, "decimal")) return(as.numeric(text))
+  if (startsWith(type, "date")) return(as.Date(text))
+  if (startsWith(type, "timestamp")) return(parse_timestamp(text))
+  text
 }

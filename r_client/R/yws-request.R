@@ -1,9 +1,18 @@
 #' Build and perform a request to the Databricks REST API
 #'
-#' `yws_request()` sets the user agent, bearer authentication and retries (429 and 503 are
-#' retried, honouring `Retry-After`). `yws_perform()` runs it and turns an error answer into a
-#' classed condition: `yws_http_<status>` and `yws_error`, with Databricks' `error_code` and
-#' `message`.
+#' `yws_request()` sets the user agent and bearer authentication. `yws_perform()` runs it with
+#' an HTTP timeout and turns every failure into a classed condition:
+#'
+#' * an error answer: `yws_http_<status>` and `yws_error`, with Databricks' `error_code` and
+#'   `message`;
+#' * a refused or unresolvable connection: `yws_connection_error`, at once, naming the host
+#'   (a server that is not there does not become one by waiting);
+#' * no answer within the timeout: `yws_http_timeout` (also a `yws_timeout`).
+#'
+#' Only `429 Too Many Requests` and `503 Service Unavailable` are retried (up to 4 tries,
+#' honouring `Retry-After`). Each request waits at most `getOption("yws.http_timeout", 60)`
+#' seconds, and never beyond the deadline of the call it belongs to (for example
+#' `yws_score(timeout = )`).
 #'
 #' @param path API path, e.g. `/api/2.2/jobs/list`.
 #' @param query A named list of query parameters.
@@ -24,19 +33,22 @@ yws_request <- function(path, query = list(), body = NULL, host = NULL, token = 
   query <- Filter(Negate(is.null), query)
   if (length(query)) req <- do.call(httr2::req_url_query, c(list(req), query))
   if (!is.null(body)) req <- httr2::req_body_json(req, body, auto_unbox = TRUE, null = "null")
-  req <- httr2::req_retry(req, max_tries = 4,
-                          is_transient = function(resp) httr2::resp_status(resp) %in% c(429, 503))
   httr2::req_error(req, is_error = function(resp) FALSE)
 }
 
 #' @rdname yws_request
 #' @export
 yws_perform <- function(req, call = rlang::caller_env()) {
-  resp <- tryCatch(httr2::req_perform(req), error = function(e) {
-    cli::cli_abort(c("Cannot reach {.url {req$url}}.", x = conditionMessage(e)),
-                   class = c("yws_connection_error", "yws_error"), call = call)
-  })
-  status <- httr2::resp_status(resp)
+  force(req)  # settings errors (no host, no token) surface as themselves, here
+  max_tries <- 4
+  for (try in seq_len(max_tries)) {
+    resp <- perform_once(req, call)
+    status <- httr2::resp_status(resp)
+    if (!status %in% c(429, 503) || try == max_tries) break
+    pause <- retry_pause(resp, try)
+    if (pause >= time_left()) break
+    Sys.sleep(pause)
+  }
   body <- tryCatch(httr2::resp_body_json(resp), error = function(e) list())
   if (status >= 400) {
     code <- body$error_code %||% "UNKNOWN"
@@ -46,4 +58,77 @@ yws_perform <- function(req, call = rlang::caller_env()) {
                    status = status, error_code = code, call = call)
   }
   body
+}
+
+# One try: no retries inside httr2 (it would retry a refused connection for ~25 s).
+perform_once <- function(req, call) {
+  left <- time_left()
+  if (left <= 0) abort_deadline(call)
+  seconds <- min(http_timeout(), left)
+  started <- Sys.time()
+  resp <- tryCatch(httr2::req_perform(httr2::req_timeout(req, max(seconds, 0.001))),
+                   httr2_failed = function(e) e)
+  if (!inherits(resp, "httr2_failed")) return(resp)
+  reason <- conditionMessage(resp)
+  host <- url_host(req$url)
+  if (grepl("aborted by an application callback", reason, fixed = TRUE)) {
+    rlang::interrupt()  # curl stopped the transfer because the user pressed Ctrl-C
+  }
+  if (grepl("Timeout was reached|timed out", reason, ignore.case = TRUE)) {
+    waited <- round(as.numeric(difftime(Sys.time(), started, units = "secs")), 1)
+    cli::cli_abort(c("{.val {host}} did not answer within {waited} s.",
+                     i = "Request: {.url {req$url}}.",
+                     i = paste("Each request waits at most {.code getOption(\"yws.http_timeout\",",
+                               "60)} seconds, and never beyond the call's {.arg timeout}.")),
+                   class = c("yws_http_timeout", "yws_timeout", "yws_error"), host = host,
+                   call = call)
+  }
+  cli::cli_abort(c("Cannot reach {.val {host}}.", x = reason,
+                   i = "Check {.envvar DATABRICKS_HOST} and that the server is running."),
+                 class = c("yws_connection_error", "yws_error"), host = host, call = call)
+}
+
+retry_pause <- function(resp, try) {
+  after <- suppressWarnings(as.numeric(httr2::resp_header(resp, "Retry-After") %||% NA))
+  if (is.na(after)) after <- min(2^(try - 1), 30)
+  max(after, 0)
+}
+
+url_host <- function(url) sub("^(https?://[^/?#]+).*$", "\\1", url)
+
+http_timeout <- function() {
+  value <- getOption("yws.http_timeout", 60)
+  if (!is.numeric(value) || length(value) != 1 || is.na(value) || value <= 0) {
+    cli::cli_abort("Option {.code yws.http_timeout} must be a positive number of seconds.",
+                   class = c("yws_config_error", "yws_error"))
+  }
+  value
+}
+
+# The deadline of the outermost call that set one (yws_score(timeout =), yws_sql(timeout =)):
+# every request and every wait below it stops there.
+the <- new.env(parent = emptyenv())
+
+local_deadline <- function(seconds, env = parent.frame()) {
+  old <- the$deadline
+  new <- Sys.time() + seconds
+  the$deadline <- if (is.null(old)) new else min(old, new)
+  withr_defer(the$deadline <- old, env)
+  invisible(the$deadline)
+}
+
+time_left <- function() {
+  if (is.null(the$deadline)) return(Inf)
+  as.numeric(difftime(the$deadline, Sys.time(), units = "secs"))
+}
+
+abort_deadline <- function(call = rlang::caller_env(), message = NULL) {
+  cli::cli_abort(message %||% "The call did not finish within its {.arg timeout}.",
+                 class = c("yws_timeout", "yws_error"), call = call)
+}
+
+# on.exit() in another frame, without a hard dependency on withr.
+withr_defer <- function(expr, env) {
+  thunk <- as.call(list(function() expr))
+  do.call(base::on.exit, list(thunk, TRUE, FALSE), envir = env)
 }

@@ -57,18 +57,47 @@ yws_schema <- function() {
 }
 
 #' @rdname yws_host
+#' @param check Check that the warehouse exists (`GET /api/2.0/sql/warehouses/{id}`), so a
+#'   wrong id is a `yws_config_error` before any work starts.
 #' @export
-yws_warehouse_id <- function(host = NULL, token = NULL) {
+yws_warehouse_id <- function(host = NULL, token = NULL, check = FALSE) {
   id <- getOption("yws.warehouse_id") %||% env_or_null("YWS_WAREHOUSE_ID")
-  if (!is.null(id)) return(id)
-  found <- yws_perform(yws_request("/api/2.0/sql/warehouses", host = host, token = token))
-  ids <- vapply(found$warehouses %||% list(), function(w) w$id, character(1))
+  if (!is.null(id)) {
+    if (!grepl("^[A-Za-z0-9_-]{1,64}$", id)) {
+      cli::cli_abort("Warehouse id {.val {id}} is not an id (letters, digits, '_', '-').",
+                     class = c("yws_config_error", "yws_error"))
+    }
+    if (check) check_warehouse(id, host = host, token = token)
+    return(id)
+  }
+  ids <- visible_warehouses(host, token)
   if (length(ids) != 1) {
     cli::cli_abort(c("Cannot pick a SQL warehouse: {length(ids)} are visible.",
                      i = "Set {.envvar YWS_WAREHOUSE_ID} or option {.code yws.warehouse_id}."),
                    class = c("yws_config_error", "yws_error"))
   }
   ids
+}
+
+visible_warehouses <- function(host = NULL, token = NULL) {
+  found <- yws_perform(yws_request("/api/2.0/sql/warehouses", host = host, token = token))
+  vapply(found$warehouses %||% list(), function(w) w$id, character(1))
+}
+
+check_warehouse <- function(id, host = NULL, token = NULL) {
+  found <- tryCatch(
+    yws_perform(yws_request(paste0("/api/2.0/sql/warehouses/", id), host = host,
+                            token = token)),
+    yws_http_404 = function(e) NULL)
+  if (!is.null(found)) return(invisible(id))
+  # 404: a wrong id, or a server without this route; the list tells which
+  ids <- visible_warehouses(host, token)
+  if (id %in% ids) return(invisible(id))
+  cli::cli_abort(c("SQL warehouse {.val {id}} does not exist on {.val {yws_host(host)}}.",
+                   i = if (length(ids)) "Visible warehouses: {.val {ids}}." else
+                     "No warehouse is visible to this token.",
+                   i = "Set {.envvar YWS_WAREHOUSE_ID} or option {.code yws.warehouse_id}."),
+                 class = c("yws_config_error", "yws_error"), warehouse_id = id)
 }
 
 env_or_null <- function(name) {

@@ -1,190 +1,207 @@
 #' Run a query on the SQL warehouse through the Statement Execution API
 #'
-#' Named parameters (`:name` in the statement) are sent as parameters and bound by the
-#' warehouse; they never become part of the SQL text. Long results are followed chunk by
-#' chunk. Columns get R types from the result's schema.
+#' Named parameters (`:name` in the statement) are sent as parameters with their type and
+#' bound by the warehouse; they never become part of the SQL text. Long results are followed
+#' chunk by chunk. Every column gets its R type from the result manifest, and from nothing
+#' else: a column named `band` or `prediction` in your query stays what the query made it.
+#'
+#' | SQL type | R type |
+#' |---|---|
+#' | `BOOLEAN` | logical |
+#' | `BYTE`, `SHORT`, `INT` | integer |
+#' | `LONG` (`BIGINT`) | see `bigint` |
+#' | `FLOAT`, `DOUBLE`, `DECIMAL` | double |
+#' | `DATE` | `Date` |
+#' | `TIMESTAMP`, `TIMESTAMP_NTZ` | `POSIXct` in UTC |
+#' | anything else | character (arrays, maps and structs as JSON text) |
+#'
+#' A statement that fails (a syntax error, a missing table, a missing grant) raises a
+#' `yws_sql_error` carrying the warehouse's `error_code`, `sql_state` and message.
 #'
 #' @param statement One SQL query with `:name` parameters.
-#' @param params A named list of parameter values.
+#' @param params A named list of parameter values, each of length one. Their SQL type follows
+#'   the R class: `Date` is `DATE`, `POSIXct` is `TIMESTAMP`, integer is `INT`, double is
+#'   `DOUBLE`, logical is `BOOLEAN`, `integer64` is `BIGINT`, anything else `STRING`.
 #' @param warehouse_id The SQL warehouse; see [yws_warehouse_id()].
-#' @param timeout Seconds to wait for the statement.
+#' @param timeout Seconds to wait for the whole call (the statement is cancelled after it).
+#' @param n_max The most rows to return (`Inf`: all). The warehouse stops there, so a
+#'   first look at a large view is cheap.
+#' @param bigint How to return `BIGINT` (`LONG`) columns: `"double"` (exact up to 2^53),
+#'   `"integer64"` (the bit64 package) or `"character"`.
 #' @inheritParams yws_host
-#' @return A data frame.
+#' @return A tibble.
 #' @examples
 #' \dontrun{
 #' yws_sql("SELECT * FROM yws_dev.ml.v_yws_warnings WHERE band = :band",
-#'         list(band = "RED"))
+#'         list(band = "RED"), n_max = 100)
 #' }
 #' @export
 yws_sql <- function(statement, params = list(), warehouse_id = NULL, timeout = 600,
+                    n_max = Inf, bigint = c("double", "integer64", "character"),
                     host = NULL, token = NULL) {
-  warehouse_id <- warehouse_id %||% yws_warehouse_id(host, token)
+  bigint <- match.arg(bigint)
+  if (bigint == "integer64") rlang::check_installed("bit64", "to return BIGINT as integer64")
+  n_max <- check_n_max(n_max)
+  local_deadline(timeout)
   if (length(params) && (is.null(names(params)) || any(!nzchar(names(params))))) {
     cli::cli_abort("{.arg params} must be a named list.", class = c("yws_input_error",
                                                                    "yws_error"))
   }
-  body <- list(statement = statement, warehouse_id = warehouse_id, wait_timeout = "30s",
-               on_wait_timeout = "CONTINUE", format = "JSON_ARRAY", disposition = "INLINE",
-               parameters = unname(Map(function(name, value) {
-                 list(name = name, value = if (is.null(value)) NULL else as.character(value))
-               }, names(params), params)))
+  warehouse_id <- warehouse_id %||% yws_warehouse_id(host, token)
+  body <- list(statement = statement, warehouse_id = warehouse_id,
+               wait_timeout = wait_timeout(), on_wait_timeout = "CONTINUE",
+               format = "JSON_ARRAY", disposition = "INLINE",
+               row_limit = if (is.finite(n_max)) n_max,
+               parameters = unname(Map(sql_parameter, names(params), params)))
   if (!length(params)) body$parameters <- NULL
-  out <- yws_perform(yws_request("/api/2.0/sql/statements", body = body, host = host,
-                                 token = token))
-  deadline <- Sys.time() + timeout
-  while (out$status$state %in% c("PENDING", "RUNNING")) {
-    if (Sys.time() > deadline) {
-      yws_perform(yws_request(paste0("/api/2.0/sql/statements/", out$statement_id, "/cancel"),
-                              body = list(), host = host, token = token))
-      cli::cli_abort("The statement did not finish within {timeout} s; it was cancelled.",
-                     class = c("yws_timeout", "yws_error"))
-    }
-    Sys.sleep(0.5)
-    out <- yws_perform(yws_request(paste0("/api/2.0/sql/statements/", out$statement_id),
-                                   host = host, token = token))
+  if (is.null(body$row_limit)) body$row_limit <- NULL
+  out <- statement_call(yws_request("/api/2.0/sql/statements", body = body, host = host,
+                                    token = token))
+  id <- out$statement_id
+  out <- tryCatch(finish_statement(out, host, token), interrupt = function(cnd) {
+    cancel_statement(id, host, token)
+    rlang::interrupt()
+  }, yws_timeout = function(e) {
+    cancel_statement(id, host, token)
+    cli::cli_abort("The statement did not finish within {timeout} s; it was cancelled.",
+                   class = c("yws_timeout", "yws_error"), parent = e)
+  })
+  columns <- out$manifest$schema$columns %||% list()
+  if (isTRUE(out$manifest$truncated) && !is.finite(n_max)) {
+    cli::cli_abort(c("The warehouse truncated the result of statement {id}.",
+                     i = "Ask for fewer rows ({.arg n_max}) or filter the query."),
+                   class = c("yws_truncated", "yws_error"))
   }
-  if (!identical(out$status$state, "SUCCEEDED")) {
-    cli::cli_abort(c("The statement {out$status$state}.",
-                     x = "{out$status$error$message %||% 'no message'}"),
-                   class = c("yws_sql_error", "yws_error"))
-  }
-  columns <- out$manifest$schema$columns
-  rows <- out$result$data_array %||% list()
-  chunk <- out$result
-  while (!is.null(chunk$next_chunk_index)) {
-    chunk <- yws_perform(yws_request(
-      paste0("/api/2.0/sql/statements/", out$statement_id, "/result/chunks/",
-             chunk$next_chunk_index), host = host, token = token))
-    rows <- c(rows, chunk$data_array %||% list())
-  }
+  rows <- read_chunks(out, host, token)
   as_frame(rows, vapply(columns, function(c) c$name, character(1)),
-           vapply(columns, function(c) c$type_name, character(1)))
+           vapply(columns, function(c) c$type_name %||% "STRING", character(1)), bigint)
 }
 
-as_frame <- function(rows, names, types) {
+# A statement's execution errors: HTTP 200 with status FAILED (Databricks), or HTTP 400 (an
+# older yws serve); both raise a yws_sql_error with the warehouse's message.
+statement_call <- function(req, call = rlang::caller_env()) {
+  out <- tryCatch(yws_perform(req, call = call), yws_http_400 = function(e) {
+    abort_sql(e$error_code, NULL, rlang::cnd_message(e), call = call)
+  })
+  check_statement(out, call)
+}
+
+check_statement <- function(out, call = rlang::caller_env()) {
+  state <- out$status$state %||% "UNKNOWN"
+  if (state %in% c("FAILED", "CANCELED", "CLOSED")) {
+    error <- out$status$error
+    abort_sql(error$error_code %||% state, out$status$sql_state %||% error$sql_state,
+              error$message %||% paste("The statement ended", state), call = call)
+  }
+  out
+}
+
+abort_sql <- function(code, sql_state, message, call = rlang::caller_env()) {
+  cli::cli_abort(c("The SQL statement failed ({code}).", x = "{message}"),
+                 class = c("yws_sql_error", "yws_error"), error_code = code,
+                 sql_state = sql_state, call = call)
+}
+
+finish_statement <- function(out, host, token) {
+  pause <- 0.1
+  while (out$status$state %in% c("PENDING", "RUNNING")) {
+    if (time_left() <= pause) abort_deadline()
+    Sys.sleep(pause)
+    pause <- min(pause * 2, 1)
+    out <- statement_call(yws_request(paste0("/api/2.0/sql/statements/", out$statement_id),
+                                      host = host, token = token))
+  }
+  out
+}
+
+cancel_statement <- function(id, host, token) {
+  if (is.null(id)) return(invisible())
+  old <- the$deadline
+  the$deadline <- Sys.time() + 10
+  on.exit(the$deadline <- old)
+  tryCatch(yws_perform(yws_request(paste0("/api/2.0/sql/statements/", id, "/cancel"),
+                                   body = structure(list(), names = character()),
+                                   host = host, token = token)),
+           yws_error = function(e) NULL)
+  invisible()
+}
+
+# wait_timeout is 0 or 5-50 s: hold the first request while the call has time for it.
+wait_timeout <- function() {
+  seconds <- floor(min(time_left(), http_timeout()) - 2)
+  if (seconds >= 5) paste0(min(seconds, 10), "s") else "0s"
+}
+
+read_chunks <- function(out, host, token) {
+  chunk <- out$result
+  rows <- chunk$data_array %||% list()
+  while (!is.null(chunk$next_chunk_index)) {
+    path <- chunk$next_chunk_internal_link %||%
+      paste0("/api/2.0/sql/statements/", out$statement_id, "/result/chunks/",
+             chunk$next_chunk_index)
+    chunk <- yws_perform(yws_request(path, host = host, token = token))
+    rows <- c(rows, chunk$data_array %||% list())
+  }
+  rows
+}
+
+sql_parameter <- function(name, value) {
+  if (length(value) > 1) {
+    cli::cli_abort("Parameter {.val {name}} must be one value, not {length(value)}.",
+                   class = c("yws_input_error", "yws_error"))
+  }
+  type <- if (inherits(value, "Date")) "DATE"
+    else if (inherits(value, "POSIXct")) "TIMESTAMP"
+    else if (inherits(value, "integer64")) "BIGINT"
+    else if (is.integer(value)) "INT"
+    else if (is.double(value)) "DOUBLE"
+    else if (is.logical(value)) "BOOLEAN"
+    else "STRING"
+  text <- if (is.null(value) || (length(value) == 1 && is.na(value))) NULL
+    else if (inherits(value, "POSIXct")) format(value, "%Y-%m-%dT%H:%M:%OS6Z", tz = "UTC")
+    else if (is.logical(value)) tolower(as.character(value))
+    else if (is.double(value) && !inherits(value, "Date")) format(value, digits = 17)
+    else as.character(value)
+  list(name = name, value = text, type = type)
+}
+
+check_n_max <- function(n_max) {
+  if (!is.numeric(n_max) || length(n_max) != 1 || is.na(n_max) || n_max < 0 ||
+      (is.finite(n_max) && n_max != round(n_max))) {
+    cli::cli_abort("{.arg n_max} must be a whole number of rows or {.code Inf}.",
+                   class = c("yws_input_error", "yws_error"))
+  }
+  n_max
+}
+
+as_frame <- function(rows, names, types, bigint = "double") {
   cols <- lapply(seq_along(names), function(i) {
     values <- vapply(rows, function(r) {
       v <- r[[i]]
       if (is.null(v)) NA_character_ else as.character(v)
     }, character(1))
-    convert(values, types[[i]])
+    convert(values, types[[i]], bigint)
   })
-  names(cols) <- names
-  out <- as.data.frame(cols, stringsAsFactors = FALSE, optional = TRUE)
-  if (!length(rows)) out <- out[0, , drop = FALSE]
-  typed_predictions(out)
+  names(cols) <- make.unique(names)
+  tibble::as_tibble(cols, .name_repair = "minimal")
 }
 
-convert <- function(values, type) {
+convert <- function(values, type, bigint = "double") {
   switch(type,
     INT = , SHORT = , BYTE = as.integer(values),
-    LONG = , DOUBLE = , FLOAT = , DECIMAL = as.numeric(values),
-    BOOLEAN = values == "true",
+    LONG = switch(bigint, double = as.numeric(values), character = values,
+                  integer64 = bit64::as.integer64(values)),
+    DOUBLE = , FLOAT = , DECIMAL = as.numeric(values),
+    BOOLEAN = ifelse(is.na(values), NA, values == "true"),
     DATE = as.Date(values),
-    TIMESTAMP = as.POSIXct(sub("Z$", "", sub("T", " ", values)), tz = "UTC",
-                           tryFormats = c("%Y-%m-%d %H:%M:%OS", "%Y-%m-%d")),
+    TIMESTAMP = , TIMESTAMP_NTZ = parse_timestamp(values),
     values)
 }
 
-# The prediction columns' R types, whatever route the rows took.
-typed_predictions <- function(df) {
-  if ("band" %in% names(df)) {
-    df$band <- factor(df$band, levels = c("GREEN", "YELLOW", "RED"), ordered = TRUE)
-  }
-  if ("as_of_date" %in% names(df) && !inherits(df$as_of_date, "Date")) {
-    df$as_of_date <- as.Date(as.character(df$as_of_date))
-  }
-  if ("scored_at" %in% names(df) && !inherits(df$scored_at, "POSIXct")) {
-    df$scored_at <- as.POSIXct(sub("Z$", "", sub("T", " ", as.character(df$scored_at))),
-                               tz = "UTC")
-  }
-  for (col in intersect(c("prediction", "model_version"), names(df))) {
-    df[[col]] <- as.integer(df[[col]])
-  }
-  if ("probability" %in% names(df)) df$probability <- as.numeric(df$probability)
-  df
-}
-
-#' Read YWS predictions from the SQL views
-#'
-#' @param as_of Keep this snapshot date only (a `Date` or `"YYYY-MM-DD"`).
-#' @param batch_id Keep this scoring batch only.
-#' @param bands Keep these bands only (`"GREEN"`, `"YELLOW"`, `"RED"`).
-#' @param via `"sql"` (the Statement Execution API, no driver needed) or `"odbc"` (an RODBC
-#'   channel, see [yws_odbc_connect()]).
-#' @param con The RODBC channel when `via = "odbc"`.
-#' @param view `"all"` (every batch), `"latest"` (latest per entity) or `"warnings"`.
-#' @inheritParams yws_host
-#' @return A data frame: `entity_id`, `as_of_date` (Date), `batch_id`, `probability`,
-#'   `prediction`, `band` (ordered factor GREEN < YELLOW < RED), `model_name`,
-#'   `model_version`, `scored_at` (POSIXct, UTC).
-#' @examples
-#' \dontrun{
-#' yws_predictions(batch_id = "nightly-2026-11-30", bands = c("YELLOW", "RED"))
-#' }
-#' @export
-yws_predictions <- function(as_of = NULL, batch_id = NULL, bands = NULL,
-                            via = c("sql", "odbc"), con = NULL,
-                            view = c("all", "latest", "warnings"), host = NULL,
-                            token = NULL) {
-  via <- match.arg(via)
-  view <- match.arg(view)
-  table <- yws_table(c(all = "v_yws_predictions", latest = "v_yws_predictions_latest",
-                       warnings = "v_yws_warnings")[[view]])
-  filters <- prediction_filters(as_of, batch_id, bands)
-  if (via == "odbc") return(odbc_predictions(con, table, filters))
-  where <- c(if (!is.null(filters$as_of)) "as_of_date = CAST(:as_of AS DATE)",
-             if (!is.null(filters$batch_id)) "batch_id = :batch_id",
-             if (length(filters$bands)) {
-               paste0("band IN (", paste0(":band", seq_along(filters$bands), collapse = ", "),
-                      ")")
-             })
-  sql <- paste0("SELECT * FROM ", table,
-                if (length(where)) paste0(" WHERE ", paste(where, collapse = " AND ")),
-                " ORDER BY entity_id, batch_id")
-  bands <- as.list(filters$bands)
-  if (length(bands)) names(bands) <- paste0("band", seq_along(bands))
-  params <- c(list(as_of = filters$as_of, batch_id = filters$batch_id), bands)
-  yws_sql(sql, Filter(Negate(is.null), params), host = host, token = token)
-}
-
-prediction_filters <- function(as_of, batch_id, bands) {
-  list(as_of = if (!is.null(as_of)) check_date(as_of),
-       batch_id = if (!is.null(batch_id)) check_batch_id(batch_id),
-       bands = if (!is.null(bands)) check_bands(bands))
-}
-
-check_date <- function(x) {
-  text <- if (inherits(x, "Date")) format(x) else as.character(x)
-  if (length(text) != 1 || is.na(text) || !grepl("^\\d{4}-\\d{2}-\\d{2}$", text) ||
-      is.na(as.Date(text, optional = TRUE))) {
-    cli::cli_abort("{.arg as_of} must be one date (a Date or \"YYYY-MM-DD\"), not {.val {x}}.",
-                   class = c("yws_input_error", "yws_error"))
-  }
-  text
-}
-
-check_batch_id <- function(x) {
-  if (!is.character(x) || length(x) != 1 || !grepl("^[A-Za-z0-9_.:-]{1,128}$", x)) {
-    cli::cli_abort(paste("{.arg batch_id} must be 1-128 letters, digits, '_', '-', '.' or ':',",
-                         "not {.val {x}}."), class = c("yws_input_error", "yws_error"))
-  }
-  x
-}
-
-check_bands <- function(x) {
-  x <- toupper(as.character(x))
-  bad <- setdiff(x, c("GREEN", "YELLOW", "RED"))
-  if (!length(x) || length(bad)) {
-    cli::cli_abort("{.arg bands} must be some of GREEN, YELLOW, RED; not {.val {bad}}.",
-                   class = c("yws_input_error", "yws_error"))
-  }
-  unique(x)
-}
-
-# catalog.schema.name; an empty catalog option ("") leaves the connection's default catalog.
-yws_table <- function(name) {
-  catalog <- getOption("yws.catalog") %||% env_or_null("YWS_CATALOG")
-  if (identical(catalog, "")) return(paste(yws_schema(), name, sep = "."))
-  paste(yws_catalog(), yws_schema(), name, sep = ".")
+parse_timestamp <- function(values) {
+  text <- sub("(Z|[+-]00:?00)$", "", sub("T", " ", values, fixed = TRUE))
+  out <- as.POSIXct(text, tz = "UTC", format = "%Y-%m-%d %H:%M:%OS")
+  short <- is.na(out) & !is.na(text)
+  out[short] <- as.POSIXct(text[short], tz = "UTC", format = "%Y-%m-%d")
+  out
 }

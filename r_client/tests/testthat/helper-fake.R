@@ -29,4 +29,18 @@ with_fake_env <- function(fake, env = parent.frame()) {
   withr::local_envvar(c(DATABRICKS_HOST = fake$url, DATABRICKS_TOKEN = "dapi-r-test",
                         DATABRICKS_CONFIG_FILE = tempfile(), YWS_WAREHOUSE_ID = "wh1",
                         YWS_CATALOG = "", YWS_SCHEMA = ""), .local_envir = env)
+  withr::local_options(cli.progress_show_after = Inf, .local_envir = env)
+}
+
+# A port nothing listens on any more: a server's port, after the server stopped.
+refused_port <- function() {
+  proc <- webfakes::new_app_process(webfakes::new_app())
+  port <- proc$get_port()
+  proc$stop()
+  port
+}
+
+# Send this process a real SIGINT (what Ctrl-C does) after `seconds`.
+interrupt_in <- function(seconds) {
+  system(sprintf("(sleep %s; kill -INT %d) >/dev/null 2>&1 &", seconds, Sys.getpid()))
 }

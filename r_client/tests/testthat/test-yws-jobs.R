@@ -1,70 +1,3 @@
-run_state <- function(life, result = NULL, message = "") {
-  list(life_cycle_state = life, result_state = result, state_message = message)
-}
-
-score_job <- function(job_id = 483920113, name = "yws_score", creator = "deployer@corp",
-                      project = "yws") {
-  list(job_id = job_id, creator_user_name = creator,
-       settings = list(name = name, tags = list(project = project, component = "score")))
-}
-
-dev_copy <- function(job_id, user, creator = paste0(user, "@corp"), project = "yws") {
-  score_job(job_id, paste0("[dev ", user, "] yws_score"), creator, project)
-}
-
-jobs_routes <- function(final = run_state("TERMINATED", "SUCCESS"), never_ends = FALSE,
-                        jobs = list(score_job()), me = "ana@corp") {
-  list(
-    route("get", "/api/2.2/jobs/list", function(req, res) {
-      # the documented filter: the exact name, case-insensitively; no name: every job (paged)
-      name <- req$query$name
-      keep <- Filter(function(j) is.null(name) || tolower(j$settings$name) == tolower(name),
-                     jobs)
-      if (is.null(name) && is.null(req$query$page_token) && length(keep) > 1) {
-        res$send_json(list(jobs = keep[1], has_more = TRUE, next_page_token = "1"),
-                      auto_unbox = TRUE)
-      } else if (identical(req$query$page_token, "1")) {
-        res$send_json(list(jobs = keep[-1], has_more = FALSE), auto_unbox = TRUE)
-      } else {
-        res$send_json(list(jobs = keep), auto_unbox = TRUE)
-      }
-    }),
-    route("get", "/api/2.2/jobs/get", function(req, res) {
-      job <- Filter(function(j) format(j$job_id, scientific = FALSE) == req$query$job_id,
-                    jobs)[[1]]
-      job$settings$parameters <- list(list(name = "as_of_date", default = ""),
-                                      list(name = "batch_id", default = ""),
-                                      list(name = "model_alias", default = "champion"))
-      res$send_json(job, auto_unbox = TRUE)
-    }),
-    route("get", "/api/2.0/preview/scim/v2/Me", function(req, res) {
-      res$send_json(list(userName = me, id = "42"), auto_unbox = TRUE)
-    }),
-    route("post", "/api/2.2/jobs/run-now", function(req, res) {
-      res$send_json(list(run_id = 9007199254, number_in_job = 1), auto_unbox = TRUE)
-    }),
-    route("get", "/api/2.2/jobs/runs/get", function(req, res) {
-      state <- if (never_ends) run_state("RUNNING") else final
-      res$send_json(list(run_id = 9007199254, state = state,
-                         tasks = list(list(task_key = "score", run_id = 77,
-                                           state = state))),
-                    auto_unbox = TRUE, null = "null")
-    }),
-    route("get", "/api/2.2/jobs/runs/get-output", function(req, res) {
-      res$send_json(list(error = "ModelNotFoundError: no version with alias @champion",
-                         error_trace = "Traceback"), auto_unbox = TRUE)
-    }),
-    route("post", "/api/2.2/jobs/runs/cancel", function(req, res) {
-      res$send_json(structure(list(), names = character()), auto_unbox = TRUE)
-    })
-  )
-}
-
-started_jobs <- function(fake) {
-  posts <- Filter(function(r) r$path == "/api/2.2/jobs/run-now", requests(fake))
-  vapply(posts, function(r) as.numeric(r$body$job_id), numeric(1))
-}
-
 test_that("yws_run_job resolves the job and sends parameters, token and bearer auth", {
   fake <- fake_api(jobs_routes())
   with_fake_env(fake)
@@ -184,7 +117,135 @@ test_that("yws_score() and yws_train() send only what a runner may choose", {
   yws_train(as_of = "2026-08-31", wait = FALSE)
   posts <- Filter(function(r) r$path == "/api/2.2/jobs/run-now", requests(fake))
   expect_equal(posts[[1]]$body$job_parameters, list(as_of_date = "2026-11-30",
-                                                    batch_id = "b-1"))
+                                                    batch_id = "b-1",
+                                                    model_alias = "champion"))
   expect_equal(posts[[2]]$body, list(job_id = 5,
                                      job_parameters = list(as_of_date = "2026-08-31")))
+})
+
+test_that("the derived idempotency token covers the whole run, hashed to 64 characters (item 1)", {
+  p <- list(as_of_date = "2026-11-30", batch_id = "b1", model_alias = "champion")
+  token <- yws_idempotency_token("yws_score", p)
+  expect_match(token, "^[0-9a-f]{64}$")
+  expect_equal(token, yws_idempotency_token("yws_score", rev(p)))  # order does not matter
+  for (changed in list(list(as_of_date = "2026-12-31"), list(batch_id = "b2"),
+                       list(model_alias = "challenger"))) {
+    expect_false(identical(token, yws_idempotency_token("yws_score", utils::modifyList(p, changed))))
+  }
+  expect_false(identical(token, yws_idempotency_token("yws_train", p)))
+  long <- strrep("b", 128)
+  longer <- paste0(strrep("b", 127), "c")  # differs only past character 64
+  expect_false(identical(yws_idempotency_token("yws_score", list(batch_id = long)),
+                         yws_idempotency_token("yws_score", list(batch_id = longer))))
+  expect_error(yws_run_job("yws_score", idempotency_token = strrep("t", 65)),
+               class = "yws_input_error")
+})
+
+test_that("a run returned for a reused token with other parameters is refused (item 1)", {
+  fake <- fake_api(jobs_routes())
+  with_fake_env(fake)
+  first <- yws_run_job("yws_score", list(as_of_date = "2026-11-30", batch_id = "b1"),
+                       idempotency_token = "b1")
+  again <- yws_run_job("yws_score", list(as_of_date = "2026-11-30", batch_id = "b1"),
+                       idempotency_token = "b1")
+  expect_equal(again$run_id, first$run_id)  # a retried call: the same run, accepted
+  err <- expect_error(yws_run_job("yws_score", list(as_of_date = "2026-12-31", batch_id = "b1"),
+                                  idempotency_token = "b1"),
+                      class = "yws_run_mismatch")
+  expect_match(conditionMessage(err), "as_of_date: asked 2026-12-31, the run has 2026-11-30",
+               fixed = TRUE)
+  expect_equal(err$run_id, first$run_id)
+})
+
+test_that("yws_score never reuses a run: a batch id for another date starts another (item 1)", {
+  for (reuse in c("first", "refuse")) {
+    fake <- fake_api(jobs_routes(token_reuse = reuse))
+    with_fake_env(fake)
+    a <- yws_score(as_of = "2026-11-30", batch_id = "b1", wait = FALSE)
+    b <- yws_score(as_of = "2026-12-31", batch_id = "b1", wait = FALSE)
+    c <- yws_score(as_of = "2026-12-31", batch_id = "b1", wait = FALSE)
+    expect_false(a$run_id == b$run_id)
+    expect_equal(b$run_id, c$run_id)
+    posts <- Filter(function(r) r$path == "/api/2.2/jobs/run-now", requests(fake))
+    tokens <- vapply(posts, function(r) r$body$idempotency_token, character(1))
+    expect_equal(tokens[[2]], tokens[[3]])
+    expect_false(tokens[[1]] == tokens[[2]])
+    expect_equal(posts[[2]]$body$job_parameters,
+                 list(as_of_date = "2026-12-31", batch_id = "b1", model_alias = "champion"))
+  }
+})
+
+test_that("the wait shows the state, the task's attempt and the run page (item 12)", {
+  retried <- list(
+    list(task_key = "check", run_id = 70, attempt_number = 0,
+         state = run_state("TERMINATED", "SUCCESS")),
+    list(task_key = "score", run_id = 77, attempt_number = 0,
+         state = run_state("TERMINATED", "FAILED")),
+    list(task_key = "score", run_id = 78, attempt_number = 1, state = run_state("RUNNING")))
+  fake <- fake_api(jobs_routes(never_ends = TRUE, tasks = function(state) retried))
+  with_fake_env(fake)
+  run <- yws_run_job("yws_score", list(batch_id = "b9"), idempotency_token = "t9")
+  withr::local_options(cli.progress_show_after = 0, cli.dynamic = FALSE)
+  out <- capture.output(msgs <- capture.output(
+    expect_error(yws_wait(run, timeout = 1, interval = 0.1), class = "yws_timeout"),
+    type = "message"))
+  text <- paste(c(out, msgs), collapse = "\n")
+  expect_match(text, "Run 9007199254 (batch \"b9\")", fixed = TRUE)
+  expect_match(text, "http://ws/#job/1/run/9007199254", fixed = TRUE)
+  expect_match(text, "RUNNING - score (retry 1)", fixed = TRUE)
+})
+
+test_that("a failed retried task reports its latest attempt's error", {
+  fake <- fake_api(c(jobs_routes(final = run_state("TERMINATED", "FAILED"),
+                                 tasks = function(state) list(
+    list(task_key = "score", run_id = 77, attempt_number = 0, state = state),
+    list(task_key = "score", run_id = 78, attempt_number = 1, state = state)))))
+  with_fake_env(fake)
+  err <- expect_error(yws_wait(yws_run_job("yws_score"), interval = 0),
+                      class = "yws_run_failed")
+  outputs <- Filter(function(r) r$path == "/api/2.2/jobs/runs/get-output", requests(fake))
+  expect_equal(outputs[[1]]$query$run_id, "78")
+})
+
+test_that("Ctrl-C during the wait cancels the run and names run and batch (item 6)", {
+  fake <- fake_api(jobs_routes(never_ends = TRUE))
+  with_fake_env(fake)
+  run <- yws_run_job("yws_score", list(batch_id = "b-intr"), idempotency_token = "t-intr")
+  interrupt_in(1)
+  msgs <- character()
+  got <- withCallingHandlers(
+    tryCatch(yws_wait(run, timeout = 60, interval = 0.2), interrupt = function(e) "interrupted"),
+    message = function(m) {
+      msgs <<- c(msgs, conditionMessage(m))
+      invokeRestart("muffleMessage")
+    })
+  expect_equal(got, "interrupted")
+  cancels <- Filter(function(r) r$path == "/api/2.2/jobs/runs/cancel", requests(fake))
+  expect_length(cancels, 1)
+  expect_equal(cancels[[1]]$body$run_id, 9007199254)
+  text <- paste(msgs, collapse = "\n")
+  expect_match(text, "run 9007199254, batch b-intr was cancelled", fixed = TRUE)
+})
+
+test_that("with yws.on_interrupt = 'detach' the run keeps going and reattaching is explained (item 6)", {
+  fake <- fake_api(jobs_routes(never_ends = TRUE))
+  with_fake_env(fake)
+  withr::local_options(yws.on_interrupt = "detach")
+  interrupt_in(1)
+  msgs <- character()
+  # a bare run id: the batch comes from the run's parameters
+  run <- yws_run_job("yws_score", list(batch_id = "b-keep"), idempotency_token = "t-keep")
+  got <- withCallingHandlers(
+    tryCatch(yws_wait(run$run_id, timeout = 60, interval = 0.2),
+             interrupt = function(e) "interrupted"),
+    message = function(m) {
+      msgs <<- c(msgs, conditionMessage(m))
+      invokeRestart("muffleMessage")
+    })
+  expect_equal(got, "interrupted")
+  expect_length(Filter(function(r) r$path == "/api/2.2/jobs/runs/cancel", requests(fake)), 0)
+  text <- paste(msgs, collapse = "\n")
+  expect_match(text, "run 9007199254, batch b-keep is still running", fixed = TRUE)
+  expect_match(text, "yws_wait(9007199254)", fixed = TRUE)
+  expect_match(text, 'yws_predictions(batch_id = "b-keep")', fixed = TRUE)
 })
