@@ -9,9 +9,9 @@ scan: "DuckDB reads a quoted identifier that looks like a path as a file", DESIG
 Two locks are tested, each on its own:
 
 * the resolver (``yws.server.grants``) turns every relation, in its CTE scope, into a granted
-  catalog object or refuses the statement with Databricks' ``PERMISSION_DENIED`` (HTTP 403,
-  ``{"error_code": "PERMISSION_DENIED", "message": ...}``, the REST error shape the SDK maps to
-  ``PermissionDenied``);
+  catalog object or refuses the statement with ``PERMISSION_DENIED``; through the API the
+  statement then ends ``FAILED`` (HTTP 200) with ``[INSUFFICIENT_PERMISSIONS] ... SQLSTATE:
+  42501``, as Unity Catalog reports a missing privilege through the Statement Execution API;
 * the engine: DuckDB's ``enable_external_access = false`` leaves readable only what
   ``allowed_directories`` / ``allowed_paths`` list ("List of files that are ALWAYS allowed to be
   queried - even when enable_external_access is false", DuckDB's setting description), and
@@ -250,14 +250,17 @@ def _post(server: dict[str, Any], token: str, sql: str, **extra: Any) -> tuple[i
     raise AssertionError("still rate-limited after 20 tries")
 
 
-def _refused(status: int, body: dict[str, Any], code: str = "PERMISSION_DENIED") -> bool:
-    """A Databricks error with ``code`` and no data: a 4xx error body, or a FAILED statement."""
-    if 400 <= status < 500:
-        return body.get("error_code") == code and "result" not in body
+SQL_STATES = {"INSUFFICIENT_PERMISSIONS": "42501", "PARSE_SYNTAX_ERROR": "42601"}
+
+
+def _refused(status: int, body: dict[str, Any], error_class: str = "INSUFFICIENT_PERMISSIONS"
+             ) -> bool:
+    """A statement that ended FAILED with ``error_class`` (and its SQLSTATE), with no data."""
     error = (body.get("status") or {}).get("error") or {}
-    return (body.get("status", {}).get("state") == "FAILED"
-            and error.get("error_code") == code
-            and not (body.get("result") or {}).get("data_array"))
+    return (status == 200 and body.get("status", {}).get("state") == "FAILED"
+            and str(error.get("message", "")).startswith(f"[{error_class}] ")
+            and body["status"].get("sql_state") == SQL_STATES[error_class]
+            and "result" not in body and "manifest" not in body)
 
 
 def _expected(sql: str) -> str:
@@ -265,8 +268,8 @@ def _expected(sql: str) -> str:
     try:
         check_query(sql, {})
     except QueryError as e:
-        return "PERMISSION_DENIED" if "only queries" in str(e) else "INVALID_PARAMETER_VALUE"
-    return "PERMISSION_DENIED"
+        return "INSUFFICIENT_PERMISSIONS" if "only queries" in str(e) else "PARSE_SYNTAX_ERROR"
+    return "INSUFFICIENT_PERMISSIONS"
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from databricks.sdk.errors import (
     Unauthenticated,
 )
 from databricks.sdk.service.jobs import RunLifeCycleState, RunResultState
+from databricks.sdk.service.sql import StatementState
 
 from conftest import SCORE_DAY, point_sdk_at
 from yws.config import Settings
@@ -197,13 +198,15 @@ def test_sql_statements_follow_grants(served, monkeypatch):
     assert got.num_rows == want.num_rows > 500
     assert got.to_pylist() == want.to_pylist()
     w = client(served, "r_user")
-    with pytest.raises(PermissionDenied, match="does not have SELECT on "
-                                               "yws_dev.ml.yws_predictions"):
-        w.statement_execution.execute_statement(
-            "SELECT * FROM yws_dev.ml.yws_predictions", "yws_local")
-    with pytest.raises(PermissionDenied):
-        w.statement_execution.execute_statement(
-            "DROP TABLE yws_dev.ml.yws_predictions", "yws_local")
+    # a missing grant fails the statement (HTTP 200, state FAILED), as Unity Catalog does
+    denied = w.statement_execution.execute_statement(
+        "SELECT * FROM yws_dev.ml.yws_predictions", "yws_local")
+    assert denied.status.state == StatementState.FAILED
+    assert denied.status.sql_state == "42501" and denied.result is None
+    assert "does not have SELECT on yws_dev.ml.yws_predictions" in denied.status.error.message
+    dropped = w.statement_execution.execute_statement(
+        "DROP TABLE yws_dev.ml.yws_predictions", "yws_local")
+    assert dropped.status.error.message.startswith("[INSUFFICIENT_PERMISSIONS]")
     with pytest.raises(NotFound):
         w.statement_execution.execute_statement("SELECT 1", "another")
     assert [x.id for x in w.warehouses.list()] == ["yws_local"]
@@ -240,7 +243,6 @@ def test_queueing_and_cancel(served):
 
 
 def test_statement_formats_and_async_polling(served):
-    import base64
     import io
     import json
     import urllib.error
@@ -266,13 +268,14 @@ def test_statement_formats_and_async_polling(served):
     assert table.column("entity_id").to_pylist() == rows.column("entity_id").to_pylist()
     with pytest.raises(urllib.error.HTTPError):  # a link with the wrong secret is nothing
         urllib.request.urlopen(link.external_link[:-4] + "xxxx")
-    raw = json.loads(urllib.request.urlopen(urllib.request.Request(
-        f"{served['host']}/api/2.0/sql/statements", method="POST",
-        headers={"Authorization": f"Bearer {served['tokens']['r_user']}"},
-        data=json.dumps({"warehouse_id": "yws_local", "statement": sql, "format": "CSV",
-                         "disposition": "INLINE"}).encode())).read())
-    inline = csv.read_csv(io.BytesIO(base64.b64decode(raw["result"]["attachment"])))
-    assert inline.equals(rows)
+    with pytest.raises(urllib.error.HTTPError) as refused:  # CSV needs EXTERNAL_LINKS
+        urllib.request.urlopen(urllib.request.Request(
+            f"{served['host']}/api/2.0/sql/statements", method="POST",
+            headers={"Authorization": f"Bearer {served['tokens']['r_user']}"},
+            data=json.dumps({"warehouse_id": "yws_local", "statement": sql, "format": "CSV",
+                             "disposition": "INLINE"}).encode()))
+    assert refused.value.code == 400
+    assert json.loads(refused.value.read())["error_code"] == "INVALID_PARAMETER_VALUE"
     pending = w.statement_execution.execute_statement(sql, "yws_local", wait_timeout="0s")
     deadline = time.monotonic() + 30
     state = pending

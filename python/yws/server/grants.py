@@ -108,6 +108,10 @@ def _relation(table: Any, ctes: frozenset[str], catalog: str | None,
                       "them with the statement")
     if not all(_PLAIN.match(str(p)) for p in full):
         raise invalid("catalog and schema must be plain identifiers")
+    # The statement runs with the name it was checked with: the request's catalog and schema
+    # complete it here, so the engine can never resolve it to anything else.
+    table.set("catalog", exp.to_identifier(str(full[0]).lower()))
+    table.set("db", exp.to_identifier(str(full[1]).lower()))
     return ".".join(str(p).lower() for p in full)
 
 
@@ -153,7 +157,8 @@ def _walk(node: Any, ctes: frozenset[str], catalog: str | None, schema: str | No
 def relations(tree: Any, catalog: str | None = None, schema: str | None = None) -> set[str]:
     """The lower-case three-level names of the catalog objects a parsed query reads.
 
-    ``catalog`` and ``schema`` complete unqualified names (the request's defaults). Raises the
+    ``catalog`` and ``schema`` complete unqualified names (the request's defaults), in the tree
+    too: every relation of ``tree`` is fully qualified afterwards. Raises the
     API's ``PERMISSION_DENIED`` error for anything that is not a catalog object or a CTE in
     scope, and ``INVALID_PARAMETER_VALUE`` for a name that lacks its catalog or schema.
     """

@@ -3,7 +3,13 @@
 A principal may read only objects granted (SELECT) to it or one of its groups in ``sql/``;
 only queries run here (DDL and DML go through ``yws sql apply``). Results are cut into chunks
 of :data:`ROWS_PER_CHUNK` rows: JSON_ARRAY inline as ``data_array`` (every value a string, as
-Databricks sends it), ARROW_STREAM and CSV inline as a base64 ``attachment``.
+Databricks sends it); ARROW_STREAM and CSV only through ``EXTERNAL_LINKS``, as on Databricks.
+
+A request error (an unknown warehouse, a bad field or parameter type) is an HTTP 4xx; a
+statement that cannot run — it does not parse, reads what does not exist or is not granted,
+fails in the engine — is a statement in state ``FAILED`` (HTTP 200) with
+``status.error`` ``{error_code, message}`` and ``status.sql_state``, the message in Databricks'
+form (``[TABLE_OR_VIEW_NOT_FOUND] ... SQLSTATE: 42P01``).
 
 Resources are bounded (settings from ``YWS_SQL_*`` variables, see :class:`ResultLimits`):
 
@@ -26,7 +32,6 @@ Resources are bounded (settings from ``YWS_SQL_*`` variables, see :class:`Result
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import hmac
@@ -34,6 +39,7 @@ import io
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -49,10 +55,12 @@ from typing import Any
 import pyarrow as pa
 
 from yws.config import Settings, SettingsError
-from yws.server.errors import ApiError, denied, invalid, not_found
+from yws.server.errors import ApiError, invalid, not_found
 from yws.server.grants import relations
 from yws.server.store import Principal
 from yws.warehouse import QueryError, WarehouseError, check_query
+from yws.warehouse.base import SqlError
+from yws.warehouse.dialect import ParameterTypeError, Typed, sql_error, to_duckdb, typed
 from yws.warehouse.local import LocalWarehouse
 
 log = logging.getLogger("yws.server")
@@ -60,29 +68,123 @@ ROWS_PER_CHUNK = 20_000
 LOCAL_WAREHOUSE_ID = "yws_local"
 FORMATS = ("JSON_ARRAY", "ARROW_STREAM", "CSV")
 _WAIT = re.compile(r"^(\d+)s$")
-TYPE_NAMES = {"string": "STRING", "large_string": "STRING", "date32[day]": "DATE",
-              "double": "DOUBLE", "float": "FLOAT", "int32": "INT", "int64": "LONG",
-              "int16": "SHORT", "int8": "BYTE", "bool": "BOOLEAN"}
+DISPOSITIONS = ("INLINE", "EXTERNAL_LINKS")
+# the default schema of a request that names none (Databricks: the schema ``default``)
+DEFAULT_SCHEMA = "default"
+_INTS = {8: ("BYTE", "TINYINT"), 16: ("SHORT", "SMALLINT"), 32: ("INT", "INT"),
+         64: ("LONG", "BIGINT")}
+
+
+def column_type(t: pa.DataType) -> dict[str, Any]:
+    """``type_name`` / ``type_text`` (and precision, scale) of a result column, as Databricks.
+
+    ``type_name`` is the base type (``ColumnInfoTypeName``); ``type_text`` the full SQL type:
+    ``DECIMAL(10,2)``, ``ARRAY<INT>``, ``STRUCT<a: INT>``, ``MAP<STRING, INT>``.
+    """
+    if pa.types.is_decimal(t):
+        return {"type_name": "DECIMAL", "type_text": f"DECIMAL({t.precision},{t.scale})",
+                "type_precision": t.precision, "type_scale": t.scale}
+    if pa.types.is_integer(t):
+        name, text = _INTS[t.bit_width]
+        if pa.types.is_unsigned_integer(t):  # DuckDB's unsigned types: the next wider one
+            name, text = _INTS.get(t.bit_width * 2, ("DECIMAL", "DECIMAL(20,0)"))
+            if name == "DECIMAL":
+                return {"type_name": name, "type_text": text, "type_precision": 20,
+                        "type_scale": 0}
+        return {"type_name": name, "type_text": text}
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return {"type_name": "ARRAY", "type_text": f"ARRAY<{_text_of(t.value_type)}>"}
+    if pa.types.is_map(t):
+        return {"type_name": "MAP",
+                "type_text": f"MAP<{_text_of(t.key_type)}, {_text_of(t.item_type)}>"}
+    if pa.types.is_struct(t):
+        inner = ", ".join(f"{f.name}: {_text_of(f.type)}" for f in t)
+        return {"type_name": "STRUCT", "type_text": f"STRUCT<{inner}>"}
+    if pa.types.is_timestamp(t):
+        return {"type_name": "TIMESTAMP",
+                "type_text": "TIMESTAMP" if t.tz else "TIMESTAMP_NTZ"}
+    simple = [(pa.types.is_boolean, "BOOLEAN", "BOOLEAN"), (pa.types.is_float32, "FLOAT", "FLOAT"),
+              (pa.types.is_float64, "DOUBLE", "DOUBLE"), (pa.types.is_date, "DATE", "DATE"),
+              (pa.types.is_binary, "BINARY", "BINARY"),
+              (pa.types.is_large_binary, "BINARY", "BINARY"),
+              (pa.types.is_interval, "INTERVAL", "INTERVAL"), (pa.types.is_null, "NULL", "VOID")]
+    for test, name, text in simple:
+        if test(t):
+            return {"type_name": name, "type_text": text}
+    return {"type_name": "STRING", "type_text": "STRING"}
+
+
+def _text_of(t: pa.DataType) -> str:
+    return str(column_type(t)["type_text"])
 
 
 def type_name(t: pa.DataType) -> str:
-    if pa.types.is_timestamp(t):
-        return "TIMESTAMP"
-    if pa.types.is_decimal(t):
-        return "DECIMAL"
-    return TYPE_NAMES.get(str(t), "STRING")
+    return str(column_type(t)["type_name"])
+
+
+def _plain(value: Any) -> Any:
+    """A nested value (inside an ARRAY, MAP or STRUCT) as JSON would hold it."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        if value and all(isinstance(v, tuple) and len(v) == 2 for v in value):
+            return {str(_text(k)): _plain(v) for k, v in value}  # a MAP's (key, value) pairs
+        return [_plain(v) for v in value]
+    if isinstance(value, bool | int | str) or value is None:
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else _text(value)
+    return _text(value)
 
 
 def _text(value: Any) -> str | None:
+    """A value as the JSON_ARRAY format carries it: a string (or null).
+
+    Dates and timestamps in ISO 8601 (timestamps in UTC), BINARY as hex (as the SQL connector's
+    SEA client decodes it), ARRAY / MAP / STRUCT as JSON text, NaN and infinities as Spark
+    writes them.
+    """
     if value is None:
         return None
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Infinity" if value > 0 else "-Infinity"
+        return repr(value)
     if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            return value.isoformat(timespec="milliseconds")
         return value.astimezone(dt.UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
     if isinstance(value, dt.date):
         return value.isoformat()
+    if isinstance(value, bytes):
+        return value.hex().upper()
+    if isinstance(value, dict | list | tuple):
+        return json.dumps(_plain(value), separators=(",", ":"))
     return str(value)
+
+
+def _encode(fmt: str, part: pa.Table, header: bool) -> bytes:
+    """A chunk in a result format: JSON_ARRAY rows, an Arrow IPC stream or CSV."""
+    if fmt == "JSON_ARRAY":
+        return json.dumps(_rows(part)).encode()
+    sink = io.BytesIO()
+    if fmt == "ARROW_STREAM":
+        with pa.ipc.new_stream(sink, part.schema) as writer:
+            writer.write_table(part)
+    else:
+        import pyarrow.csv as csv
+
+        csv.write_csv(part, sink, csv.WriteOptions(include_header=header))
+    return sink.getvalue()
+
+
+def _rows(part: pa.Table) -> list[list[str | None]]:
+    columns = [[_text(v) for v in col.to_pylist()] for col in part.columns]
+    return [list(row) for row in zip(*columns, strict=True)] if columns else []
 
 
 @dataclass(frozen=True)
@@ -130,6 +232,8 @@ class Result:
     chunks: list[tuple[int, int]]  # (row_offset, row_count); [(0, 0)] when empty
     num_rows: int
     nbytes: int
+    truncated: bool = False  # row_limit or byte_limit cut the result
+    chunk_bytes: list[int] | None = None  # bytes of each chunk in its format (EXTERNAL_LINKS)
     ready: float = field(default_factory=time.monotonic)
 
     def part(self, index: int) -> pa.Table:
@@ -156,7 +260,7 @@ class Statement:
     link_secret: str = field(default_factory=lambda: secrets.token_urlsafe(24))
     state: str = "PENDING"
     result: Result | None = None
-    error: tuple[str, str] | None = None
+    error: tuple[str, str, str | None] | None = None  # (error_code, message, sql_state)
     done: threading.Event = field(default_factory=threading.Event)
     cursor: Any = None  # the DuckDB cursor while the query runs (to interrupt it)
     deadline: float | None = None  # time.monotonic() past which the query is stopped
@@ -215,25 +319,136 @@ class StatementService:
             results = [st.result for st in self._statements.values() if st.result is not None]
         return len(results), sum(r.nbytes for r in results)
 
-    def warehouses(self) -> dict[str, Any]:
-        return {"warehouses": [{
+    def warehouse_info(self, base_url: str = "") -> dict[str, Any]:
+        """The one warehouse, as ``GET /api/2.0/sql/warehouses/{id}`` describes one.
+
+        ``odbc_params`` and ``jdbc_url`` point at this server (plain HTTP on its own port), the
+        way a workspace's point at ``<host>:443`` with the path ``/sql/1.0/warehouses/<id>``.
+        """
+        from urllib.parse import urlsplit
+
+        url = urlsplit(base_url or "http://localhost")
+        protocol = url.scheme or "http"
+        port = url.port or (443 if protocol == "https" else 80)
+        host = url.hostname or "localhost"
+        path = f"/sql/1.0/warehouses/{LOCAL_WAREHOUSE_ID}"
+        return {
             "id": LOCAL_WAREHOUSE_ID, "name": "yws local (DuckDB over the Delta tables)",
             "state": "RUNNING", "warehouse_type": "PRO", "enable_serverless_compute": True,
-            "cluster_size": "2X-Small", "num_clusters": 1,
-        }]}
+            "enable_photon": False, "cluster_size": "2X-Small", "min_num_clusters": 1,
+            "max_num_clusters": 1, "num_clusters": 1, "num_active_sessions": 0,
+            "auto_stop_mins": 0, "spot_instance_policy": "COST_OPTIMIZED",
+            "channel": {"name": "CHANNEL_NAME_CURRENT"}, "creator_name": "yws serve",
+            "health": {"status": "HEALTHY"}, "tags": {},
+            "statement_timeout": int(self.limits.statement_timeout),
+            "odbc_params": {"hostname": host, "path": path, "protocol": protocol, "port": port},
+            "jdbc_url": (f"jdbc:databricks://{host}:{port}/default;transportMode=http;"
+                         f"ssl={1 if protocol == 'https' else 0};AuthMech=3;httpPath={path};"),
+        }
+
+    def warehouses(self, base_url: str = "") -> dict[str, Any]:
+        return {"warehouses": [self.warehouse_info(base_url)]}
+
+    def get_warehouse(self, warehouse_id: str, base_url: str = "") -> dict[str, Any]:
+        if warehouse_id != LOCAL_WAREHOUSE_ID:
+            raise not_found(f"warehouse {warehouse_id[:100]!r} does not exist; this server has "
+                            f"one: {LOCAL_WAREHOUSE_ID}")
+        return self.warehouse_info(base_url)
 
     def _allowed(self, principal: Principal, objects: set[str]) -> None:
+        """Every object exists and is granted (SELECT) to the principal, or the statement fails
+        as on Databricks: ``TABLE_OR_VIEW_NOT_FOUND``, else ``INSUFFICIENT_PERMISSIONS``."""
+        known = self.warehouse.objects()
+        for name in sorted(objects - known):
+            quoted = ".".join(f"`{p}`" for p in name.split("."))
+            raise SqlError("TABLE_OR_VIEW_NOT_FOUND",
+                           f"The table or view {quoted} cannot be found. Verify the spelling "
+                           "and correctness of the schema and catalog. If you did not qualify "
+                           "the name with a schema, pass catalog and schema with the "
+                           "statement (the default schema is `default`).", "42P01")
         grants = self.warehouse.grants()
         readable = {g.securable for g in grants
                     if g.principal in principal.identities
                     and g.privilege in ("SELECT", "ALL PRIVILEGES")}
         missing = sorted(objects - readable)
         if missing:
-            raise denied(f"User {principal.name} does not have SELECT on "
-                         f"{', '.join(missing)}; grants in sql/90_grants.sql decide who reads what")
+            raise SqlError("INSUFFICIENT_PERMISSIONS",
+                           f"Insufficient privileges: User {principal.name} does not have "
+                           f"SELECT on {', '.join(missing)}; grants in sql/90_grants.sql decide "
+                           "who reads what.", "42501")
+
+    def _parameters(self, body: dict[str, Any]) -> dict[str, Typed | SqlError]:
+        """Each parameter typed (STRING unless ``type`` says otherwise); a bad type is a 400, a
+        value that is not of its type fails the statement (CAST_INVALID_INPUT), as a cast."""
+        params: dict[str, Typed | SqlError] = {}
+        for p in body.get("parameters") or []:
+            if not isinstance(p, dict) or not p.get("name"):
+                raise invalid("each parameter needs a name")
+            try:
+                params[p["name"]] = typed(p.get("value"), p.get("type"))
+            except ParameterTypeError as e:
+                raise invalid(f"parameters.{p['name']}: {e}") from None
+            except SqlError as e:
+                params[p["name"]] = e
+        return params
+
+    def _prepare(self, body: dict[str, Any], params: dict[str, Typed | SqlError],
+                 principal: Principal) -> tuple[str, dict[str, Any]]:
+        """The statement checked, its names resolved and granted, as DuckDB SQL and values."""
+        sql = str(body["statement"])
+        try:
+            tree = check_query(sql, params)
+        except SqlError:
+            raise
+        except QueryError as e:
+            if "only queries" in str(e):
+                raise SqlError("INSUFFICIENT_PERMISSIONS",
+                               f"{e} (statements through this endpoint are read-only)",
+                               "42501") from None
+            raise sql_error(e) from None
+        for name in sorted(params):
+            value = params[name]
+            if isinstance(value, SqlError):
+                raise SqlError(value.error_class, f"parameter :{name}: "
+                               + str(value).split("] ", 1)[1].rsplit(" SQLSTATE:", 1)[0],
+                               value.sql_state)
+        # Every relation, in its scope, must be a granted catalog object (server/grants.py);
+        # unqualified names take the request's catalog and schema, in the statement too.
+        catalog = body.get("catalog") or self.settings.catalog
+        schema = body.get("schema") or DEFAULT_SCHEMA
+        try:
+            objects = relations(tree, catalog, schema)
+        except ApiError as e:
+            if e.code == "PERMISSION_DENIED":
+                raise SqlError("INSUFFICIENT_PERMISSIONS", e.message, "42501") from None
+            raise SqlError("TABLE_OR_VIEW_NOT_FOUND", e.message, "42P01") from None
+        self._allowed(principal, objects)
+        typed_params = {k: v for k, v in params.items() if isinstance(v, Typed)}
+        try:
+            return to_duckdb(tree, typed_params, user=principal.name)
+        except RecursionError:
+            raise  # nested too deeply: the request's 400 (server/limits.py)
+        except Exception as e:  # sqlglot cannot write it for DuckDB
+            raise SqlError("UNSUPPORTED_FEATURE", f"this statement cannot run on the local "
+                           f"warehouse (DuckDB): {type(e).__name__}: {str(e)[:300]}",
+                           "0A000") from None
+
+    @staticmethod
+    def _limit(body: dict[str, Any], field: str) -> int | None:
+        value = body.get(field)
+        if value is None:
+            return None
+        try:
+            number = int(value)
+        except (TypeError, ValueError):
+            raise invalid(f"{field} must be a non-negative integer") from None
+        if number < 0:
+            raise invalid(f"{field} must be a non-negative integer")
+        return number
 
     def submit(self, body: dict[str, Any], principal: Principal,
                base_url: str = "") -> dict[str, Any]:
+        # -- request errors: HTTP 4xx, no statement is made
         if body.get("warehouse_id") != LOCAL_WAREHOUSE_ID:
             raise not_found(f"warehouse {body.get('warehouse_id')!r} does not exist; this "
                             f"server has one: {LOCAL_WAREHOUSE_ID}")
@@ -244,8 +459,13 @@ class StatementService:
         if fmt not in FORMATS:
             raise invalid(f"format {fmt!r} is not supported; use one of {', '.join(FORMATS)}")
         disposition = body.get("disposition", "INLINE")
-        if disposition not in ("INLINE", "EXTERNAL_LINKS"):
+        if disposition not in DISPOSITIONS:
             raise invalid("disposition must be INLINE or EXTERNAL_LINKS")
+        if disposition == "INLINE" and fmt != "JSON_ARRAY":
+            # the API reference: 3 formats with EXTERNAL_LINKS "compared to only JSON_ARRAY with
+            # INLINE"; a workspace refuses the pair with this message
+            raise invalid("The format field must be JSON_ARRAY when the disposition field is "
+                          "INLINE. Use disposition EXTERNAL_LINKS for ARROW_STREAM or CSV.")
         wait = body.get("wait_timeout", "10s")
         m = _WAIT.match(str(wait))
         if not m or not (int(m.group(1)) == 0 or 5 <= int(m.group(1)) <= 50):
@@ -253,28 +473,28 @@ class StatementService:
         on_timeout = body.get("on_wait_timeout", "CONTINUE")
         if on_timeout not in ("CONTINUE", "CANCEL"):
             raise invalid("on_wait_timeout must be CONTINUE or CANCEL")
-        params = {}
-        for p in body.get("parameters") or []:
-            if not isinstance(p, dict) or not p.get("name"):
-                raise invalid("each parameter needs a name")
-            params[p["name"]] = p.get("value")
-        try:
-            tree = check_query(sql, params)
-        except QueryError as e:
-            if "only queries" in str(e):
-                raise denied(f"{e} (statements through this endpoint are read-only)") from None
-            raise invalid(str(e)) from None
-        # Every relation, in its scope, must be a granted catalog object (server/grants.py).
-        self._allowed(principal, relations(tree, body.get("catalog"), body.get("schema")))
-        row_limit = body.get("row_limit")
+        row_limit, byte_limit = self._limit(body, "row_limit"), self._limit(body, "byte_limit")
+        params = self._parameters(body)
+        # -- the statement: from here on a failure is a FAILED statement
         st = Statement(statement_id=str(uuid.uuid4()), principal=principal.name, fmt=fmt,
                        disposition=disposition)
         with self._lock:
             self._statements[st.statement_id] = st
-        threading.Thread(target=self._run, args=(st, sql, params, row_limit),
-                         daemon=True).start()
+        try:
+            duck, values = self._prepare(body, params, principal)
+        except SqlError as e:
+            with self._lock:
+                st.state, st.ended = "FAILED", time.monotonic()
+                st.error = ("BAD_REQUEST", str(e), e.sql_state)
+            st.done.set()
+        else:
+            threading.Thread(target=self._run, args=(st, duck, values, row_limit, byte_limit),
+                             daemon=True).start()
         seconds = int(m.group(1))
-        if seconds and not st.done.wait(seconds) and on_timeout == "CANCEL":
+        if seconds == 0:
+            # asynchronous: the statement was accepted; its state comes from getStatement
+            return {"statement_id": st.statement_id, "status": {"state": "PENDING"}}
+        if not st.done.wait(seconds) and on_timeout == "CANCEL":
             self.cancel(st.statement_id, principal)
         return self.response(st, base_url)
 
@@ -284,8 +504,8 @@ class StatementService:
                 raise _Stopped
             st.cursor = cursor
 
-    def _run(self, st: Statement, sql: str, params: dict[str, Any],
-             row_limit: int | None) -> None:
+    def _run(self, st: Statement, duck: str, values: dict[str, Any],
+             row_limit: int | None, byte_limit: int | None = None) -> None:
         with self._lock:
             if st.state != "PENDING":  # canceled before it started
                 st.done.set()
@@ -293,18 +513,20 @@ class StatementService:
             st.state = "RUNNING"
             st.deadline = time.monotonic() + self.limits.statement_timeout
         result: Result | None = None
-        error: tuple[str, str] | None = None
+        error: tuple[str, str, str | None] | None = None
         batches: Iterator[pa.RecordBatch] | None = None
         try:
-            batches = self.warehouse.batches(sql, params,
-                                             on_cursor=lambda c: self._attach(st, c))
-            result = self._spill(st, batches, int(row_limit) if row_limit else None)
+            batches = self.warehouse.stream(duck, values,
+                                            on_cursor=lambda c: self._attach(st, c))
+            result = self._spill(st, batches, row_limit, byte_limit)
         except _Stopped:
             pass
+        except SqlError as e:
+            error = ("BAD_REQUEST", str(e), e.sql_state)
         except (QueryError, WarehouseError) as e:
-            error = ("BAD_REQUEST", str(e))
+            error = ("BAD_REQUEST", str(e), None)
         except Exception as e:  # report, never leave the statement RUNNING
-            error = ("INTERNAL_ERROR", f"{type(e).__name__}: {e}")
+            error = ("INTERNAL_ERROR", f"{type(e).__name__}: {e}", None)
         finally:
             if isinstance(batches, Generator):
                 batches.close()  # DuckDB's cursor closes with it (a LIMITed query stops here)
@@ -313,13 +535,14 @@ class StatementService:
             if st.state == "RUNNING" and st.timed_out:
                 st.error = ("DEADLINE_EXCEEDED", "the statement ran longer than this server's "
                             f"statement timeout ({self.limits.statement_timeout:g} s, "
-                            "YWS_SQL_STATEMENT_TIMEOUT) and was stopped")
+                            "YWS_SQL_STATEMENT_TIMEOUT) and was stopped", None)
                 st.state = "FAILED"
             elif st.state == "RUNNING" and result is not None:
                 st.result, st.state = result, "SUCCEEDED"
                 result = None
             elif st.state == "RUNNING":
-                st.error, st.state = error or ("INTERNAL_ERROR", "the query stopped"), "FAILED"
+                st.error = error or ("INTERNAL_ERROR", "the query stopped", None)
+                st.state = "FAILED"
             st.ended = time.monotonic()
         if result is not None:  # canceled or closed meanwhile: nobody will fetch it
             result.remove()
@@ -328,13 +551,21 @@ class StatementService:
         self._evict()
 
     def _spill(self, st: Statement, batches: Iterator[pa.RecordBatch],
-               row_limit: int | None) -> Result:
-        """Write the rows to disk as they come, one record batch per chunk of the manifest."""
+               row_limit: int | None, byte_limit: int | None = None) -> Result:
+        """Write the rows to disk as they come, one record batch per chunk of the manifest.
+
+        ``row_limit`` and ``byte_limit`` cut the result (``truncated`` says so); bytes count as
+        Arrow holds the rows ("Byte counts are based on internal data representations").
+        With EXTERNAL_LINKS each chunk's size in its format is kept for ``byte_count``.
+        """
         per_chunk = ROWS_PER_CHUNK
         first = next(batches)  # LocalWarehouse.batches yields at least one (maybe empty) batch
         path = self._dir / f"{st.statement_id}.arrow"
         chunks: list[tuple[int, int]] = []
+        sizes: list[int] = []
         rows = 0
+        kept_bytes = 0
+        truncated = False
         try:
             with pa.OSFile(str(path), "wb") as sink, \
                     pa.ipc.new_file(sink, first.schema, options=_SPILL) as writer:
@@ -342,7 +573,10 @@ class StatementService:
 
                 def write(part: pa.Table) -> None:
                     nonlocal rows
-                    writer.write_table(part.combine_chunks(), max_chunksize=part.num_rows)
+                    part = part.combine_chunks()
+                    writer.write_table(part, max_chunksize=part.num_rows)
+                    if st.disposition == "EXTERNAL_LINKS":
+                        sizes.append(len(_encode(st.fmt, part, header=not chunks)))
                     chunks.append((rows, part.num_rows))
                     rows += part.num_rows
                     if sink.tell() > self.limits.result_bytes:
@@ -353,19 +587,29 @@ class StatementService:
                 for batch in itertools.chain([first], batches):
                     if st.state != "RUNNING" or st.timed_out:
                         raise _Stopped
+                    keep = batch.num_rows
                     if row_limit is not None:
-                        room = row_limit - rows - pending.num_rows
-                        if room <= 0:
-                            break
-                        batch = batch.slice(0, room)
+                        keep = min(keep, max(0, row_limit - rows - pending.num_rows))
+                    if byte_limit is not None and batch.num_rows:
+                        per_row = max(1.0, batch.nbytes / batch.num_rows)
+                        keep = min(keep, max(0, int((byte_limit - kept_bytes) // per_row)))
+                    if keep < batch.num_rows:
+                        truncated = True
+                        batch = batch.slice(0, keep)
+                    kept_bytes += batch.nbytes
                     pending = pa.concat_tables([pending, pa.Table.from_batches([batch])])
                     while pending.num_rows >= per_chunk:
                         write(pending.slice(0, per_chunk))
                         pending = pending.slice(per_chunk)
+                    if truncated:
+                        break
                 if pending.num_rows:
                     write(pending)
+            if not chunks and st.disposition == "EXTERNAL_LINKS":
+                sizes.append(len(_encode(st.fmt, first.schema.empty_table(), header=True)))
             return Result(path=path, schema=first.schema, chunks=chunks or [(0, 0)],
-                          num_rows=rows, nbytes=path.stat().st_size)
+                          num_rows=rows, nbytes=path.stat().st_size, truncated=truncated,
+                          chunk_bytes=sizes or None)
         except ApiError as e:
             path.unlink(missing_ok=True)
             raise WarehouseError(e.message) from None
@@ -454,43 +698,34 @@ class StatementService:
     def response(self, st: Statement, base_url: str = "") -> dict[str, Any]:
         out: dict[str, Any] = {"statement_id": st.statement_id, "status": {"state": st.state}}
         if st.state == "FAILED" and st.error:
-            out["status"]["error"] = {"error_code": st.error[0], "message": st.error[1]}
+            code, message, sql_state = st.error
+            out["status"]["error"] = {"error_code": code, "message": message}
+            if sql_state:
+                out["status"]["sql_state"] = sql_state
         result = st.result
         if st.state == "SUCCEEDED" and result is not None:
             chunks = result.chunks
+            sizes = result.chunk_bytes
             out["manifest"] = {
                 "format": st.fmt,
                 "schema": {"column_count": len(result.schema), "columns": [
-                    {"name": f.name, "position": i, "type_name": type_name(f.type),
-                     "type_text": type_name(f.type)} for i, f in enumerate(result.schema)]},
+                    {"name": f.name, "position": i, **column_type(f.type)}
+                    for i, f in enumerate(result.schema)]},
                 "total_chunk_count": len(chunks),
-                "chunks": [{"chunk_index": i, "row_offset": o, "row_count": c}
+                "chunks": [{"chunk_index": i, "row_offset": o, "row_count": c,
+                            **({"byte_count": sizes[i]} if sizes else {})}
                            for i, (o, c) in enumerate(chunks)],
                 "total_row_count": result.num_rows,
-                "truncated": False,
+                "truncated": result.truncated,
             }
+            if sizes:  # "not available when using INLINE disposition"
+                out["manifest"]["total_byte_count"] = sum(sizes)
             out["result"] = self.chunk(st, 0, base_url)
         return out
 
-    @staticmethod
-    def _rows(part: pa.Table) -> list[list[str | None]]:
-        columns = [[_text(v) for v in col.to_pylist()] for col in part.columns]
-        return [list(row) for row in zip(*columns, strict=True)] if columns else []
-
     def payload(self, st: Statement, result: Result, index: int) -> bytes:
-        """A chunk as Arrow IPC stream or CSV bytes."""
-        part = result.part(index)
-        sink = io.BytesIO()
-        if st.fmt == "JSON_ARRAY":
-            return json.dumps(self._rows(part)).encode()
-        if st.fmt == "ARROW_STREAM":
-            with pa.ipc.new_stream(sink, part.schema) as writer:
-                writer.write_table(part)
-        else:
-            import pyarrow.csv as csv
-
-            csv.write_csv(part, sink, csv.WriteOptions(include_header=index == 0))
-        return sink.getvalue()
+        """A chunk as JSON_ARRAY, Arrow IPC stream or CSV bytes."""
+        return _encode(st.fmt, result.part(index), header=index == 0)
 
     @staticmethod
     def _signature(st: Statement, index: int, expires: int) -> str:
@@ -543,16 +778,18 @@ class StatementService:
             raise not_found(f"chunk {index} does not exist (0..{len(chunks) - 1})")
         offset, count = chunks[index]
         data: dict[str, Any] = {"chunk_index": index, "row_offset": offset, "row_count": count}
-        if st.fmt == "JSON_ARRAY" and st.disposition == "INLINE":
-            data["data_array"] = self._rows(result.part(index))
-        elif st.disposition == "EXTERNAL_LINKS":
+        if st.disposition == "INLINE":  # JSON_ARRAY: INLINE takes no other format
+            data["data_array"] = _rows(result.part(index))
+        else:
             url, expiration = self._link(st, result, index, base_url)
             link = {**data, "external_link": url, "expiration": expiration}
+            if result.chunk_bytes:
+                link["byte_count"] = result.chunk_bytes[index]
             if index + 1 < len(chunks):
                 link["next_chunk_index"] = index + 1
+                link["next_chunk_internal_link"] = (
+                    f"/api/2.0/sql/statements/{st.statement_id}/result/chunks/{index + 1}")
             data["external_links"] = [link]
-        else:
-            data["attachment"] = base64.b64encode(self.payload(st, result, index)).decode()
         if index + 1 < len(chunks):
             data["next_chunk_index"] = index + 1
             data["next_chunk_internal_link"] = (

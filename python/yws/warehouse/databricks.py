@@ -13,6 +13,7 @@ alone for ``CREATE SCHEMA``), and every name in ``sql/`` is fully qualified anyw
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import time
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -29,8 +30,46 @@ _ARROW = {
     "STRING": pa.string(), "CHAR": pa.string(), "DATE": pa.date32(), "DOUBLE": pa.float64(),
     "FLOAT": pa.float32(), "INT": pa.int32(), "LONG": pa.int64(), "SHORT": pa.int16(),
     "BYTE": pa.int8(), "BOOLEAN": pa.bool_(), "TIMESTAMP": pa.timestamp("us", tz="UTC"),
-    "DECIMAL": pa.float64(),
+    "BINARY": pa.binary(),
 }
+
+
+def _arrow_type(column: Any) -> pa.DataType:
+    """A result column's Arrow type; DECIMAL keeps its precision and scale, complex types
+    (ARRAY, MAP, STRUCT) stay JSON text."""
+    name = str(getattr(column.type_name, "value", column.type_name))
+    if name == "DECIMAL":
+        return pa.decimal128(column.type_precision or 38, column.type_scale or 0)
+    return _ARROW.get(name, pa.string())
+
+
+def parameter_type(value: Any) -> str | None:
+    """The Statement Execution API ``type`` of a Python parameter value (None: STRING)."""
+    if isinstance(value, bool):
+        return "BOOLEAN"
+    if isinstance(value, int):
+        return "BIGINT"
+    if isinstance(value, float):
+        return "DOUBLE"
+    if isinstance(value, decimal.Decimal):
+        digits = value.as_tuple()
+        scale = max(0, -int(digits.exponent)) if isinstance(digits.exponent, int) else 0
+        return f"DECIMAL({max(len(digits.digits), scale, 1)},{scale})"
+    if isinstance(value, dt.datetime):
+        return "TIMESTAMP"
+    if isinstance(value, dt.date):
+        return "DATE"
+    return None
+
+
+def _parameter_text(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    return str(value)
 
 
 def _value(text: str | None, kind: pa.DataType) -> Any:
@@ -47,7 +86,30 @@ def _value(text: str | None, kind: pa.DataType) -> Any:
         return dt.date.fromisoformat(text)
     if pa.types.is_timestamp(kind):
         return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    if pa.types.is_decimal(kind):
+        return decimal.Decimal(text)
+    if pa.types.is_binary(kind):
+        return bytes.fromhex(text)
     return text
+
+
+def failure(response: Any) -> str:
+    """Why a statement did not succeed, in one line a user can act on.
+
+    A statement that cannot run comes back in state FAILED (HTTP 200) with ``status.error``
+    (``error_code``, ``message`` in Databricks' ``[ERROR_CLASS] ... SQLSTATE: xxxxx`` form) and
+    ``status.sql_state``; CANCELED and CLOSED carry no error.
+    """
+    status = response.status
+    state = str(getattr(status.state, "value", status.state))
+    error = status.error
+    message = (error.message if error and error.message else "").strip()
+    if not message:
+        return f"statement {response.statement_id} ended {state} without a result"
+    sql_state = getattr(status, "sql_state", None)
+    if sql_state and f"SQLSTATE: {sql_state}" not in message:
+        message += f" (SQLSTATE {sql_state})"
+    return message if state == "FAILED" else f"statement {state}: {message}"
 
 
 class DatabricksWarehouse(Warehouse):
@@ -90,7 +152,8 @@ class DatabricksWarehouse(Warehouse):
             warehouse_id=self.warehouse_id,
             catalog=catalog,
             schema=schema,
-            parameters=[StatementParameterListItem(name=k, value=None if v is None else str(v))
+            parameters=[StatementParameterListItem(name=k, value=_parameter_text(v),
+                                                   type=parameter_type(v))
                         for k, v in (params or {}).items()],
             disposition=Disposition.INLINE,
             format=Format.JSON_ARRAY,
@@ -106,9 +169,7 @@ class DatabricksWarehouse(Warehouse):
             time.sleep(POLL_SECONDS)
             response = api.get_statement(response.statement_id)
         if response.status.state != StatementState.SUCCEEDED:
-            error = response.status.error
-            message = error.message if error and error.message else str(response.status.state)
-            raise WarehouseError(message)
+            raise WarehouseError(failure(response))
         return response
 
     def apply(self, statements: list[Statement]) -> list[ApplyStep]:
@@ -135,11 +196,8 @@ class DatabricksWarehouse(Warehouse):
             response = self.execute(sql, params)
         except WarehouseError as e:
             raise QueryError(str(e)) from None
-        schema = pa.schema([
-            pa.field(c.name, _ARROW.get(str(getattr(c.type_name, "value", c.type_name)),
-                                        pa.string()))
-            for c in response.manifest.schema.columns
-        ])
+        schema = pa.schema([pa.field(c.name, _arrow_type(c))
+                            for c in response.manifest.schema.columns])
         return self._chunks(response, schema)
 
     def _chunks(self, response: Any, schema: pa.Schema) -> Iterator[pa.RecordBatch]:

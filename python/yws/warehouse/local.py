@@ -27,7 +27,8 @@ import pyarrow as pa
 from yws.sqlfiles import Grant, SqlFileError, Statement, columns_of, describe, parse_grant
 from yws.storage.local import LocalStorage
 from yws.tables import arrow_type
-from yws.warehouse.base import ApplyStep, QueryError, Warehouse, WarehouseError, check_query
+from yws.warehouse.base import ApplyStep, Warehouse, WarehouseError, check_query
+from yws.warehouse.dialect import sql_error, to_duckdb
 
 STATE_FILE = "_sql_state.json"
 
@@ -319,19 +320,28 @@ class LocalWarehouse(Warehouse):
 
         The cursor is what another thread interrupts (``cursor.interrupt()``) to stop the query.
         """
-        import duckdb
-
         params = dict(params or {})
         tree = check_query(sql, params)
+        duck, values = to_duckdb(tree, params)
+        return self.stream(duck, values, on_cursor)
+
+    def stream(self, duck: str, values: Mapping[str, Any],
+               on_cursor: Callable[[Any], None] | None = None) -> Iterator[pa.RecordBatch]:
+        """Run DuckDB SQL made by :func:`yws.warehouse.dialect.to_duckdb` with its values.
+
+        A failure is a :class:`SqlError` with the Databricks error class it corresponds to.
+        """
+        import duckdb
+
         con = self.connect()
         try:
             if on_cursor is not None:
                 on_cursor(con)
-            result = con.execute(tree.sql("duckdb"), params)
+            result = con.execute(duck, dict(values))
             reader = result.fetch_record_batch(65_536)
         except duckdb.Error as e:
             con.close()
-            raise QueryError(str(e).strip().splitlines()[0]) from None
+            raise sql_error(e) from None
         except BaseException:
             con.close()
             raise
@@ -339,15 +349,23 @@ class LocalWarehouse(Warehouse):
         def stream() -> Iterator[pa.RecordBatch]:
             try:
                 sent = False
-                for batch in reader:
-                    sent = True
-                    yield batch
+                try:
+                    for batch in reader:
+                        sent = True
+                        yield batch
+                except duckdb.Error as e:
+                    raise sql_error(e) from None
                 if not sent:
                     yield pa.RecordBatch.from_pylist([], schema=reader.schema)
             finally:
                 con.close()
 
         return stream()
+
+    def objects(self) -> set[str]:
+        """The lower-case three-level names of the applied tables and views."""
+        return {str(s["object"]).lower() for s in self._state()["statements"]
+                if s["kind"] in ("TABLE", "VIEW")}
 
     def grants(self) -> list[Grant]:
         return [Grant(**g) for g in self._state()["grants"]]
