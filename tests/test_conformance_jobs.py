@@ -100,6 +100,7 @@ resources:
 
 TASK = """
 import json, signal, sys, time
+from pathlib import Path
 args = dict(a.split("=", 1) for a in sys.argv[1:] if "=" in a)
 home, mode = Path(args["--home"]), args["--mode"]
 print(json.dumps({"mode": mode, "gate": args.get("--gate")}), flush=True)
@@ -326,6 +327,7 @@ def test_repair_reruns_failed_tasks_as_new_task_runs(server, w):
     assert {k: t.state.result_state for k, t in new.items()} == {
         k: RunResultState.SUCCESS for k in "abc"}
     assert not {t.run_id for t in new.values()} & {t.run_id for t in run.tasks}
+    assert [t.attempt_number for t in repaired.tasks] == [0, 0, 0, 0, 1, 1, 1]
 
     history = w.jobs.get_run(run.run_id, include_history=True).repair_history
     assert [h.type for h in history] == [RepairHistoryItemType.ORIGINAL,
@@ -347,6 +349,7 @@ def test_repair_reruns_failed_tasks_as_new_task_runs(server, w):
     final = again.result(timeout=timedelta(seconds=60))
     assert final.state.result_state == RunResultState.SUCCESS
     assert [t.task_key for t in final.tasks[7:]] == ["a", "b", "c"]  # b, c: dependents
+    assert [t.attempt_number for t in final.tasks[7:]] == [2, 2, 2]
     assert json.loads(w.jobs.get_run_output(final.tasks[7].run_id).logs)["gate"] == "repair-2"
     assert {p.name: p.value for p in final.job_parameters}["gate"] == "repair-2"
 

@@ -10,8 +10,9 @@ queueing, timeouts and retries.
 
 As on Databricks, every task run is one attempt: a retry is a new task run (its own run id)
 with the next ``attempt_number``, and a repair (``runs/repair``) adds new task runs to the
-run, recorded in its ``repair_history``. A task's latest task run is the one with the highest
-run id.
+run, recorded in its ``repair_history``. A repaired task's attempt numbers go on from its
+latest attempt, so within a run a task's latest task run is both the one with the highest
+run id and the one with the highest ``attempt_number``.
 
 ``run-now`` with a job parameter the job does not define is accepted, as Databricks accepts it:
 the value is recorded with the run and reaches no task, because a task sees a job parameter
@@ -385,8 +386,8 @@ class Runner:
                 raise invalid(f"latest_repair_id {latest_repair_id}: run {run_id} has not been "
                               "repaired yet; leave latest_repair_id out")
             latest = latest_attempts(list(db.execute(
-                "SELECT run_id, task_key, result_state FROM task_runs WHERE parent_run_id = ?",
-                (run_id,))))
+                "SELECT run_id, task_key, result_state, attempt FROM task_runs "
+                "WHERE parent_run_id = ?", (run_id,))))
             chosen = self._repair_tasks(job, run_id, latest, rerun_tasks, dependents)
             if not history:  # the run itself becomes the first item of its repair history
                 db.execute("INSERT INTO repairs (run_id, repair_id, start_time) VALUES (?,?,?)",
@@ -406,11 +407,11 @@ class Runner:
                        (f"Repair {repair_id}: re-running {', '.join(chosen)}", json.dumps(merged),
                         run_id))
             deps = job.depends_on
-            for key in chosen:
+            for key in chosen:  # attempt numbers go on from the task's latest attempt
                 db.execute("INSERT INTO task_runs (run_id, parent_run_id, task_key, depends_on, "
-                           "life_cycle_state, repair_id) VALUES (?,?,?,?,?,?)",
+                           "life_cycle_state, repair_id, attempt) VALUES (?,?,?,?,?,?,?)",
                            (self.store.next_id(db, "task"), run_id, key, json.dumps(deps[key]),
-                            "PENDING", repair_id))
+                            "PENDING", repair_id, int(latest[key]["attempt"]) + 1))
         self.schedule(job.job_id)
         return repair_id
 
@@ -539,8 +540,8 @@ class Runner:
 
     def _latest(self, run_id: int) -> dict[str, Any]:
         return latest_attempts(self.store.query(
-            "SELECT run_id, task_key, depends_on, life_cycle_state, result_state, repair_id "
-            "FROM task_runs WHERE parent_run_id = ?", (run_id,)))
+            "SELECT run_id, task_key, depends_on, life_cycle_state, result_state, repair_id, "
+            "attempt FROM task_runs WHERE parent_run_id = ?", (run_id,)))
 
     def _execute_tasks(self, job: Job, run_id: int) -> None:
         """Run the run's pending task runs (all of them, or a repair's) in dependency order:
@@ -567,7 +568,7 @@ class Runner:
                                error=f"task {row['task_key']} is no longer in job {job.name}")
                 continue
             self._run_task(run_id, int(row["run_id"]), task, params, job_deadline, stop,
-                           row["repair_id"])
+                           row["repair_id"], int(row["attempt"]))
         latest = self._latest(run_id)
         results = {k: r["result_state"] for k, r in latest.items()}
         failed = [k for k in tasks if k in latest and latest[k]["result_state"] not in
@@ -593,9 +594,12 @@ class Runner:
 
     def _run_task(self, run_id: int, task_run_id: int, task: dict[str, Any],
                   params: Mapping[str, str], job_deadline: float | None,
-                  stop: threading.Event, repair_id: int | None = None) -> str:
-        """Run one task: its first attempt in ``task_run_id``, each retry in a new task run
-        (the next ``attempt_number``) that waits ``WAITING_FOR_RETRY`` through the back-off."""
+                  stop: threading.Event, repair_id: int | None = None,
+                  first_attempt: int = 0) -> str:
+        """Run one task: its first attempt in ``task_run_id`` (``attempt_number``
+        ``first_attempt``: 0, or after a repair the task's next), each retry in a new task run
+        with the next ``attempt_number`` that waits ``WAITING_FOR_RETRY`` through the
+        back-off."""
         wheel = task.get("python_wheel_task") or {}
         entry = wheel.get("entry_point")
         exe = self.bin_dir / str(entry)
@@ -630,7 +634,8 @@ class Runner:
                 else:
                     started = now_ms()
                     self._set_task(current, life_cycle_state="RUNNING", start_time=started,
-                                   exec_start=started, end_time=0, attempt=attempt,
+                                   exec_start=started, end_time=0,
+                                   attempt=first_attempt + attempt,
                                    result_state=None, state_message="")
                     try:
                         proc = start_task_process(argv, {**base_env, TASK_MARK: str(current)})
@@ -682,7 +687,7 @@ class Runner:
                     "life_cycle_state, attempt, repair_id, state_message) "
                     "SELECT ?, parent_run_id, task_key, depends_on, 'WAITING_FOR_RETRY', ?, ?, ? "
                     "FROM task_runs WHERE run_id = ?",
-                    (nxt, attempt + 1, repair_id,
+                    (nxt, first_attempt + attempt + 1, repair_id,
                      f"attempt {attempt} failed, retrying in {interval:g} s: {error}", current))
             current = nxt
         return result
