@@ -158,7 +158,9 @@ class SessionStore:
         if catalog is not None and not any(n[0] == catalog.lower() for n in names):
             raise not_found(f"[NO_SUCH_CATALOG_EXCEPTION] Catalog '{catalog}' was not found. "
                             "SQLSTATE: 42704")
-        if schema is not None and not any(
+        # Unity Catalog creates a schema ``default`` in every new catalog (and the statement
+        # service takes ``default`` when a request names no schema)
+        if schema is not None and schema.lower() != "default" and not any(
                 n[1] == schema.lower() and (catalog is None or n[0] == catalog.lower())
                 for n in names):
             where = f"{catalog}.{schema}" if catalog else schema
@@ -237,8 +239,8 @@ class SessionStore:
           the rest would be lost without a word. It picks its reader from
           ``manifest.format`` (``SeaResultSetQueueFactory``), so it reads the links in full.
         """
-        if "session_id" not in payload:
-            return payload
+        if payload.get("session_id") is None:
+            return {k: v for k, v in payload.items() if k != "session_id"}
         out = dict(payload)
         session = self.get(out.pop("session_id"), principal)
         warehouse_id = out.get("warehouse_id")
