@@ -386,6 +386,8 @@ def test_jobs_list_limit_name_and_expand_tasks(server, w):
     page = w.api_client.do("GET", "/api/2.2/jobs/list", query={"limit": 1})
     assert len(page["jobs"]) == 1 and page["has_more"] and page["next_page_token"]
     assert len(w.api_client.do("GET", "/api/2.2/jobs/list")["jobs"]) == 4  # under 20
+    rest = w.api_client.do("GET", "/api/2.2/jobs/list", query={"offset": 3})  # deprecated
+    assert len(rest["jobs"]) == 1 and not rest["has_more"]
 
 
 def test_runs_list_limit_and_defaults(server, w):
@@ -412,6 +414,13 @@ def test_runs_list_limit_and_defaults(server, w):
             with pytest.raises(InvalidParameterValue, match="limit must be greater than 0"):
                 w.api_client.do("GET", "/api/2.2/jobs/runs/list", query={"limit": limit})
         assert len(list(w.jobs.list_runs(job_id=jid))) >= 27  # the SDK pages through all
+        query: dict[str, Any] = {"job_id": jid, "offset": 20, "limit": 25}
+        assert len(w.api_client.do("GET", "/api/2.2/jobs/runs/list", query=query)["runs"]) \
+            == len(list(w.jobs.list_runs(job_id=jid))) - 20
+        for narrow in ({"run_type": "SUBMIT_RUN"}, {"start_time_from": starts[0] + 1},
+                       {"start_time_to": 1}):
+            assert w.api_client.do("GET", "/api/2.2/jobs/runs/list",
+                                   query={"job_id": jid, **narrow})["runs"] == []
     finally:
         w.jobs.cancel_run(first)
         ended(w, first)
