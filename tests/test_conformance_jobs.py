@@ -474,6 +474,9 @@ def test_cancel_passes_through_terminating(server, w):
     wait_for(lambda: w.jobs.get_run(run_id).state.life_cycle_state
              == RunLifeCycleState.RUNNING, 30, "the run to start")
     time.sleep(0.5)  # the task has installed its SIGTERM handler
+    with pytest.raises(InvalidParameterValue, match="unknown field 'all_queued_runs'"):
+        w.api_client.do("POST", "/api/2.2/jobs/runs/cancel",
+                        body={"run_id": run_id, "all_queued_runs": True})
     waiter = w.jobs.cancel_run(run_id)
     stopping = w.jobs.get_run(run_id)
     assert stopping.state.life_cycle_state == RunLifeCycleState.TERMINATING
