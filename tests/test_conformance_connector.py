@@ -549,7 +549,8 @@ def test_thrift_transport_fails_fast_saying_use_sea(served):
         status, out, headers = call(served, "POST", path, {})
         assert status == 501
         assert "use_sea=True" in headers["x-thriftserver-error-message"]
-        assert f"_port={served['port']}" in out["text"]
+        assert f"server_hostname='http://127.0.0.1', _port={served['port']}" in out["text"]
+        assert "enable_telemetry=False" in out["text"]
 
 
 def test_plain_http_needs_the_http_scheme_and_the_port_apart(served):
@@ -580,3 +581,49 @@ def test_plain_http_needs_the_http_scheme_and_the_port_apart(served):
     with connect(served) as conn:
         endpoint = conn.session.feature_flags._feature_flag_endpoint
     assert endpoint.startswith("http://127.0.0.1/api/2.0/connector-service/feature-flags/")
+
+
+def test_tls_to_the_plain_http_port_is_refused_and_logged(served, caplog):
+    """A client that speaks TLS to ``yws serve`` (``server_hostname`` without ``http://``) gets a
+    fatal TLS alert, ``protocol_version`` ("the protocol version the peer has attempted to
+    negotiate is recognized but not supported", https://www.rfc-editor.org/rfc/rfc8446#section-6.2),
+    and the server log says which ``http://`` address and connector arguments to use; plain
+    HTTP on the same port works as before (``PlainHttpProtocol``, uvicorn's ``http=``)."""
+    import socket
+    import threading
+
+    import uvicorn
+
+    from conftest import free_port
+    from yws.server.sessions import PlainHttpProtocol
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(served["app"], host="127.0.0.1", port=port,
+                                           http=PlainHttpProtocol, lifespan="off",
+                                           log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        PlainHttpProtocol._last_warning = 0.0
+        with caplog.at_level("WARNING", logger="yws.server"):
+            error = timed(lambda: dbsql.connect(
+                server_hostname="127.0.0.1", _port=port, http_path=HTTP_PATH,
+                access_token=served["tokens"]["ana"], use_sea=True, enable_telemetry=False,
+                _retry_stop_after_attempts_count=1))[1]
+        assert "alert protocol version" in str(error).lower(), error
+        warnings = [r.getMessage() for r in caplog.records if r.name == "yws.server"]
+        assert any(f"use http://127.0.0.1:{port}" in w and
+                   f"server_hostname='http://127.0.0.1', _port={port}" in w for w in warnings)
+        rows, _ = query({**served, "port": port}, "SELECT 3 AS three")
+        assert rows == [(3,)]
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -17,11 +17,15 @@ plain request the statement service runs.
 
 The connector's default transport is Thrift (HiveServer2 over HTTP), POSTed to the
 ``http_path``. This server does not speak it: :func:`add_routes` answers those POSTs with an
-error the connector does not retry, whose message says to pass ``use_sea=True``.
+error the connector does not retry, whose message says to pass ``use_sea=True``. And a client
+given a host without ``http://`` speaks TLS to this plain-HTTP port, retrying for minutes with
+an SSL error that never says why: :class:`PlainHttpProtocol` (uvicorn's ``http=``) refuses the
+handshake with a TLS alert and says in the server log how to connect.
 """
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -32,12 +36,14 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from yws.server.context import Api
 from yws.server.errors import ApiError, invalid, not_found
 from yws.server.limits import MAX_NAME
 from yws.server.store import Principal
 
+log = logging.getLogger("yws.server")
 SESSIONS_PATH = "/api/2.0/sql/sessions"
 IDLE_TTL = 3600.0  # seconds a session may stay unused before it ends
 MAX_SESSIONS_PER_PRINCIPAL = 200
@@ -271,6 +277,28 @@ def statement_request(request: Request, payload: dict[str, Any],
     return store.statement_request(payload, principal)
 
 
+def connect_arguments(request: Request, warehouse: str) -> str:
+    """The ``databricks.sql.connect`` arguments that reach this server as ``request`` did.
+
+    ``server_hostname`` without a scheme means https, and the port goes apart in ``_port``
+    (the connector's default is 443, and it appends it to ``server_hostname``). On any other
+    port than the scheme's own, ``enable_telemetry=False``: otherwise ``connect`` first asks
+    ``server_hostname`` without the port for its feature flags and waits for that to fail.
+    """
+    host = (request.url.hostname or "HOST")[:MAX_NAME]
+    scheme = request.url.scheme
+    port = request.url.port or (443 if scheme == "https" else 80)
+    parts = [f"server_hostname='{host}'" if scheme == "https" else
+             f"server_hostname='http://{host}'"]
+    if port != 443:
+        parts.append(f"_port={port}")
+    parts += [f"http_path='/sql/1.0/warehouses/{warehouse}'", "access_token=TOKEN",
+              "use_sea=True"]
+    if port != (443 if scheme == "https" else 80):
+        parts.append("enable_telemetry=False")
+    return ", ".join(parts)
+
+
 def thrift_refusal(request: Request, warehouse_ids: set[str]) -> Response:
     """The answer to a Thrift (HiveServer2) request: an error the SQL connector neither retries
     nor hides.
@@ -282,15 +310,12 @@ def thrift_refusal(request: Request, warehouse_ids: set[str]) -> Response:
     (``backend/thrift_backend.py``, ``_extract_error_message_from_headers``). ODBC and JDBC
     drivers report that header too.
     """
-    host = request.url.hostname or "HOST"
-    port = request.url.port
     warehouse = sorted(warehouse_ids)[0] if warehouse_ids else "WAREHOUSE_ID"
-    where = f"server_hostname='http://{host}'" + (f", _port={port}" if port else "")
     message = (
         "yws serve does not speak Thrift (HiveServer2), the default transport of "
         "databricks-sql-connector and of the ODBC and JDBC drivers: connect with "
-        f"use_sea=True (the SQL Statement Execution API), e.g. databricks.sql.connect({where}, "
-        f"http_path='/sql/1.0/warehouses/{warehouse}', access_token=TOKEN, use_sea=True)")
+        "use_sea=True (the SQL Statement Execution API), e.g. "
+        f"databricks.sql.connect({connect_arguments(request, warehouse)})")
     return Response(content=message.encode(), status_code=501, media_type="text/plain",
                     headers={"x-thriftserver-error-message": message,
                              "x-databricks-reason-phrase": "use_sea=True"})
@@ -326,3 +351,50 @@ def add_routes(app: FastAPI, api: Api) -> None:
         @app.post(path, include_in_schema=False)
         def thrift(request: Request) -> Response:
             return thrift_refusal(request, warehouse_ids())
+
+
+# A TLS record starts with its content type (22: handshake) and the major version 3; an HTTP
+# request starts with a method name in ASCII.
+_TLS_HANDSHAKE = (b"\x16\x03",)
+# A fatal TLS alert, protocol_version (70): "the protocol version the peer has attempted to
+# negotiate is recognized but not supported" (RFC 8446, section 6.2).
+_TLS_ALERT = b"\x15\x03\x01\x00\x02\x02\x46"
+
+
+class PlainHttpProtocol(H11Protocol):
+    """uvicorn's h11 protocol, which also recognises a TLS handshake sent to this plain-HTTP port.
+
+    h11 would answer it "400 Invalid HTTP request received", which a TLS client reads as
+    ``WRONG_VERSION_NUMBER``. Instead the handshake gets a fatal TLS alert and the connection
+    closes, and the server log says — at most every :attr:`every` seconds — which client did it
+    and the ``http://`` address and connector arguments to use. No answer can stop the client
+    retrying: it takes any TLS failure for a connection error.
+    """
+
+    every = 10.0
+    _last_warning = 0.0
+
+    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+        self._first_data = True
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        first, self._first_data = self._first_data, False
+        if first and data.startswith(_TLS_HANDSHAKE):
+            self._refuse_tls()
+            return
+        super().data_received(data)
+
+    def _refuse_tls(self) -> None:
+        self.transport.write(_TLS_ALERT)
+        self.transport.close()
+        now = time.monotonic()
+        if now - PlainHttpProtocol._last_warning < self.every:
+            return
+        PlainHttpProtocol._last_warning = now
+        host, port = self.server or ("HOST", None)
+        client = self.client[0] if self.client else "a client"
+        address = f"http://{host}" + (f":{port}" if port else "")
+        log.warning("%s sent a TLS handshake (https) to yws serve, which speaks plain HTTP: use "
+                    "%s; databricks-sql-connector: server_hostname='http://%s', _port=%s, "
+                    "use_sea=True, enable_telemetry=False", client, address, host, port or 80)
