@@ -349,7 +349,6 @@ def test_too_many_duplicate_keys_is_a_clear_error_on_both_engines(home, spark, s
     from yws import quality
 
     monkeypatch.setattr(quality, "MAX_DUPLICATE_KEYS", 1)
-    monkeypatch.setattr(score_arrow, "MAX_DUPLICATE_KEYS", 1)
     storage = LocalStorage(home)
     with pytest.raises(InputDataError, match="not one row per entity and date"):
         score(home, spec, spark, storage=storage, engine=engine)
@@ -413,3 +412,17 @@ def test_a_failure_after_the_commit_point_keeps_the_published_batch(home, spec, 
     kept = storage.read_arrow(home.predictions, where=("run_id", run["run_id"]))
     assert kept.num_rows == run["rows_scored"] > 0
     assert any("was published before it failed" in s for s in said)
+
+
+def test_the_spark_band_expression_agrees_with_the_bands_at_every_edge(spark, spec):
+    import numpy as np
+
+    from yws.score import band_column
+
+    b = spec.bands
+    edges = [0.0, float(np.nextafter(b.yellow, 0)), b.yellow, float(np.nextafter(b.red, 0)),
+             b.red, 1.0]
+    rows = spark.createDataFrame([(p,) for p in edges], "probability double")
+    got = [r["band"] for r in rows.select(band_column(spec).alias("band")).collect()]
+    assert got == [b.band(p) for p in edges] == ["GREEN", "GREEN", "YELLOW", "YELLOW", "RED",
+                                                 "RED"]

@@ -78,3 +78,31 @@ def test_param_overrides_are_typed_and_checked():
 def test_missing_spec_file(tmp_path):
     with pytest.raises(SpecError, match="does not exist"):
         load_spec(tmp_path / "nope.yaml")
+
+
+def test_quarantine_rules_are_one_ordered_list_both_engines_compile(spec):
+    from yws.rules import Rule, quarantine_rules
+
+    training = quarantine_rules(spec, unseen=False, duplicates=False)
+    scoring = quarantine_rules(spec, unseen=True, duplicates=True)
+    assert training[0] == Rule("null", spec.entity_key)  # the key first, always
+    assert scoring[-1] == Rule("duplicate", spec.entity_key)  # duplicates last
+    assert not any(r.check == "unseen" for r in training)
+    assert [r for r in scoring if r.check not in ("unseen", "duplicate")] == list(training)
+    numeric = [f.name for f in spec.features if f.type == "numeric"]
+    assert {r.column for r in scoring if r.check == "infinite"} == set(numeric)
+    assert Rule("unseen", "region").reason("mars") == "region has unseen category 'mars'"
+    assert Rule("unseen", "region").around_value() == ("region has unseen category '", "'")
+    assert Rule("null_or_nan", "x").reason() == "x is null or NaN"
+
+
+def test_bands_are_data_each_engine_compiles_alike(spec):
+    import numpy as np
+
+    from yws.score_arrow import bands
+
+    b = spec.bands
+    edges = [0.0, np.nextafter(b.yellow, 0), b.yellow, np.nextafter(b.red, 0), b.red, 1.0]
+    expected = ["GREEN", "GREEN", "YELLOW", "YELLOW", "RED", "RED"]
+    assert [b.band(float(p)) for p in edges] == expected
+    assert bands(np.array(edges), spec).to_pylist() == expected

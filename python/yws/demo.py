@@ -10,7 +10,7 @@ from yws.config import Settings
 from yws.console import Progress, quiet
 from yws.data import generate
 from yws.ingest import write_snapshot
-from yws.spec import load_spec
+from yws.spec import Bands, load_spec
 from yws.storage import storage_for
 
 LABEL_LAG_DAYS = 91  # a snapshot's 90-day outcome is known about three months later
@@ -70,7 +70,7 @@ def render(summary: dict[str, Any]) -> str:
         "",
         f"  scored      batch {s['batch_id']}: {s['rows_read']} read = {s['rows_scored']} scored "
         f"+ {s['rows_quarantined']} quarantined",
-        "  bands       " + "   ".join(f"{b} {bands.get(b, 0)}" for b in ("GREEN", "YELLOW", "RED")),
+        "  bands       " + "   ".join(f"{b} {bands.get(b, 0)}" for b in Bands.NAMES),
     ]
     for reason, n in s["quarantine_reasons"].items():
         lines.append(f"  quarantine  {n:>5}  {reason}")

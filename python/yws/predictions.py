@@ -9,9 +9,10 @@ from typing import Any
 import pyarrow as pa
 
 from yws.config import Settings
+from yws.spec import Bands
 from yws.warehouse import QueryError, Warehouse, warehouse_for
 
-BANDS = ("GREEN", "YELLOW", "RED")
+BANDS = Bands.NAMES
 VIEWS = {
     "all": "v_yws_predictions",
     "latest": "v_yws_predictions_latest",

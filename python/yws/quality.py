@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from yws.rules import quarantine_rules
 from yws.spec import Spec
 
 if TYPE_CHECKING:
@@ -87,6 +88,13 @@ MAX_DUPLICATE_KEYS = 100_000
 _DUP_FLAG = "duplicate__flag"
 
 
+def check_duplicate_count(found: int, spec: Spec) -> None:
+    """Refuse a snapshot with more than :data:`MAX_DUPLICATE_KEYS` repeated keys (both
+    engines: it is not one row per entity and date)."""
+    if found > MAX_DUPLICATE_KEYS:
+        raise too_many_duplicates(spec)
+
+
 def too_many_duplicates(spec: Spec) -> InputDataError:
     return InputDataError(
         f"more than {MAX_DUPLICATE_KEYS} {spec.entity_key} values occur twice or more for "
@@ -106,8 +114,7 @@ def duplicate_keys(df: DataFrame, spec: Spec) -> DataFrame | None:
     keys = [spec.entity_key, spec.as_of_column]
     found = (df.groupBy(*keys).count().where(F.col("count") > 1).select(*keys)
              .limit(MAX_DUPLICATE_KEYS + 1).collect())
-    if len(found) > MAX_DUPLICATE_KEYS:
-        raise too_many_duplicates(spec)
+    check_duplicate_count(len(found), spec)
     if not found:
         return None
     return df.sparkSession.createDataFrame(found, schema=df.select(*keys).schema)
@@ -139,7 +146,8 @@ def check_arrow_schema(schema: Any, spec: Spec, table: str, *, need_label: bool)
 def quarantine_reason(
     spec: Spec, categories: dict[str, list[str]] | None = None, duplicates: bool = False
 ) -> Column:
-    """A column holding why a row cannot be scored ('; '-joined), or null when it can.
+    """A column holding why a row cannot be scored ('; '-joined), or null when it can: the
+    rules of :func:`yws.rules.quarantine_rules` compiled to Spark expressions.
 
     ``categories`` are the fitted labels per categorical feature; without them (training)
     unseen categories are not checked. ``duplicates`` reads the flag :func:`with_reason` joins.
@@ -147,30 +155,25 @@ def quarantine_reason(
     from pyspark.sql import functions as F
 
     checks: list[Column] = []
-    key = F.col(spec.entity_key)
-    checks.append(F.when(key.isNull(), F.lit(f"{spec.entity_key} is null")))
-    for f in spec.features:
-        c = F.col(f.name)
-        if f.type == "numeric":
-            d = c.cast("double")
-            if f.quarantine_nulls:
-                checks.append(F.when(c.isNull() | F.isnan(d), F.lit(f"{f.name} is null or NaN")))
-            checks.append(
-                F.when(d.isin(float("inf"), float("-inf")), F.lit(f"{f.name} is infinite"))
-            )
-        elif f.quarantine_nulls:
-            checks.append(F.when(c.isNull(), F.lit(f"{f.name} is null")))
-        if f.type == "categorical" and f.unseen == "quarantine" and categories is not None:
-            known = categories.get(f.name, [])
-            checks.append(
-                F.when(
-                    c.isNotNull() & ~c.isin(*known) if known else c.isNotNull(),
-                    F.concat(F.lit(f"{f.name} has unseen category '"), c, F.lit("'")),
-                )
-            )
-    if duplicates:
-        checks.append(F.when(F.col(_DUP_FLAG).isNotNull(),
-                             F.lit(f"duplicate {spec.entity_key} in the snapshot")))
+    for rule in quarantine_rules(spec, unseen=categories is not None, duplicates=duplicates):
+        c = F.col(rule.column)
+        if rule.check == "null":
+            checks.append(F.when(c.isNull(), F.lit(rule.reason())))
+        elif rule.check == "null_or_nan":
+            checks.append(F.when(c.isNull() | F.isnan(c.cast("double")),
+                                 F.lit(rule.reason())))
+        elif rule.check == "infinite":
+            checks.append(F.when(c.cast("double").isin(float("inf"), float("-inf")),
+                                 F.lit(rule.reason())))
+        elif rule.check == "unseen":
+            known = (categories or {}).get(rule.column, [])
+            before, after = rule.around_value()
+            checks.append(F.when(c.isNotNull() & ~c.isin(*known) if known else c.isNotNull(),
+                                 F.concat(F.lit(before), c, F.lit(after))))
+        elif rule.check == "duplicate":
+            checks.append(F.when(F.col(_DUP_FLAG).isNotNull(), F.lit(rule.reason())))
+        else:  # pragma: no cover - a new check must be compiled here and in score_arrow
+            raise NotImplementedError(f"the Spark engine cannot check {rule.check!r}")
     joined = F.concat_ws("; ", *checks)
     return F.when(joined == "", F.lit(None).cast("string")).otherwise(joined)
 

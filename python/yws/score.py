@@ -70,12 +70,16 @@ class ScoreResult:
 
 
 def band_column(spec: Spec, probability: str = "probability"):  # -> Column
+    """:class:`yws.spec.Bands` compiled to a Spark expression: the highest band reached."""
     from pyspark.sql import functions as F
 
-    p = F.col(probability)
-    return (F.when(p >= spec.bands.red, F.lit("RED"))
-            .when(p >= spec.bands.yellow, F.lit("YELLOW"))
-            .otherwise(F.lit("GREEN")))
+    p, bands = F.col(probability), spec.bands
+    starts = list(zip(bands.thresholds, bands.NAMES[1:], strict=True))
+    (first, name), rest = starts[-1], reversed(starts[:-1])
+    out = F.when(p >= first, F.lit(name))
+    for threshold, name in rest:
+        out = out.when(p >= threshold, F.lit(name))
+    return out.otherwise(F.lit(bands.NAMES[0]))
 
 
 def predict(

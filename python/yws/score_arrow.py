@@ -3,9 +3,9 @@
 The snapshot streams through in record batches (:class:`Scorer`), so memory stays flat as the
 rows grow; the one whole-snapshot pass reads the entity keys alone, to find duplicates.
 
-The rules and their wording are those of :func:`yws.quality.quarantine_reason` (the Spark
-path), in the same order, so both engines quarantine the same rows for the same reasons; the
-tests run the same cases on both.
+The quarantine rules, their order and wording come from :mod:`yws.rules`, which the Spark
+engine compiles too, so both engines hold back the same rows for the same reasons; the tests
+run the same cases on both.
 """
 
 from __future__ import annotations
@@ -31,12 +31,8 @@ import pyarrow.parquet as pq
 from yws.config import Settings
 from yws.console import Progress, quiet
 from yws.engine import ArrowModel
-from yws.quality import (
-    MAX_DUPLICATE_KEYS,
-    InputDataError,
-    check_arrow_schema,
-    too_many_duplicates,
-)
+from yws.quality import InputDataError, check_arrow_schema, check_duplicate_count
+from yws.rules import quarantine_rules
 from yws.spec import Spec
 from yws.storage import Storage
 from yws.tables import PREDICTIONS, QUARANTINE, arrow_schema
@@ -141,8 +137,7 @@ def duplicate_keys(storage: Storage, spec: Spec, snap: Snapshot) -> pa.Array:
         out = counts.field("values").filter(repeated)
     del keys
     pa.default_memory_pool().release_unused()  # hand the key pass's memory back for the stream
-    if len(out) > MAX_DUPLICATE_KEYS:
-        raise too_many_duplicates(spec)
+    check_duplicate_count(len(out), spec)
     return out
 
 
@@ -160,27 +155,24 @@ def reasons(table: pa.Table, spec: Spec, categories: dict[str, list[str]],
         if mask.any():
             checks.append((mask, text))
 
-    add(_nulls(table[spec.entity_key]), f"{spec.entity_key} is null")
-    for f in spec.features:
-        col = table[f.name]
-        if f.type == "numeric":
+    for rule in quarantine_rules(spec, unseen=True, duplicates=len(duplicates) > 0):
+        col = table[rule.column]
+        if rule.check == "null":
+            add(_nulls(col), rule.reason())
+        elif rule.check in ("null_or_nan", "infinite"):
             x = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False),
                            dtype=np.float64)
-            if f.quarantine_nulls:
-                add(np.isnan(x), f"{f.name} is null or NaN")
-            add(np.isinf(x), f"{f.name} is infinite")
-        elif f.quarantine_nulls:
-            add(_nulls(col), f"{f.name} is null")
-        if f.type == "categorical" and f.unseen == "quarantine":
-            known = pa.array(categories.get(f.name, []), pa.string())
+            add(np.isnan(x) if rule.check == "null_or_nan" else np.isinf(x), rule.reason())
+        elif rule.check == "unseen":
+            known = pa.array(categories.get(rule.column, []), pa.string())
             values = pc.cast(col, pa.string())
             unseen = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=known)))
-            add(np.asarray(unseen.to_numpy(zero_copy_only=False), dtype=bool),
-                (f"{f.name} has unseen category '{{}}'", values))
-    if len(duplicates):
-        dup = pc.is_in(pc.cast(table[spec.entity_key], pa.string()), value_set=duplicates)
-        add(np.asarray(dup.to_numpy(zero_copy_only=False), dtype=bool),
-            f"duplicate {spec.entity_key} in the snapshot")
+            add(np.asarray(unseen.to_numpy(zero_copy_only=False), dtype=bool), (rule, values))
+        elif rule.check == "duplicate":
+            dup = pc.is_in(pc.cast(col, pa.string()), value_set=duplicates)
+            add(np.asarray(dup.to_numpy(zero_copy_only=False), dtype=bool), rule.reason())
+        else:  # pragma: no cover - a new check must be compiled here and in yws.quality
+            raise NotImplementedError(f"the arrow engine cannot check {rule.check!r}")
     bad = np.zeros(n, dtype=bool)
     for mask, _ in checks:
         bad |= mask
@@ -190,7 +182,7 @@ def reasons(table: pa.Table, spec: Spec, categories: dict[str, list[str]],
         for mask, text in checks:
             if mask[i]:
                 parts.append(text if isinstance(text, str) else
-                             text[0].format(text[1][int(i)].as_py()))
+                             text[0].reason(text[1][int(i)].as_py()))
         texts.append("; ".join(parts))
     return bad, texts
 
@@ -299,12 +291,12 @@ def _nulls(col: Any) -> np.ndarray:
     return np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), dtype=bool)
 
 
-BANDS = pa.array(["GREEN", "YELLOW", "RED"], pa.string())
-
-
 def bands(p: np.ndarray, spec: Spec) -> pa.Array:
-    level = (p >= spec.bands.yellow).astype(np.int8) + (p >= spec.bands.red).astype(np.int8)
-    return BANDS.take(pa.array(level))
+    """:class:`yws.spec.Bands` compiled to NumPy: each probability's band name."""
+    level = np.zeros(len(p), dtype=np.int8)
+    for threshold in spec.bands.thresholds:
+        level += p >= threshold
+    return pa.array(spec.bands.NAMES, pa.string()).take(pa.array(level))
 
 
 def predictions(model: ArrowModel, good: pa.Table, spec: Spec, *, batch_id: str, run_id: str,

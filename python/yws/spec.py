@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
@@ -62,17 +62,24 @@ class Feature:
 
 @dataclass(frozen=True)
 class Bands:
-    """Probability thresholds: ``p >= red`` is RED, ``p >= yellow`` is YELLOW, else GREEN."""
+    """Probability thresholds: ``p >= red`` is RED, ``p >= yellow`` is YELLOW, else GREEN.
+
+    Written once as data: a probability's band is ``NAMES[level]``, its level the number of
+    :attr:`thresholds` it reaches; each engine compiles that (Spark expressions, NumPy).
+    """
 
     yellow: float
     red: float
 
+    NAMES: ClassVar[tuple[str, ...]] = ("GREEN", "YELLOW", "RED")
+
+    @property
+    def thresholds(self) -> tuple[float, ...]:
+        """The probability at which each band after the first starts, ascending."""
+        return (self.yellow, self.red)
+
     def band(self, probability: float) -> str:
-        if probability >= self.red:
-            return "RED"
-        if probability >= self.yellow:
-            return "YELLOW"
-        return "GREEN"
+        return self.NAMES[sum(probability >= t for t in self.thresholds)]
 
 
 @dataclass(frozen=True)
