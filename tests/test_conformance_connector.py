@@ -207,10 +207,15 @@ def test_named_parameters_filter_a_view(served):
 
 def test_pyformat_markers_become_named_parameters(served):
     """``%(name)s`` markers with native parameters are rewritten by the connector to ``:name``
-    and bound the same way ("transform_paramstyle"):
+    and bound the same way ("transform_paramstyle"); with ``use_inline_params`` the connector
+    renders them into the SQL text:
     https://github.com/databricks/databricks-sql-python/blob/main/docs/parameters.md"""
     rows, _ = query(served, "SELECT %(n)s * 2 AS n, %(s)s AS s", {"n": 21, "s": "x"})
     assert rows == [(42, "x")]
+    # the legacy inline mode renders the values into the SQL text itself, escaped
+    rows, _ = query(served, "SELECT %(n)s * 2 AS n, %(s)s AS s", {"n": 21, "s": "it's"},
+                    use_inline_params="silent")
+    assert rows == [(42, "it's")]
 
 
 def test_typed_parameter_objects(served):
