@@ -31,11 +31,10 @@
 #'   `batch_id` when the parameters name one, and `run_page_url`).
 #'   `yws_run_status()` / `yws_wait()`: a list with `life_cycle_state`, `result_state`,
 #'   `state_message`, `run_page_url`, `job_parameters` and `tasks`.
-#' @examples
-#' \dontrun{
+#' @examplesIf identical(Sys.getenv("YWS_EXAMPLES"), "true")
+#' # needs a workspace or `yws up` (DATABRICKS_HOST, DATABRICKS_TOKEN)
 #' run <- yws_run_job("yws_score", list(as_of_date = "2026-11-30"))
 #' yws_wait(run)
-#' }
 #' @export
 yws_run_job <- function(job, params = list(), idempotency_token = NULL, host = NULL,
                         token = NULL) {

@@ -20,11 +20,10 @@
 #'   `prediction`, `band` (ordered factor GREEN < YELLOW < RED), `model_name`,
 #'   `model_version`, `scored_at` (POSIXct, UTC), and with `view = "all"` `run_id`,
 #'   `model_alias` and `official`.
-#' @examples
-#' \dontrun{
+#' @examplesIf identical(Sys.getenv("YWS_EXAMPLES"), "true")
+#' # needs a workspace or `yws up` (DATABRICKS_HOST, DATABRICKS_TOKEN)
 #' yws_predictions(batch_id = "nightly-2026-11-30", bands = c("YELLOW", "RED"))
 #' yws_predictions(as_of = "2026-11-30", view = "latest", n_max = 20)
-#' }
 #' @export
 yws_predictions <- function(as_of = NULL, batch_id = NULL, bands = NULL,
                             via = c("sql", "odbc"), con = NULL,
@@ -95,11 +94,10 @@ prediction_query <- function(view, filters, all_batches, via) {
 #' @param batch_id The batch whose quarantined rows to read.
 #' @inheritParams yws_predictions
 #' @return A tibble.
-#' @examples
-#' \dontrun{
+#' @examplesIf identical(Sys.getenv("YWS_EXAMPLES"), "true")
+#' # needs a workspace or `yws up` (DATABRICKS_HOST, DATABRICKS_TOKEN)
 #' yws_batches(n_max = 10)
 #' yws_quarantine("nightly-2026-11-30")
-#' }
 #' @export
 yws_batches <- function(as_of = NULL, via = c("sql", "odbc"), con = NULL, n_max = 100,
                         bigint = c("double", "integer64", "character"), host = NULL,

@@ -33,6 +33,9 @@ yws_request <- function(path, query = list(), body = NULL, host = NULL, token = 
   query <- Filter(Negate(is.null), query)
   if (length(query)) req <- do.call(httr2::req_url_query, c(list(req), query))
   if (!is.null(body)) req <- httr2::req_body_json(req, body, auto_unbox = TRUE, null = "null")
+  # one try inside httr2, and no back-off after a failed one (httr2 0.2.2 would sleep 1-2 s,
+  # drawn with runif(), i.e. from the caller's random number stream): yws_perform() retries
+  req <- httr2::req_retry(req, max_tries = 1, backoff = function(i) 0)
   httr2::req_error(req, is_error = function(resp) FALSE)
 }
 

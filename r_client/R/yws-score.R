@@ -27,11 +27,10 @@
 #' @inheritParams yws_predictions
 #' @inheritParams yws_host
 #' @return A tibble of predictions (see [yws_predictions()]), or a `yws_run`.
-#' @examples
-#' \dontrun{
+#' @examplesIf identical(Sys.getenv("YWS_EXAMPLES"), "true")
+#' # needs a workspace or `yws up` (DATABRICKS_HOST, DATABRICKS_TOKEN)
 #' preds <- yws_score(as_of = as.Date("2026-11-30"))
 #' table(preds$band)
-#' }
 #' @export
 yws_score <- function(as_of = Sys.Date(), entities = NULL, wait = TRUE,
                       via = c("sql", "odbc"), con = NULL, timeout = 3600, batch_id = NULL,

@@ -16,7 +16,9 @@
 #' @param token A personal access token or service principal token.
 #' @return The setting, as a string.
 #' @examples
-#' withr::with_envvar(c(DATABRICKS_HOST = "http://127.0.0.1:8765/"), yws_host())
+#' old <- options(yws.host = "http://127.0.0.1:8765/")
+#' yws_host()
+#' options(old)
 #' @export
 yws_host <- function(host = NULL) {
   host <- host %||% getOption("yws.host") %||% env_or_null("DATABRICKS_HOST") %||%

@@ -30,11 +30,10 @@
 #'   `"integer64"` (the bit64 package) or `"character"`.
 #' @inheritParams yws_host
 #' @return A tibble.
-#' @examples
-#' \dontrun{
+#' @examplesIf identical(Sys.getenv("YWS_EXAMPLES"), "true")
+#' # needs a workspace or `yws up` (DATABRICKS_HOST, DATABRICKS_TOKEN)
 #' yws_sql("SELECT * FROM yws_dev.ml.v_yws_warnings WHERE band = :band",
 #'         list(band = "RED"), n_max = 100)
-#' }
 #' @export
 yws_sql <- function(statement, params = list(), warehouse_id = NULL, timeout = 600,
                     n_max = Inf, bigint = c("double", "integer64", "character"),

@@ -1,6 +1,9 @@
 # A fake Databricks REST API in a real local HTTP server (webfakes). Every request is written
 # to a JSON-lines log so tests can check exactly what the package sent.
 fake_api <- function(routes, env = parent.frame()) {
+  skip_if_not_installed("webfakes")  # Suggests: absent under _R_CHECK_DEPENDS_ONLY_
+  skip_if_not_installed("jsonlite")
+  skip_if_not_installed("withr")
   log <- tempfile(fileext = ".jsonl")
   app <- webfakes::new_app()
   app$use(webfakes::mw_json())
@@ -34,6 +37,7 @@ with_fake_env <- function(fake, env = parent.frame()) {
 
 # A port nothing listens on any more: a server's port, after the server stopped.
 refused_port <- function() {
+  skip_if_not_installed("webfakes")
   proc <- webfakes::new_app_process(webfakes::new_app())
   port <- proc$get_port()
   proc$stop()

@@ -1,39 +1,126 @@
 # Against a real `yws serve` on the local target, started by `make test` (scripts/test-r.sh),
-# which sets YWS_E2E=1 with DATABRICKS_HOST / DATABRICKS_TOKEN for it.
-test_that("train, yws_score() and the rows equal the predictions table for that batch", {
+# which sets YWS_E2E=1 with DATABRICKS_HOST / DATABRICKS_TOKEN for it. The tests run in order:
+# the first one trains the model the others score with.
+skip_unless_e2e <- function() {
   skip_if_not(identical(Sys.getenv("YWS_E2E"), "1"), "no yws serve to test against")
+  skip_if_not_installed("withr")
+}
+
+test_that("train, yws_score() and the rows equal the predictions table for that batch", {
+  skip_unless_e2e()
   run <- yws_train(as_of = Sys.getenv("YWS_E2E_TRAIN_DAY"), timeout = 600)
   expect_s3_class(run, "yws_run")
-  preds <- yws_score(as_of = Sys.getenv("YWS_E2E_SCORE_DAY"), timeout = 600)
+  preds <- expect_message(yws_score(as_of = Sys.getenv("YWS_E2E_SCORE_DAY"), timeout = 600),
+                          "yws_quarantine", class = "yws_quarantined_rows")  # 4 anomalies
+  expect_s3_class(preds, "tbl_df")
   expect_gt(nrow(preds), 0)
   batch <- unique(preds$batch_id)
   expect_length(batch, 1)
   expect_match(batch, "^r-")
+  expect_equal(unique(format(preds$as_of_date)), Sys.getenv("YWS_E2E_SCORE_DAY"))
   # the same batch through the Python read API (reticulate), in a process of its own so an
   # embedded interpreter never shares this one
   skip_if_not_installed("reticulate")
   rds <- tempfile(fileext = ".rds")
-  code <- sprintf('library(yws); saveRDS(yws_py_predictions(batch_id = "%s"), "%s")', batch, rds)
+  code <- sprintf(paste0('library(yws); saveRDS(list(all = yws_py_predictions(batch_id = "%s"),',
+                         ' red = yws_py_predictions(batch_id = "%s", bands = "RED"),',
+                         ' warnings = yws_py_predictions(view = "warnings")), "%s")'),
+                  batch, batch, rds)
   log <- system2(file.path(R.home("bin"), "Rscript"), c("-e", shQuote(code)), stdout = TRUE,
                  stderr = TRUE)
   expect_true(file.exists(rds), info = paste(log, collapse = "\n"))
-  direct <- readRDS(rds)
+  py <- readRDS(rds)
+  direct <- py$all
   expect_equal(nrow(preds), nrow(direct))
   expect_equal(preds$entity_id, direct$entity_id)
   expect_equal(preds$probability, direct$probability, tolerance = 1e-12)
   expect_equal(as.character(preds$band), as.character(direct$band))
-  subset <- yws_score(as_of = Sys.getenv("YWS_E2E_SCORE_DAY"),
-                      entities = head(preds$entity_id, 3), timeout = 600)
+  # item 14: one band is a band, not its letters; the bridge types columns as the SQL path
+  expect_equal(py$red$entity_id, preds$entity_id[preds$band == "RED"])
+  sql_warnings <- yws_predictions(view = "warnings")
+  expect_type(py$warnings$already_flagged, "logical")
+  expect_equal(py$warnings$already_flagged, sql_warnings$already_flagged)
+  expect_equal(py$warnings$band, sql_warnings$band)
+})
+
+test_that("a subset, and a run started now and read later", {
+  skip_unless_e2e()
+  day <- Sys.getenv("YWS_E2E_SCORE_DAY")
+  preds <- yws_predictions(as_of = day)
+  subset <- suppressMessages(yws_score(as_of = day, entities = head(preds$entity_id, 3),
+                                       timeout = 600))
   expect_equal(sort(subset$entity_id), sort(head(preds$entity_id, 3)))
-  later <- yws_score(as_of = Sys.getenv("YWS_E2E_SCORE_DAY"), wait = FALSE)
+  later <- yws_score(as_of = day, wait = FALSE)
   expect_s3_class(later, "yws_run")
   yws_wait(later, timeout = 600)
   expect_equal(nrow(yws_predictions(batch_id = later$batch_id)), nrow(preds))
 })
 
+test_that("a batch id reused for another date returns that date's rows (item 1)", {
+  skip_unless_e2e()
+  first <- suppressMessages(yws_score(as_of = Sys.getenv("YWS_E2E_TRAIN_DAY"),
+                                      batch_id = "r-e2e-reused", timeout = 600))
+  expect_equal(unique(format(first$as_of_date)), Sys.getenv("YWS_E2E_TRAIN_DAY"))
+  second <- suppressMessages(yws_score(as_of = Sys.getenv("YWS_E2E_SCORE_DAY"),
+                                       batch_id = "r-e2e-reused", timeout = 600))
+  expect_equal(unique(format(second$as_of_date)), Sys.getenv("YWS_E2E_SCORE_DAY"))
+  expect_equal(unique(second$batch_id), "r-e2e-reused")
+  # the same call again is the same run (its idempotency token), and the same rows
+  again <- yws_score(as_of = Sys.getenv("YWS_E2E_SCORE_DAY"), batch_id = "r-e2e-reused",
+                     wait = FALSE)
+  expect_equal(yws_run_status(again)$job_parameters$as_of_date, Sys.getenv("YWS_E2E_SCORE_DAY"))
+})
+
+test_that("batches, one batch per date, and what the audit says (item 11)", {
+  skip_unless_e2e()
+  day <- Sys.getenv("YWS_E2E_SCORE_DAY")
+  batches <- yws_batches(as_of = day)
+  expect_s3_class(batches, "tbl_df")
+  expect_gt(nrow(batches), 1)  # scored several times above
+  expect_true(all(c("batch_id", "as_of_date", "model_version", "rows_read", "rows_scored",
+                    "rows_quarantined", "status") %in% names(batches)))
+  expect_true(all(batches$rows_quarantined == 4))
+  one <- yws_predictions(as_of = day)
+  expect_length(unique(one$batch_id), 1)
+  expect_equal(unique(one$batch_id), batches$batch_id[batches$official][1])
+  expect_false(anyDuplicated(one$entity_id) > 0)
+  latest <- yws_predictions(as_of = day, view = "latest")
+  expect_false(anyDuplicated(latest$entity_id) > 0)
+  expect_true(all(format(latest$as_of_date) <= day))
+})
+
 test_that("a failing job over yws serve raises yws_run_failed with its message", {
-  skip_if_not(identical(Sys.getenv("YWS_E2E"), "1"), "no yws serve to test against")
+  skip_unless_e2e()
   run <- yws_run_job("yws_score", list(model_alias = "staging"))
   err <- expect_error(yws_wait(run, timeout = 600), class = "yws_run_failed")
   expect_match(err$task_error, "no version with alias @staging")
+})
+
+test_that("Ctrl-C while yws_score waits cancels the run on the server (item 6)", {
+  skip_unless_e2e()
+  interrupt_in(2)
+  msgs <- character()
+  got <- withCallingHandlers(
+    tryCatch(yws_score(as_of = Sys.getenv("YWS_E2E_SCORE_DAY"), batch_id = "r-e2e-ctrl-c",
+                       timeout = 600),
+             interrupt = function(e) "interrupted"),
+    message = function(m) {
+      msgs <<- c(msgs, conditionMessage(m))
+      invokeRestart("muffleMessage")
+    })
+  expect_equal(got, "interrupted")
+  text <- paste(msgs, collapse = "\n")
+  expect_match(text, "batch r-e2e-ctrl-c was cancelled", fixed = TRUE)
+  id <- as.numeric(sub("^.*Interrupted: run ([0-9]+),.*$", "\\1",
+                       grep("Interrupted: run", msgs, value = TRUE)[1]))
+  deadline <- Sys.time() + 120
+  repeat {
+    status <- yws_run_status(id)
+    if (status$life_cycle_state %in% c("TERMINATED", "SKIPPED", "INTERNAL_ERROR") ||
+        Sys.time() > deadline) break
+    Sys.sleep(0.5)
+  }
+  expect_equal(status$life_cycle_state, "TERMINATED")
+  expect_equal(status$result_state, "CANCELED")
+  expect_equal(nrow(yws_predictions(batch_id = "r-e2e-ctrl-c")), 0)
 })

@@ -30,6 +30,7 @@ sqlite_channel <- function(env = parent.frame()) {
   skip_if_not_installed("RODBC")
   drivers <- system("odbcinst -q -d", intern = TRUE, ignore.stderr = TRUE)
   skip_if_not(any(grepl("SQLite3", drivers)), "the SQLite3 ODBC driver is not installed")
+  skip_if_not_installed("withr")
   dir <- withr::local_tempdir(.local_envir = env)
   con <- yws_odbc_connect(connection = paste0("Driver=SQLite3;Database=",
                                               file.path(dir, "main.db")))
@@ -43,6 +44,7 @@ sqlite_channel <- function(env = parent.frame()) {
 dbi_connection <- function(env = parent.frame()) {
   skip_if_not_installed("DBI")
   skip_if_not_installed("RSQLite")
+  skip_if_not_installed("withr")
   dir <- withr::local_tempdir(.local_envir = env)
   con <- DBI::dbConnect(RSQLite::SQLite(), file.path(dir, "main.db"))
   withr::defer(DBI::dbDisconnect(con), envir = env)

@@ -37,13 +37,13 @@ test_that("a refused connection fails at once, naming the host (item 3)", {
   err <- expect_error(yws_perform(yws_request("/api/2.2/jobs/list", host = host,
                                               token = "t")),
                       class = "yws_connection_error")
-  expect_lt(as.numeric(difftime(Sys.time(), started, units = "secs")), 2)  # was ~25 s
+  expect_lt(as.numeric(difftime(Sys.time(), started, units = "secs")), 1.5)  # was ~25 s
   expect_equal(err$host, host)
   expect_match(conditionMessage(err), host, fixed = TRUE)
   started <- Sys.time()
   expect_error(yws_score(as_of = "2026-11-30", host = host, token = "t"),
                class = "yws_connection_error")
-  expect_lt(as.numeric(difftime(Sys.time(), started, units = "secs")), 2)
+  expect_lt(as.numeric(difftime(Sys.time(), started, units = "secs")), 3)
 })
 
 test_that("429 and 503 are retried, honouring Retry-After; other errors are not (item 3)", {
@@ -72,6 +72,7 @@ test_that("429 and 503 are retried, honouring Retry-After; other errors are not 
 })
 
 test_that("no host or token is a yws_config_error from every entry point (item 5)", {
+  skip_if_not_installed("withr")
   withr::local_envvar(DATABRICKS_HOST = NA, DATABRICKS_TOKEN = NA, YWS_WAREHOUSE_ID = NA,
                       DATABRICKS_CONFIG_FILE = tempfile())
   for (call in list(quote(yws_sql("SELECT 1")), quote(yws_predictions()),

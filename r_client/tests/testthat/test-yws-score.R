@@ -117,12 +117,16 @@ test_that("a view the token cannot read stops yws_score before the job starts (i
 })
 
 test_that("batch ids never touch the random number stream (item 8)", {
+  refused <- paste0("http://127.0.0.1:", refused_port())
   set.seed(42)
   seed <- .Random.seed
   ids <- replicate(50, yws:::new_batch_id())
   expect_identical(.Random.seed, seed)
   expect_equal(length(unique(ids)), 50)
   expect_match(ids, "^r-\\d{8}T\\d{6}Z?-[0-9a-f]{8}$")
+  # nor does a failed request (httr2's back-off would draw from runif())
+  try(yws_perform(yws_request("/x", host = refused, token = "t")), silent = TRUE)
+  expect_identical(.Random.seed, seed)
   rm(".Random.seed", envir = globalenv())
   yws:::new_batch_id()
   expect_false(exists(".Random.seed", envir = globalenv()))

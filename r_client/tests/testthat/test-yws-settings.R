@@ -1,4 +1,5 @@
 test_that("host and token come from arguments, options, variables, then a profile", {
+  skip_if_not_installed("withr")
   cfg <- withr::local_tempfile(lines = c("[DEFAULT]", "host = adb-1.azuredatabricks.net",
                                          "token = dapi-from-file", "[other]",
                                          "host = https://other.example/"))
@@ -16,6 +17,7 @@ test_that("host and token come from arguments, options, variables, then a profil
 })
 
 test_that("a missing host or token is a classed error that says what to set", {
+  skip_if_not_installed("withr")
   withr::local_envvar(DATABRICKS_HOST = NA, DATABRICKS_TOKEN = NA,
                       DATABRICKS_CONFIG_FILE = tempfile())
   expect_error(yws_host(), class = "yws_config_error")
@@ -23,6 +25,7 @@ test_that("a missing host or token is a classed error that says what to set", {
 })
 
 test_that("catalog and schema are validated identifiers", {
+  skip_if_not_installed("withr")
   withr::local_envvar(YWS_CATALOG = "yws_prod", YWS_SCHEMA = NA)
   expect_equal(yws_catalog(), "yws_prod")
   expect_equal(yws_schema(), "ml")
