@@ -380,3 +380,12 @@ def test_the_readme_lists_each_jobs_parameters():
         cell = row.split("|")[3]
         assert [n for n in names if f"`{n}`" in cell] == names, (key, cell)
         assert "catalog" not in cell
+
+
+def test_the_default_bundle_is_the_checkouts_from_any_folder(tmp_path, monkeypatch):
+    """`yws serve` started outside the repository still finds jobs/ of the checkout."""
+    from yws.bundle.model import default_root
+
+    monkeypatch.chdir(tmp_path)
+    assert default_root() == Path(__file__).resolve().parents[1] / "jobs"
+    assert (default_root() / "databricks.yml").is_file()

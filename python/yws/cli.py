@@ -369,16 +369,20 @@ def jobs_run(job: str, params: tuple[str, ...], wait: bool, timeout: float | Non
               help="Which bundle target's variables the jobs use.")
 @click.option("--var", "variables", multiple=True, metavar="NAME=VALUE",
               help="Override a bundle variable (repeatable).")
+@click.option("--bundle-root", type=click.Path(path_type=Path), default=None,
+              help="The bundle folder whose jobs it runs [./jobs, else the checkout's].")
 def serve(settings: Settings, host: str, port: int, bundle_target: str,
-          variables: tuple[str, ...]) -> None:
+          variables: tuple[str, ...], bundle_root: Path | None) -> None:
     """Answer the Jobs API and the SQL Statement Execution API on the local target."""
     import uvicorn
 
     from yws.server.app import create_app
+    from yws.server.sessions import PlainHttpProtocol
 
     if settings.target != "local":
         raise SettingsError("yws serve runs the local target only")
-    app = create_app(settings, target=bundle_target, variables=_params(variables))
+    app = create_app(settings, bundle_root=bundle_root, target=bundle_target,
+                     variables=_params(variables))
     if app.state.runner.interrupted:
         click.echo(f"marked {app.state.runner.interrupted} run(s) cut off by the last stop as "
                    "failed", err=True)
@@ -387,14 +391,17 @@ def serve(settings: Settings, host: str, port: int, bundle_target: str,
     click.echo(f"yws serve: http://{host}:{port} (jobs: "
                f"{', '.join(j.name for j in app.state.runner.jobs.values())}; "
                f"warehouse id yws_local)", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
+                http=PlainHttpProtocol)  # an https client is told the http:// address to use
 
 
 @cli.command()
 @settings_options
 @click.option("--port", type=int, default=8765, show_default=True, help="yws serve's port.")
 @click.option("--mlflow-port", type=int, default=5000, show_default=True)
-def up(settings: Settings, port: int, mlflow_port: int) -> None:
+@click.option("--bundle-root", type=click.Path(path_type=Path), default=None,
+              help="The bundle folder whose jobs it runs [./jobs, else the checkout's].")
+def up(settings: Settings, port: int, mlflow_port: int, bundle_root: Path | None) -> None:
     """Start the local stack (yws serve and the MLflow UI) and print how to use it."""
     import subprocess
 
@@ -402,6 +409,7 @@ def up(settings: Settings, port: int, mlflow_port: int) -> None:
 
     from yws import registry
     from yws.server.app import create_app
+    from yws.server.sessions import PlainHttpProtocol
     from yws.server.store import Store
     from yws.sqlfiles import statements
     from yws.warehouse.local import LocalWarehouse
@@ -411,6 +419,7 @@ def up(settings: Settings, port: int, mlflow_port: int) -> None:
     warehouse = LocalWarehouse(settings)
     if not warehouse.state_path.is_file():
         warehouse.apply(statements(settings))
+    app = create_app(settings, bundle_root=bundle_root)  # a bad bundle stops here, UI unstarted
     store = Store(settings.home.resolve() / "server.db")
     token = store.create_token("yws_orchestrator",
                                [settings.analysts_group, settings.r_users_group], "yws up")
@@ -447,8 +456,8 @@ R:
 Ctrl-C stops both.
 """)
     try:
-        uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
-                    access_log=False)
+        uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning",
+                    access_log=False, http=PlainHttpProtocol)
     finally:
         _stop_group(ui)
 

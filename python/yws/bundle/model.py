@@ -75,14 +75,15 @@ def default_root() -> Path:
     here = Path.cwd() / "jobs"
     if (here / "databricks.yml").is_file():
         return here
-    return Path(__file__).resolve().parents[2] / "jobs"
+    return Path(__file__).resolve().parents[3] / "jobs"  # python/yws/bundle/model.py
 
 
 def load(root: Path | None = None) -> Bundle:
     root = (root or default_root()).absolute()
     main = root / "databricks.yml"
     if not main.is_file():
-        raise BundleError(f"{main} does not exist: run from the repository, or pass --root")
+        raise BundleError(f"{main} does not exist: run from the repository, or pass the "
+                          "bundle folder (--root, or --bundle-root for yws serve and yws up)")
     config = _yaml(main)
     bundle = Bundle(root=root, config=config)
     files = [main, *_includes(bundle, config.get("include") or [])]

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from yws.bundle import load
 from yws.config import Settings
-from yws.server import jobs_routes, sql_routes
+from yws.server import jobs_routes, sessions, sql_routes
 from yws.server.context import Api
 from yws.server.errors import ApiError, unauthenticated
 from yws.server.jobs import Runner, catalog
@@ -92,6 +92,7 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
     api = Api(store, runner, statements, who, body)
     jobs_routes.add_routes(app, api)
     sql_routes.add_routes(app, api)
+    sessions.add_routes(app, api)  # SQL sessions (databricks-sql-connector), Thrift refused
 
     @app.on_event("shutdown")
     def stop_tasks() -> None:
