@@ -11,6 +11,12 @@ Limits, and where they come from:
   Jobs API documents that limit for ``jar_params``, ``notebook_params``, ``python_params``
   ("cannot exceed 10,000 bytes"); ``job_parameters`` carries the same values, so the same
   bound keeps a run's parameters (stored with the run) small.
+* Task keys of ``only`` (run-now) and ``rerun_tasks`` (runs/repair): at most
+  :data:`MAX_TASK_KEY` characters each — task_key "The maximum length is 100 characters" —
+  and at most :data:`MAX_TASKS` of them. ``limit`` of ``jobs/list``: 1 to 100; of
+  ``runs/list``: 1 to 25, 0 meaning 25 (Jobs API 2.2, ``list``, ``listruns``). A field of
+  run-now, runs/repair or runs/cancel that this server does not act on is refused by name
+  (:func:`served_fields`), never ignored.
 * ``warehouse_id``, ``catalog``, ``schema``, parameter names and the other string fields of a
   statement: at most 255 characters — "Object names cannot exceed 255 characters" (Databricks
   SQL reference, Names, for every Unity Catalog object).
