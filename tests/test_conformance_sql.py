@@ -211,6 +211,9 @@ def test_typed_parameters_are_bound_as_their_type(served):
                s=("x'; DROP TABLE t; --", None)) == ["true", "0.75", "-7",
                                                        "x'; DROP TABLE t; --"]
     assert one("SELECT hour(:t) AS h", t=("2026-11-30T06:30:00Z", "TIMESTAMP")) == ["6"]
+    # a STRING parameter (the default) is coerced where it stands, as Databricks does
+    assert one("SELECT 0.5 > :p AS p, :q AS q", p=("0.25", None), q=("7", "STRING")) == [
+        "true", "7"]
     assert one("SELECT :v IS NULL AS v", v=(None, "DATE")) == ["true"]
     r = execute(w, "SELECT :n + 1 AS n", parameters=[
         StatementParameterListItem(name="n", value="forty-one", type="INT")])

@@ -478,16 +478,17 @@ class StatementService:
         # -- the statement: from here on a failure is a FAILED statement
         st = Statement(statement_id=str(uuid.uuid4()), principal=principal.name, fmt=fmt,
                        disposition=disposition)
-        with self._lock:
-            self._statements[st.statement_id] = st
         try:
             duck, values = self._prepare(body, params, principal)
         except SqlError as e:
-            with self._lock:
-                st.state, st.ended = "FAILED", time.monotonic()
-                st.error = ("BAD_REQUEST", str(e), e.sql_state)
+            st.state, st.ended = "FAILED", time.monotonic()
+            st.error = ("BAD_REQUEST", str(e), e.sql_state)
             st.done.set()
+            with self._lock:
+                self._statements[st.statement_id] = st
         else:
+            with self._lock:
+                self._statements[st.statement_id] = st
             threading.Thread(target=self._run, args=(st, duck, values, row_limit, byte_limit),
                              daemon=True).start()
         seconds = int(m.group(1))

@@ -7,7 +7,8 @@ rewritten here so DuckDB answers as Databricks does, or fails with Databricks' e
 * a typed parameter (``{"name": "n", "value": "1", "type": "INT"}``) is parsed here into a value
   of its type and bound as ``CAST($n AS <type>)``: bound by the engine, never spliced into the
   text; a value that is not of its type fails with ``CAST_INVALID_INPUT`` as a Databricks cast
-  does;
+  does. A STRING parameter (the default) binds uncast, so DuckDB types it from its context as
+  Databricks coerces a string;
 * ``/``, ``div`` and ``%`` by zero fail with ``DIVIDE_BY_ZERO`` (Databricks SQL runs with ANSI
   mode on; DuckDB answers ``inf`` or NULL);
 * ``current_user()`` is the caller's principal, not DuckDB's ``duckdb``;
@@ -33,10 +34,12 @@ from yws.warehouse.base import QueryError, SqlError
 _INTS = {"TINYINT": (8, "TINYINT"), "BYTE": (8, "TINYINT"), "SMALLINT": (16, "SMALLINT"),
          "SHORT": (16, "SMALLINT"), "INT": (32, "INTEGER"), "INTEGER": (32, "INTEGER"),
          "BIGINT": (64, "BIGINT"), "LONG": (64, "BIGINT")}
-_SIMPLE = {"STRING": "VARCHAR", "DOUBLE": "DOUBLE", "FLOAT": "FLOAT", "REAL": "FLOAT",
+# STRING and VOID bind without a cast: the engine types them from where they stand, as
+# Databricks coerces a STRING parameter (``0.5 > :p``, ``1 + :p``) under its ANSI rules.
+_SIMPLE = {"STRING": "", "DOUBLE": "DOUBLE", "FLOAT": "FLOAT", "REAL": "FLOAT",
            "BOOLEAN": "BOOLEAN", "DATE": "DATE", "TIMESTAMP": "TIMESTAMPTZ",
            "TIMESTAMP_LTZ": "TIMESTAMPTZ", "TIMESTAMP_NTZ": "TIMESTAMP", "BINARY": "BLOB",
-           "VOID": "VARCHAR"}
+           "VOID": ""}
 _DECIMAL = re.compile(r"^(?:DECIMAL|DEC|NUMERIC)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?$")
 _TRUE, _FALSE = {"t", "true", "y", "yes", "1"}, {"f", "false", "n", "no", "0"}
 
@@ -51,7 +54,7 @@ class Typed:
 
     value: Any  # the Python value DuckDB binds (None for NULL)
     type_text: str  # the Databricks type, e.g. DECIMAL(10,2)
-    duckdb: str  # the DuckDB type it is cast to, e.g. DECIMAL(10,2)
+    duckdb: str  # the DuckDB type it is cast to, e.g. DECIMAL(10,2); "" binds it uncast
 
 
 def _cast_error(value: str, type_text: str) -> SqlError:
@@ -220,7 +223,8 @@ def to_duckdb(tree: Any, params: Mapping[str, Any], *, user: str | None = None
     values = {k: (v.value if isinstance(v, Typed) else v) for k, v in params.items()}
 
     def rewrite(node: Any) -> Any:
-        if isinstance(node, exp.Placeholder) and isinstance(params.get(node.name), Typed):
+        typed_param = params.get(node.name) if isinstance(node, exp.Placeholder) else None
+        if isinstance(typed_param, Typed) and typed_param.duckdb:
             return exp.Cast(this=node.copy(),
                             to=exp.DataType.build(params[node.name].duckdb, dialect="duckdb"))
         if isinstance(node, exp.CurrentUser) and user is not None:
