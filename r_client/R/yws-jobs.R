@@ -304,28 +304,37 @@ poll_run <- function(run, id, batch, interval, host, token, seen) {
                                  if (!is.null(status$run_page_url)) ": {.url {status$run_page_url}}")))
   }
   line <- ""
+  frame <- environment()  # where the progress line's {id} and {line} live
   bar <- cli::cli_progress_bar(format = "{cli::pb_spin} Run {id}: {line} [{cli::pb_elapsed}]",
                                total = NA, clear = TRUE)
   pause <- min(0.25, interval)
   while (!status$life_cycle_state %in% ends) {
-    if (time_left() <= pause) {
-      cli::cli_progress_done(id = bar, result = "failed")
-      cancel_quietly(run, host = host, token = token)
-      waited <- round(as.numeric(difftime(Sys.time(), started, units = "secs")))
-      cli::cli_abort(c("Run {id} did not end within the call's timeout ({waited} s); it was cancelled.",
-                       i = if (!is.null(batch)) "Batch: {.val {batch}}."),
-                     class = c("yws_timeout", "yws_error"), run_id = run_id_of(run),
-                     batch_id = batch)
-    }
+    if (time_left() <= pause) run_timeout(run, id, batch, started, bar, host, token, frame)
     tasks <- describe_tasks(status$tasks)
     line <- paste0(status$life_cycle_state, if (nzchar(tasks)) paste0(" - ", tasks))
     cli::cli_progress_update(id = bar)
     Sys.sleep(pause)
     pause <- min(pause * 1.5, interval)
-    status <- seen$status <- yws_run_status(run, host = host, token = token)
+    status <- seen$status <- tryCatch(
+      yws_run_status(run, host = host, token = token),
+      yws_timeout = function(e) {
+        # the call's deadline ran out during the poll itself: the run must not outlive it
+        if (time_left() > 1) stop(e)
+        run_timeout(run, id, batch, started, bar, host, token, frame)
+      })
   }
   cli::cli_progress_done(id = bar)
   status
+}
+
+run_timeout <- function(run, id, batch, started, bar, host, token, frame) {
+  cli::cli_progress_done(id = bar, .envir = frame, result = "failed")
+  cancel_quietly(run, host = host, token = token)
+  waited <- round(as.numeric(difftime(Sys.time(), started, units = "secs")))
+  cli::cli_abort(c("Run {id} did not end within the call's timeout ({waited} s); it was cancelled.",
+                   i = if (!is.null(batch)) "Batch: {.val {batch}}."),
+                 class = c("yws_timeout", "yws_error"), run_id = run_id_of(run),
+                 batch_id = batch, call = NULL)
 }
 
 # Ctrl-C while waiting: cancel the run (or leave it, by option) and say which run and batch.

@@ -10,8 +10,8 @@ test_that("train, yws_score() and the rows equal the predictions table for that 
   skip_unless_e2e()
   run <- yws_train(as_of = Sys.getenv("YWS_E2E_TRAIN_DAY"), timeout = 600)
   expect_s3_class(run, "yws_run")
-  preds <- expect_message(yws_score(as_of = Sys.getenv("YWS_E2E_SCORE_DAY"), timeout = 600),
-                          "yws_quarantine", class = "yws_quarantined_rows")  # 4 anomalies
+  expect_message(preds <- yws_score(as_of = Sys.getenv("YWS_E2E_SCORE_DAY"), timeout = 600),
+                 "yws_quarantine", class = "yws_quarantined_rows")  # the generated anomalies
   expect_s3_class(preds, "tbl_df")
   expect_gt(nrow(preds), 0)
   batch <- unique(preds$batch_id)
@@ -79,7 +79,8 @@ test_that("batches, one batch per date, and what the audit says (item 11)", {
   expect_gt(nrow(batches), 1)  # scored several times above
   expect_true(all(c("batch_id", "as_of_date", "model_version", "rows_read", "rows_scored",
                     "rows_quarantined", "status") %in% names(batches)))
-  expect_true(all(batches$rows_quarantined == 4))
+  expect_true(all(batches$rows_quarantined > 0))
+  expect_equal(batches$rows_read, batches$rows_scored + batches$rows_quarantined)
   one <- yws_predictions(as_of = day)
   expect_length(unique(one$batch_id), 1)
   expect_equal(unique(one$batch_id), batches$batch_id[batches$official][1])
@@ -98,7 +99,10 @@ test_that("a failing job over yws serve raises yws_run_failed with its message",
 
 test_that("Ctrl-C while yws_score waits cancels the run on the server (item 6)", {
   skip_unless_e2e()
-  interrupt_in(2)
+  # a run ahead of it in the job's queue (max_concurrent_runs 1) keeps it waiting, so the
+  # interrupt lands before it could publish anything
+  ahead <- yws_score(as_of = Sys.getenv("YWS_E2E_SCORE_DAY"), wait = FALSE)
+  interrupt_in(1.5)
   msgs <- character()
   got <- withCallingHandlers(
     tryCatch(yws_score(as_of = Sys.getenv("YWS_E2E_SCORE_DAY"), batch_id = "r-e2e-ctrl-c",
@@ -123,4 +127,5 @@ test_that("Ctrl-C while yws_score waits cancels the run on the server (item 6)",
   expect_equal(status$life_cycle_state, "TERMINATED")
   expect_equal(status$result_state, "CANCELED")
   expect_equal(nrow(yws_predictions(batch_id = "r-e2e-ctrl-c")), 0)
+  expect_equal(suppressMessages(yws_wait(ahead, timeout = 600))$result_state, "SUCCESS")
 })

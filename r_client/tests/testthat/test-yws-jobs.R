@@ -249,3 +249,23 @@ test_that("with yws.on_interrupt = 'detach' the run keeps going and reattaching 
   expect_match(text, "yws_wait(9007199254)", fixed = TRUE)
   expect_match(text, 'yws_predictions(batch_id = "b-keep")', fixed = TRUE)
 })
+
+test_that("a poll that outlives the call's timeout still cancels the run (item 2)", {
+  routes <- jobs_routes(never_ends = TRUE)
+  slow <- route("get", "/api/2.2/jobs/runs/get", function(req, res) {
+    n <- if (is.null(req$app$locals$polls)) 1 else req$app$locals$polls + 1
+    req$app$locals$polls <- n
+    if (n > 2) Sys.sleep(4)  # the server stops answering in time
+    res$send_json(list(run_id = 1, state = list(life_cycle_state = "RUNNING")),
+                  auto_unbox = TRUE)
+  })
+  fake <- fake_api(c(list(slow), routes))
+  with_fake_env(fake)
+  started <- Sys.time()
+  err <- expect_error(yws_wait(5, timeout = 2, interval = 0.2), class = "yws_timeout")
+  expect_lt(as.numeric(difftime(Sys.time(), started, units = "secs")), 9)
+  expect_match(conditionMessage(err), "it was cancelled", fixed = TRUE)
+  cancels <- Filter(function(r) r$path == "/api/2.2/jobs/runs/cancel", requests(fake))
+  expect_length(cancels, 1)
+  expect_equal(cancels[[1]]$body$run_id, 5)
+})

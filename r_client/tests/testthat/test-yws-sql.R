@@ -226,3 +226,46 @@ test_that("a statement past the call's timeout is cancelled", {
                        requests(fake)), 1)
   expect_equal(requests(fake)[[1]]$body$wait_timeout, "0s")
 })
+
+test_that("yws_batches and yws_quarantine read their views with bound values (item 11)", {
+  fake <- fake_api(one_result(list(column("batch_id", "STRING", 0),
+                                   column("rows_quarantined", "LONG", 1),
+                                   column("as_of_date", "DATE", 2)),
+                              list(list("b1", "4", "2026-11-30"))))
+  with_fake_env(fake)
+  out <- yws_batches(as_of = "2026-11-30")
+  expect_equal(out$rows_quarantined, 4)
+  q <- yws_quarantine("b1")
+  posts <- requests(fake)
+  expect_equal(posts[[1]]$body$statement, paste(
+    "SELECT batch_id, as_of_date, model_alias, model_version, rows_read, rows_scored,",
+    "rows_quarantined, quarantine_rate, started_at, ended_at, duration_seconds, status,",
+    "official, run_id, model_name FROM yws_dev.ml.v_yws_score_runs",
+    "WHERE as_of_date = CAST(:as_of AS DATE) ORDER BY ended_at DESC, run_id DESC"))
+  expect_equal(posts[[1]]$body$row_limit, 100)
+  expect_equal(posts[[2]]$body$statement, paste(
+    "SELECT * FROM yws_dev.ml.v_yws_quarantine WHERE batch_id = :batch_id ORDER BY entity_id"))
+  expect_equal(posts[[2]]$body$parameters,
+               list(list(name = "batch_id", value = "b1", type = "STRING")))
+  expect_error(yws_quarantine("b1'; --"), class = "yws_input_error")
+})
+
+test_that("yws_predictions(as_of) reads one batch, and latest as of that date", {
+  fake <- fake_api(statement_routes())
+  with_fake_env(fake)
+  yws_predictions(as_of = "2026-11-30")
+  yws_predictions(as_of = "2026-11-30", view = "latest", bands = "RED")
+  posts <- Filter(function(r) toupper(r$method) == "POST", requests(fake))
+  expect_equal(posts[[1]]$body$statement, paste(
+    "SELECT * FROM yws_dev.ml.v_yws_predictions WHERE as_of_date = CAST(:as_of AS DATE)",
+    "AND batch_id = (SELECT batch_id FROM yws_dev.ml.v_yws_score_runs",
+    "WHERE as_of_date = CAST(:as_of AS DATE) ORDER BY official DESC, ended_at DESC,",
+    "run_id DESC LIMIT 1) ORDER BY entity_id, batch_id"))
+  expect_equal(posts[[2]]$body$statement, paste0(
+    "SELECT entity_id, as_of_date, batch_id, probability, prediction, band, model_name, ",
+    "model_version, scored_at FROM (SELECT entity_id, as_of_date, batch_id, probability, ",
+    "prediction, band, model_name, model_version, scored_at, ROW_NUMBER() OVER ",
+    "(PARTITION BY entity_id ORDER BY as_of_date DESC, scored_at DESC, batch_id DESC) AS ",
+    "yws_recency FROM yws_dev.ml.v_yws_predictions WHERE official AND as_of_date <= ",
+    "CAST(:as_of AS DATE)) latest WHERE yws_recency = 1 AND band IN (:band1) ORDER BY entity_id"))
+})
