@@ -15,9 +15,17 @@ tarball=$(ls "$work"/yws_*.tar.gz)
 (cd "$work" && _R_CHECK_FORCE_SUGGESTS_=false R CMD check --no-manual "$tarball" \
   > "$work/check.log" 2>&1) || { cat "$work/check.log"; exit 1; }
 tail -n 3 "$work/check.log"
-if grep -qE "^Status:.*(ERROR|WARNING)" "$work/yws.Rcheck/00check.log"; then
+if ! grep -qE "^Status: OK" "$work/yws.Rcheck/00check.log"; then  # notes count too
   cat "$work/yws.Rcheck/00check.log"; exit 1
 fi
+
+echo "== R CMD check with the hard dependencies only (_R_CHECK_DEPENDS_ONLY_=true)"
+mkdir "$work/depends-only"
+(cd "$work/depends-only" && _R_CHECK_DEPENDS_ONLY_=true R CMD check --no-manual "$tarball" \
+  > "$work/depends-only/check.log" 2>&1) || { cat "$work/depends-only/check.log"; exit 1; }
+grep -qE "^Status: OK" "$work/depends-only/yws.Rcheck/00check.log" || {
+  cat "$work/depends-only/yws.Rcheck/00check.log"; exit 1; }
+grep -E "^\[ FAIL" "$work/depends-only/yws.Rcheck/tests/testthat.Rout" | tail -n 1
 R CMD INSTALL --no-test-load "$tarball" >/dev/null 2>&1
 
 echo "== end to end against yws serve"
