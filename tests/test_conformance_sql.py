@@ -317,6 +317,10 @@ def test_catalog_schema_current_user_and_ansi_division(served):
     assert execute(w, "SELECT current_user() AS u").result.data_array == [["ana"]]
     failed(execute(w, "SELECT 1/0 AS x"), "DIVIDE_BY_ZERO", "22012")
     failed(execute(w, "SELECT 7 % 0 AS x"), "DIVIDE_BY_ZERO", "22012")
+    failed(execute(w, "SELECT CASE WHEN true THEN 1 / 0 END AS x"), "DIVIDE_BY_ZERO", "22012")
+    # evaluated only where reached, as in Spark
+    assert execute(w, "SELECT CASE WHEN p > 2 THEN 1 / 0 END AS x FROM "
+                      "(SELECT 1 AS p)").result.data_array == [[None]]
     assert execute(w, "SELECT try_divide(1, 0) AS x").result.data_array == [[None]]
     assert execute(w, "SELECT 1/4 AS x").result.data_array == [["0.25"]]
 

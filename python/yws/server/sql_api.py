@@ -398,8 +398,6 @@ class StatementService:
         sql = str(body["statement"])
         try:
             tree = check_query(sql, params)
-        except SqlError:
-            raise
         except QueryError as e:
             if "only queries" in str(e):
                 raise SqlError("INSUFFICIENT_PERMISSIONS",
@@ -408,9 +406,8 @@ class StatementService:
             raise sql_error(e) from None
         for name in sorted(params):
             value = params[name]
-            if isinstance(value, SqlError):
-                raise SqlError(value.error_class, f"parameter :{name}: "
-                               + str(value).split("] ", 1)[1].rsplit(" SQLSTATE:", 1)[0],
+            if isinstance(value, SqlError):  # a value that is not of its type
+                raise SqlError(value.error_class, f"parameter :{name}: {value.message}",
                                value.sql_state)
         # Every relation, in its scope, must be a granted catalog object (server/grants.py);
         # unqualified names take the request's catalog and schema, in the statement too.

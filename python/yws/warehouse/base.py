@@ -31,6 +31,7 @@ class SqlError(QueryError):
     def __init__(self, error_class: str, message: str, sql_state: str) -> None:
         super().__init__(f"[{error_class}] {message} SQLSTATE: {sql_state}")
         self.error_class = error_class
+        self.message = message
         self.sql_state = sql_state
 
 

@@ -231,9 +231,7 @@ def to_duckdb(tree: Any, params: Mapping[str, Any], *, user: str | None = None
             values["__yws_current_user"] = user
             return exp.Placeholder(this="__yws_current_user")
         if isinstance(node, exp.Div | exp.IntDiv | exp.Mod):
-            # try_divide is transpiled to a CASE that never divides by zero: only plain ones
-            if not (isinstance(node.parent, exp.If) and node.arg_key == "true"):
-                return _guard_division(node)
+            return _guard_division(node)  # try_divide is a SafeDivide: NULL stays NULL
         return node
 
     tree = tree.transform(rewrite)
