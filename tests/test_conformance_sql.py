@@ -15,6 +15,7 @@ import json
 import time
 import urllib.request
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -54,8 +55,9 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     store = Store(home.home.resolve() / "server.db")
     tokens = {"ana": store.create_token("ana", ["yws_analysts", "yws_r_users"]),
               "outsider": store.create_token("outsider", [])}
-    with serving(create_app(home)) as host:
-        yield {"home": home, "host": host, "tokens": tokens}
+    app = create_app(home)
+    with serving(app) as host:
+        yield {"home": home, "host": host, "tokens": tokens, "app": app}
 
 
 def sdk(served: dict[str, Any], who: str = "ana") -> WorkspaceClient:
@@ -396,3 +398,22 @@ def test_chunks_cancel_and_close(served):
         assert resp.status == 200
     closed = w.statement_execution.get_statement(first.statement_id)
     assert closed.status.state == StatementState.CLOSED and closed.result is None
+
+
+def test_a_result_over_the_server_budget_fails_resource_exhausted(served):
+    """A result larger than the server keeps (YWS_SQL_RESULT_BYTES) ends FAILED with the
+    documented error code RESOURCE_EXHAUSTED, not a partial result.
+
+    https://docs.databricks.com/api/workspace/statementexecution/getstatement — status.error
+    error_code values include RESOURCE_EXHAUSTED
+    """
+    service = served["app"].state.statements
+    before = service.limits
+    service.limits = replace(before, result_bytes=10_000)
+    try:
+        r = execute(sdk(served), f"SELECT * FROM {VIEW}")
+    finally:
+        service.limits = before
+    assert r.status.state == StatementState.FAILED and r.result is None
+    assert r.status.error.error_code == ServiceErrorCode.RESOURCE_EXHAUSTED
+    assert "YWS_SQL_RESULT_BYTES" in r.status.error.message

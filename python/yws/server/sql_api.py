@@ -219,6 +219,10 @@ class ResultLimits:
 _SPILL = pa.ipc.IpcWriteOptions(compression="lz4")  # fast, and a third of the bytes on disk
 
 
+class _TooLarge(WarehouseError):
+    """The result outgrew what the server keeps (``YWS_SQL_RESULT_BYTES``)."""
+
+
 class _Stopped(Exception):
     """The statement was canceled or timed out while its result was being written."""
 
@@ -521,6 +525,8 @@ class StatementService:
             pass
         except SqlError as e:
             error = ("BAD_REQUEST", str(e), e.sql_state)
+        except _TooLarge as e:
+            error = ("RESOURCE_EXHAUSTED", str(e), None)
         except (QueryError, WarehouseError) as e:
             error = ("BAD_REQUEST", str(e), None)
         except Exception as e:  # report, never leave the statement RUNNING
@@ -610,7 +616,7 @@ class StatementService:
                           chunk_bytes=sizes or None)
         except ApiError as e:
             path.unlink(missing_ok=True)
-            raise WarehouseError(e.message) from None
+            raise _TooLarge(e.message) from None
         except BaseException:
             path.unlink(missing_ok=True)
             raise
