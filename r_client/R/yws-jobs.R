@@ -46,8 +46,16 @@ yws_run_job <- function(job, params = list(), idempotency_token = NULL, host = N
                idempotency_token = idempotency_token)
   if (!length(params)) body$job_parameters <- NULL
   if (is.null(idempotency_token)) body$idempotency_token <- NULL
-  out <- yws_perform(yws_request("/api/2.2/jobs/run-now", body = body, host = host,
-                                 token = token))
+  out <- tryCatch(
+    yws_perform(yws_request("/api/2.2/jobs/run-now", body = body, host = host, token = token)),
+    yws_http_400 = function(e) {
+      # Databricks refuses a token reused with other parameters (INVALID_PARAMETER_VALUE)
+      if (is.null(idempotency_token) || !grepl("idempotency", rlang::cnd_message(e),
+                                               ignore.case = TRUE)) stop(e)
+      cli::cli_abort(c("The idempotency token was used before for a run with other parameters.",
+                       i = "Derive one from the run with {.fn yws_idempotency_token}."),
+                     class = c("yws_run_mismatch", "yws_error"), parent = e)
+    })
   run <- structure(list(run_id = out$run_id, job_id = job_id, job = job, params = params,
                         batch_id = params$batch_id, run_page_url = NULL), class = "yws_run")
   if (!is.null(idempotency_token)) {
@@ -280,6 +288,7 @@ yws_wait <- function(run, timeout = 3600, interval = 5, host = NULL, token = NUL
   seen <- new.env(parent = emptyenv())  # the last status read, for the interrupt handler
   on_interrupt <- function(cnd) {
     batch <- batch %||% seen$status$job_parameters$batch_id
+    if (identical(batch, "")) batch <- NULL
     interrupted(run, batch, host = host, token = token)
   }
   status <- tryCatch(poll_run(run, id, batch, interval, host, token, seen),
@@ -299,6 +308,7 @@ poll_run <- function(run, id, batch, interval, host, token, seen) {
   started <- Sys.time()
   status <- seen$status <- yws_run_status(run, host = host, token = token)
   batch <- batch %||% status$job_parameters$batch_id
+  if (identical(batch, "")) batch <- NULL
   if (!status$life_cycle_state %in% ends) {
     cli::cli_inform(c(i = paste0("Run {id}", if (!is.null(batch)) " (batch {.val {batch}})",
                                  if (!is.null(status$run_page_url)) ": {.url {status$run_page_url}}")))

@@ -35,9 +35,10 @@ yws_py_predictions <- function(as_of = NULL, batch_id = NULL, bands = NULL, view
   # its Arrow type, so the bridge agrees with the SQL path.
   out <- lapply(names, function(n) {
     column <- table$column(n)
-    type <- reticulate::py_to_r(reticulate::py_str(column$type))
+    type <- reticulate::py_str(column$type)  # already an R string
     values <- reticulate::py_to_r(pc$cast(column, pa$string())$to_pylist())
-    text <- vapply(values, function(x) if (is.null(x)) NA_character_ else x, character(1))
+    text <- vapply(values, function(x) if (is.null(x)) NA_character_ else x, character(1),
+                   USE.NAMES = FALSE)
     arrow_to_r(text, type)
   })
   names(out) <- names

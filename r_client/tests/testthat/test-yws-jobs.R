@@ -157,6 +157,16 @@ test_that("a run returned for a reused token with other parameters is refused (i
   expect_equal(err$run_id, first$run_id)
 })
 
+test_that("a server that refuses a reused token is a yws_run_mismatch too (item 1)", {
+  fake <- fake_api(jobs_routes(token_reuse = "refuse"))
+  with_fake_env(fake)
+  yws_run_job("yws_score", list(as_of_date = "2026-11-30", batch_id = "b1"),
+              idempotency_token = "b1")
+  expect_error(yws_run_job("yws_score", list(as_of_date = "2026-12-31", batch_id = "b1"),
+                           idempotency_token = "b1"),
+               "used before", class = "yws_run_mismatch")
+})
+
 test_that("yws_score never reuses a run: a batch id for another date starts another (item 1)", {
   for (reuse in c("first", "refuse")) {
     fake <- fake_api(jobs_routes(token_reuse = reuse))
