@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from yws.server import sessions
 from yws.server.context import Api
 from yws.server.limits import check_statement
 
@@ -22,12 +23,18 @@ def add_routes(app: FastAPI, api: Api) -> None:
     @app.get("/api/2.0/sql/warehouses")
     def warehouses(request: Request) -> dict[str, Any]:
         who(request)
-        return statements.warehouses()
+        return statements.warehouses(str(request.base_url))
+
+    @app.get("/api/2.0/sql/warehouses/{warehouse_id}")
+    def warehouse(request: Request, warehouse_id: str) -> dict[str, Any]:
+        who(request)
+        return statements.get_warehouse(warehouse_id, str(request.base_url))
 
     @app.post("/api/2.0/sql/statements")
     async def execute(request: Request) -> dict[str, Any]:
         principal = who(request)
         payload = await body(request)  # any content type, as curl -d sends
+        payload = sessions.statement_request(request, payload, principal)  # session_id
         check_statement(payload)
         # the wait for the statement happens in the thread pool, never in the event loop
         result: dict[str, Any] = await run_in_threadpool(
