@@ -399,3 +399,19 @@ def test_view_sql_transpiles_to_duckdb():
         if isinstance(tree, exp.Create) and str(tree.args["kind"]) == "VIEW":
             duck = tree.expression.sql("duckdb")
             assert sqlglot.parse_one(duck, read="duckdb") is not None
+
+
+def test_the_local_warehouse_session_is_utc_whatever_the_hosts_zone(tmp_path, monkeypatch):
+    """DBSQL sessions default to UTC; DuckDB would follow the machine's zone."""
+    import time
+
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    time.tzset()
+    try:
+        con = LocalWarehouse(Settings(home=tmp_path / "yws"))._connect()
+        zone, text = con.execute("SELECT current_setting('TimeZone'), "
+                                 "TIMESTAMPTZ '2026-01-01 12:00:00+00'::VARCHAR").fetchone()
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert (zone, text) == ("UTC", "2026-01-01 12:00:00+00")

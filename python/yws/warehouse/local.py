@@ -83,6 +83,7 @@ class LocalWarehouse(Warehouse):
         con = duckdb.connect(":memory:")
         con.execute("SET autoinstall_known_extensions = false")
         con.execute("SET autoload_known_extensions = false")
+        con.execute("SET TimeZone = 'UTC'")  # a DBSQL session's default, whatever the host's
         con.execute(f"LOAD '{delta_extension()}'")
         con.execute(f"ATTACH ':memory:' AS {self.settings.catalog}")
         for sql in replay or []:
