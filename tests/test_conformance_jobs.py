@@ -143,8 +143,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     store = Store(settings.home.resolve() / "server.db")
     tokens = {"tester": store.create_token("tester", ["runners"]),
               "other": store.create_token("other", ["runners"])}
-    app = create_app(settings, bundle_root=root / "jobs")
-    app.state.runner.bin_dir = bin_dir  # the tasks' entry points come from this bin
+    app = create_app(settings, bundle_root=root / "jobs", bin_dir=bin_dir)  # tasks from bin/
     with serving(app) as host:
         yield {"host": host, "tokens": tokens, "home": settings.home.resolve()}
 

@@ -47,9 +47,12 @@ class RateLimiter:
 
 
 def create_app(settings: Settings, bundle_root: Path | None = None, target: str = "dev",
-               variables: dict[str, str] | None = None) -> FastAPI:
+               variables: dict[str, str] | None = None, bin_dir: Path | None = None) -> FastAPI:
+    """The server for ``settings``' home: the jobs of the bundle in ``bundle_root`` (its
+    ``target``'s variables, overridden by ``variables``), their tasks' console scripts taken
+    from ``bin_dir`` (default: beside this Python)."""
     store = Store(settings.home.resolve() / "server.db")
-    runner = Runner(settings, store, catalog(load(bundle_root), target, variables))
+    runner = Runner(settings, store, catalog(load(bundle_root), target, variables), bin_dir)
     statements = StatementService(settings)
     limiter = RateLimiter()
     app = FastAPI(title="yws serve", docs_url=None, redoc_url=None, openapi_url=None)
