@@ -278,8 +278,9 @@ describe_tasks <- function(tasks) {
 #' @rdname yws_run_job
 #' @param timeout Seconds to wait before giving up (the run is cancelled).
 #' @param interval The longest wait between polls, in seconds. Polls start a quarter of a
-#'   second apart and back off to it, so a short run returns promptly and a long one is not
-#'   asked about too often.
+#'   second apart, then wait a tenth of the time waited so far, up to `interval`: a short run
+#'   returns within a few tenths of a second of its end, a long one is not asked about too
+#'   often.
 #' @export
 yws_wait <- function(run, timeout = 3600, interval = 5, host = NULL, token = NULL) {
   local_deadline(timeout)
@@ -324,7 +325,8 @@ poll_run <- function(run, id, batch, interval, host, token, seen) {
     line <- paste0(status$life_cycle_state, if (nzchar(tasks)) paste0(" - ", tasks))
     cli::cli_progress_update(id = bar)
     Sys.sleep(pause)
-    pause <- min(pause * 1.5, interval)
+    waited <- as.numeric(difftime(Sys.time(), started, units = "secs"))
+    pause <- min(interval, max(0.25, waited / 10))
     status <- seen$status <- tryCatch(
       yws_run_status(run, host = host, token = token),
       yws_timeout = function(e) {
