@@ -70,6 +70,7 @@ yws_score <- function(as_of = Sys.Date(), entities = NULL, wait = TRUE,
                      class = c("yws_timeout", "yws_error"), parent = e, run_id = run$run_id,
                      batch_id = batch_id)
     })
+  cli::cli_progress_done()
   check_rows(out, run, as_of, batch_id)
   report_quarantine(batch_id, via, con, host = host, token = token)
   if (!is.null(entities)) out <- out[out$entity_id %in% as.character(entities), , drop = FALSE]
