@@ -40,7 +40,10 @@ _SIMPLE = {"STRING": "", "DOUBLE": "DOUBLE", "FLOAT": "FLOAT", "REAL": "FLOAT",
            "BOOLEAN": "BOOLEAN", "DATE": "DATE", "TIMESTAMP": "TIMESTAMPTZ",
            "TIMESTAMP_LTZ": "TIMESTAMPTZ", "TIMESTAMP_NTZ": "TIMESTAMP", "BINARY": "BLOB",
            "VOID": ""}
-_DECIMAL = re.compile(r"^(?:DECIMAL|DEC|NUMERIC)\s*(?:\(\s*(\d+)\s*(?:,\s*(\d+)\s*)?\))?$")
+# ASCII digits only, and few of them: ``int()`` of a 5000-digit precision would raise, and
+# ``\d`` would take other scripts' digits (``DECIMAL(١٠)``) as Databricks does not.
+_DECIMAL = re.compile(r"(?:DECIMAL|DEC|NUMERIC)\s*"
+                      r"(?:\(\s*([0-9]{1,9})\s*(?:,\s*([0-9]{1,9})\s*)?\))?")
 _TRUE, _FALSE = {"t", "true", "y", "yes", "1"}, {"f", "false", "n", "no", "0"}
 
 
@@ -74,7 +77,7 @@ def typed(value: str | None, type_text: str | None) -> Typed:
     ``CAST_INVALID_INPUT`` for a value that does not parse as its type.
     """
     name = re.sub(r"\s+", " ", (type_text or "STRING").strip().upper())
-    m = _DECIMAL.match(name)
+    m = _DECIMAL.fullmatch(name)
     if m:
         precision, scale = int(m.group(1) or 10), int(m.group(2) or 0)
         if not 1 <= precision <= 38 or scale > precision:
@@ -99,7 +102,7 @@ def typed(value: str | None, type_text: str | None) -> Typed:
 
 def _integer(value: str, bits: int, name: str) -> int:
     text = value.strip()
-    if not re.fullmatch(r"[+-]?\d{1,40}", text):
+    if not re.fullmatch(r"[+-]?[0-9]{1,40}", text):
         raise _cast_error(value, name)
     number = int(text)
     if not -(2 ** (bits - 1)) <= number < 2 ** (bits - 1):
@@ -114,11 +117,18 @@ def _decimal(value: str, precision: int, scale: int, name: str) -> decimal.Decim
         raise _cast_error(value, name) from None
     if not number.is_finite():
         raise _cast_error(value, name)
-    rounded = number.quantize(decimal.Decimal(1).scaleb(-scale), rounding=decimal.ROUND_HALF_UP)
+    out_of_range = SqlError("NUMERIC_VALUE_OUT_OF_RANGE",
+                            f"The value {value.strip()[:60]} cannot be represented as {name}.",
+                            "22003")
+    # More integer digits than the type holds is out of range whatever the rounding; checked
+    # first, so that quantize never needs more digits than the type's (1e999999999 would make
+    # it raise InvalidOperation, and so would any 29 digits under the default context)
+    if number != 0 and number.adjusted() >= precision - scale:
+        raise out_of_range
+    rounded = number.quantize(decimal.Decimal(1).scaleb(-scale), rounding=decimal.ROUND_HALF_UP,
+                              context=decimal.Context(prec=precision + 2))
     if len(rounded.as_tuple().digits) > precision and rounded != 0:
-        raise SqlError("NUMERIC_VALUE_OUT_OF_RANGE",
-                       f"The value {value.strip()[:60]} cannot be represented as {name}.",
-                       "22003")
+        raise out_of_range  # 9.995 as DECIMAL(3,2): rounding carried into a new digit
     return rounded
 
 
@@ -126,7 +136,8 @@ def _parse(value: str, name: str) -> Any:
     text = value.strip()
     try:
         if name in ("DOUBLE", "FLOAT", "REAL"):
-            if not re.fullmatch(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|"
+            if not re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*([eE][+-]?[0-9]+)?|"
+                                r"\.[0-9]+([eE][+-]?[0-9]+)?|"
                                 r"[Ii]nf(inity)?|NaN)", text):
                 raise ValueError(text)
             return float(text)
@@ -194,19 +205,31 @@ def _name_outputs(tree: Any) -> None:
         for e in select.expressions])
 
 
-def _guard_division(node: Any) -> Any:
+_DIVIDE_BY_ZERO = ("[DIVIDE_BY_ZERO] Division by zero. Use `try_divide` to tolerate divisor being "
+                   "0 and return NULL instead. SQLSTATE: 22012")
+
+
+def _guard_divisions(tree: Any) -> None:
+    """Every ``/``, ``div`` and ``%`` of ``tree`` fails on a zero divisor, in place.
+
+    ``a / d`` becomes ``a / (CASE WHEN d0 = 0 THEN error(...) ELSE d END)``, where ``d0`` is the
+    divisor as written (its own divisions unguarded) and ``d`` the guarded one. Testing the
+    guarded divisor instead would copy it twice at every level, so ``1/(1/(1/...))`` would grow
+    as 2^depth (a 100-byte statement kept a core busy for minutes); with the divisor as
+    written the growth is quadratic at worst. The answer is the same: where ``d0`` differs
+    from ``d``, an inner division is by zero, and evaluating ``d`` raises that error.
+    try_divide is a SafeDivide, not a Div: NULL stays NULL.
+    """
     from sqlglot import exp
 
-    if isinstance(node, exp.Div | exp.IntDiv | exp.Mod):
-        raise_ = exp.Anonymous(this="error", expressions=[exp.Literal.string(
-            "[DIVIDE_BY_ZERO] Division by zero. Use `try_divide` to tolerate divisor being 0 "
-            "and return NULL instead. SQLSTATE: 22012")])
-        divisor = node.expression
-        guarded = exp.Case(ifs=[exp.If(this=exp.EQ(this=divisor.copy(),
+    divisions = list(tree.find_all(exp.Div, exp.IntDiv, exp.Mod))
+    written = [node.expression.copy() for node in divisions]  # before any is guarded
+    for node, divisor in zip(divisions, written, strict=True):
+        raise_ = exp.Anonymous(this="error", expressions=[exp.Literal.string(_DIVIDE_BY_ZERO)])
+        guarded = exp.Case(ifs=[exp.If(this=exp.EQ(this=divisor,
                                                   expression=exp.Literal.number(0)),
-                                       true=raise_)], default=divisor.copy())
+                                       true=raise_)], default=node.expression)
         node.set("expression", exp.Paren(this=guarded))
-    return node
 
 
 def to_duckdb(tree: Any, params: Mapping[str, Any], *, user: str | None = None
@@ -230,11 +253,10 @@ def to_duckdb(tree: Any, params: Mapping[str, Any], *, user: str | None = None
         if isinstance(node, exp.CurrentUser) and user is not None:
             values["__yws_current_user"] = user
             return exp.Placeholder(this="__yws_current_user")
-        if isinstance(node, exp.Div | exp.IntDiv | exp.Mod):
-            return _guard_division(node)  # try_divide is a SafeDivide: NULL stays NULL
         return node
 
     tree = tree.transform(rewrite)
+    _guard_divisions(tree)
     return tree.sql("duckdb"), values
 
 
