@@ -181,6 +181,40 @@ def test_wide_decimal_parameters_bind(sql, value, type_text, want):
     assert rows(response) == [[want]]
 
 
+# -- results: dates and timestamps past Python's range -------------------------------------
+@pytest.mark.parametrize(("statement", "want"), [
+    ("SELECT CAST('10000-01-01' AS DATE) AS d", "+10000-01-01"),
+    ("SELECT DATE '5000000-01-01' AS d", "+5000000-01-01"),
+    ("SELECT CAST('infinity' AS DATE) AS d", "+5881580-07-11"),
+    ("SELECT CAST('200000-01-01 12:34:56.789' AS TIMESTAMP) AS d",
+     "+200000-01-01T12:34:56.789Z"),
+    ("SELECT CAST('200000-01-01 12:34:56.789' AS TIMESTAMP_NTZ) AS d",
+     "+200000-01-01T12:34:56.789"),
+    ("SELECT array(CAST('10000-01-01' AS DATE), NULL) AS d", '["+10000-01-01",null]'),
+    ("SELECT named_struct('a', CAST('10000-01-01' AS DATE), 'b', 1) AS d",
+     '{"a":"+10000-01-01","b":1}'),
+    ("SELECT map(1, CAST('10000-02-29' AS DATE)) AS d", '{"1":"+10000-02-29"}'),
+])
+def test_dates_past_year_9999_are_text_not_a_500(sql, statement, want):
+    """Databricks' DATE and TIMESTAMP reach far past year 9999 (ISO 8601 with an expanded year,
+    as Spark writes it); DuckDB does too, Python's datetime does not: every fetch of such a
+    result was a 500."""
+    response = execute(sql, statement)
+    assert rows(response) == [[want]]
+    statement_id = response.json()["statement_id"]
+    again = call(sql, "GET", f"{STATEMENTS}/{statement_id}")
+    assert again.json()["result"]["data_array"] == [[want]]
+    chunk = call(sql, "GET", f"{STATEMENTS}/{statement_id}/result/chunks/0")
+    assert chunk.json()["data_array"] == [[want]]
+
+
+def test_a_timestamp_parameter_that_ends_past_year_9999(sql):
+    """A TIMESTAMP parameter within Python's range whose UTC instant is not (was a 500)."""
+    response = execute(sql, "SELECT :t AS t", parameters=[
+        {"name": "t", "value": "9999-12-31T23:59:59-14:00", "type": "TIMESTAMP"}])
+    assert rows(response) == [["+10000-01-01T13:59:59.000Z"]]
+
+
 # -- the DIVIDE_BY_ZERO guard on hostile expressions ---------------------------------------
 def _nested(depth: int, op: str, inner: str = "1") -> str:
     text = inner
@@ -281,5 +315,23 @@ def test_a_session_namespace_grants_nothing(sql):
     response = execute(sql, "SELECT * FROM v_yws_predictions", who="mallory",
                        session_id=session_id, catalog="system", schema="main")
     failed(response, "TABLE_OR_VIEW_NOT_FOUND", "42P01", sql["home"])
+
+
+# -- external links: the one route without a token ------------------------------------------
+@pytest.mark.parametrize("secret", [
+    "9" * 5000 + ".abc",  # was a 500: int() of 5000 digits
+    "1796018700.%C3%A4",  # was a 500: compare_digest of a non-ASCII str
+    "1796018700.%F0%9F%92%A5",
+    "\u0661\u0662\u0663.abc",
+    "-1.abc",
+    "1796018700.",
+    "abc",
+    "0." + "f" * 64,
+])
+def test_a_forged_result_link_is_not_found(sql, secret):
+    response = execute(sql, "SELECT 1 AS x", disposition="EXTERNAL_LINKS", format="CSV")
+    statement_id = response.json()["statement_id"]
+    forged = call(sql, "GET", f"/api/2.0/sql/results/{statement_id}/0/{secret}", who=None)
+    refused(forged, 404, "RESOURCE_DOES_NOT_EXIST", sql["home"])
 
 

@@ -183,8 +183,62 @@ def _encode(fmt: str, part: pa.Table, header: bool) -> bytes:
 
 
 def _rows(part: pa.Table) -> list[list[str | None]]:
-    columns = [[_text(v) for v in col.to_pylist()] for col in part.columns]
+    columns = [[_text(v) for v in _values(col)] for col in part.columns]
     return [list(row) for row in zip(*columns, strict=True)] if columns else []
+
+
+def _values(column: pa.ChunkedArray) -> list[Any]:
+    """A column's values as Python objects; dates and timestamps past Python's years 1-9999
+    (DuckDB reads ``DATE '10000-01-01'``, ``'infinity'``) as their text, not an exception."""
+    try:
+        return column.to_pylist()
+    except (OverflowError, ValueError):
+        return [_wide(value) for value in column]
+
+
+def _wide(value: pa.Scalar) -> Any:
+    """One value as :func:`_values` gives it, nested values included."""
+    t = value.type
+    if not value.is_valid:
+        return None
+    if pa.types.is_date(t) or pa.types.is_timestamp(t):
+        try:
+            return value.as_py()
+        except (OverflowError, ValueError):
+            raw = pa.int32() if pa.types.is_date32(t) else pa.int64()
+            return _civil(t, int(value.cast(raw).as_py()))
+    if pa.types.is_map(t):
+        return [(_wide(kv["key"]), _wide(kv["value"])) for kv in value.values]
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_fixed_size_list(t):
+        return [_wide(item) for item in value.values]
+    if pa.types.is_struct(t):
+        return {f.name: _wide(value[f.name]) for f in t}
+    return value.as_py()
+
+
+def _civil(t: pa.DataType, raw: int) -> str:
+    """A date or timestamp outside Python's range in ISO 8601 with an expanded year, as Spark
+    writes one (``+10000-01-01``); proleptic Gregorian (H. Hinnant's days_from_civil inverse)."""
+    per_day = {"s": 86_400, "ms": 86_400_000, "us": 86_400_000_000,
+               "ns": 86_400_000_000_000}.get(getattr(t, "unit", ""), 1)
+    if pa.types.is_date64(t):
+        per_day = 86_400_000
+    days, rest = divmod(raw, per_day)
+    z = days + 719_468
+    era = z // 146_097
+    doe = z - era * 146_097
+    yoe = (doe - doe // 1460 + doe // 36_524 - doe // 146_096) // 365
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    day, month = doy - (153 * mp + 2) // 5 + 1, mp + 3 if mp < 10 else mp - 9
+    year = yoe + era * 400 + (month <= 2)
+    text = f"{'+' if year > 9999 else '-' if year < 0 else ''}{abs(year):04d}-{month:02d}-{day:02d}"
+    if pa.types.is_date(t):
+        return text
+    millis = rest * 86_400_000 // per_day if per_day > 1 else 0
+    seconds, ms = divmod(millis, 1000)
+    clock = f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:{seconds % 60:02d}.{ms:03d}"
+    return f"{text}T{clock}" + ("Z" if getattr(t, "tz", None) else "")
 
 
 @dataclass(frozen=True)
@@ -754,8 +808,10 @@ class StatementService:
         with self._lock:
             st = self._statements.get(statement_id)
         stamp, _, signature = secret.partition(".")
-        if st is None or not stamp.isdigit() or not secrets.compare_digest(
-                signature, self._signature(st, index, int(stamp))):
+        # an expiry this server wrote: ASCII digits, seconds since 1970 (int() of 5000 digits
+        # would raise, and str.isdigit() takes other scripts' digits too)
+        if st is None or not re.fullmatch(r"[0-9]{1,12}", stamp) or not secrets.compare_digest(
+                signature.encode(), self._signature(st, index, int(stamp)).encode()):
             raise not_found("no such result link")
         if time.time() > int(stamp):
             # Databricks: the expiration is "the time at which the URL is no longer valid";
