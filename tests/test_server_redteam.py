@@ -27,6 +27,9 @@ What was found and is fixed here (each family says so):
 
 from __future__ import annotations
 
+import json
+import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -35,6 +38,7 @@ import pytest
 import requests
 
 from conftest import serving
+from test_conformance_jobs import BUNDLE, TASK
 from test_sql_api_resources import predictions, published_run
 from yws.config import Settings
 from yws.server.app import create_app
@@ -335,3 +339,109 @@ def test_a_forged_result_link_is_not_found(sql, secret):
     refused(forged, 404, "RESOURCE_DOES_NOT_EXIST", sql["home"])
 
 
+# -- Jobs: runs/repair ----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """The conformance bundle with cheap task processes, and one ended (failed) run of chain."""
+    root = tmp_path_factory.mktemp("redteam-jobs")
+    (root / "jobs").mkdir()
+    (root / "jobs" / "databricks.yml").write_text(BUNDLE)
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
+    script = bin_dir / "yws-conf-task"
+    script.write_text(f"#!{sys.executable}\n{textwrap.dedent(TASK)}")
+    script.chmod(0o755)
+    settings = Settings(home=root / "yws")
+    store = Store(settings.home.resolve() / "server.db")
+    tokens = {"ana": store.create_token("tester", ["runners"]),
+              "mallory": store.create_token("mallory", [])}
+    with serving(create_app(settings, bundle_root=root / "jobs", bin_dir=bin_dir)) as host:
+        server = {"host": host, "tokens": tokens, "home": str(settings.home.resolve())}
+        listed = call(server, "GET", "/api/2.2/jobs/list").json()["jobs"]
+        server["job_id"] = {j["settings"]["name"]: j["job_id"] for j in listed}["chain"]
+        run_id = call(server, "POST", "/api/2.2/jobs/run-now",
+                      json={"job_id": server["job_id"]}).json()["run_id"]
+        deadline = time.monotonic() + 60
+        while call(server, "GET", f"/api/2.2/jobs/runs/get?run_id={run_id}").json()[
+                "state"]["life_cycle_state"] != "TERMINATED":
+            assert time.monotonic() < deadline, "the chain run did not end"
+            time.sleep(0.1)
+        server["run_id"] = run_id
+        yield server
+
+
+@pytest.mark.parametrize(("fields", "says"), [
+    ({"rerun_tasks": [f"k{i:099d}" for i in range(1000)]}, "'k0"),  # was a 100 kB message
+    ({"rerun_tasks": ["nope"] * 1000}, "'nope' is not a task of run"),
+    ({"rerun_tasks": ["a"] * 1001}, "a list of 1 to 1000 task keys"),
+    ({"rerun_tasks": []}, "a list of 1 to 1000 task keys"),
+    ({"rerun_tasks": "a"}, "a list of 1 to 1000 task keys"),
+    ({"rerun_tasks": {"a": 1}}, "a list of 1 to 1000 task keys"),
+    ({"rerun_tasks": [1]}, "each task key must be a string"),
+    ({"rerun_tasks": [None]}, "each task key must be a string"),
+    ({"rerun_tasks": [""]}, "each task key must be a string"),
+    ({"rerun_tasks": ["x" * 101]}, "each task key must be a string"),
+    ({"rerun_tasks": ["+a"]}, "'+a' is not a task of run"),
+    ({"rerun_tasks": ["a"], "latest_repair_id": True}, "latest_repair_id must be"),
+    ({"rerun_tasks": ["a"], "latest_repair_id": "1e3"}, "latest_repair_id must be"),
+    ({"rerun_tasks": ["a"], "latest_repair_id": 2**64}, "latest_repair_id must be"),
+    ({"rerun_tasks": ["a"], "latest_repair_id": -1}, "latest_repair_id must be"),
+    ({"rerun_tasks": ["a"], "latest_repair_id": 1.5}, "latest_repair_id must be"),
+    ({"rerun_tasks": ["a"], "latest_repair_id": 1}, "has not been repaired yet"),
+    ({"rerun_tasks": ["a"], "rerun_all_failed_tasks": "true"}, "must be true or false"),
+    ({"rerun_tasks": ["a"], "rerun_dependent_tasks": 1}, "must be true or false"),
+    ({"rerun_all_failed_tasks": False}, "name the tasks to repair"),
+    ({"rerun_tasks": ["a"], "job_parameters": {"": "1"}}, "parameter name must be"),
+    ({"rerun_tasks": ["a"], "job_parameters": ["gate"]}, "job_parameters must be an object"),
+    ({"rerun_tasks": ["a"], "queue": {"enabled": True}}, "unknown field 'queue'"),
+    ({"rerun_tasks": ["a"], "python_params": ["x"]}, "pass job_parameters instead"),
+])
+def test_a_hostile_repair_is_refused_in_a_few_words(jobs, fields, says):
+    """Every refusal of runs/repair is a 400 that says what is wrong in a bounded message, and
+    the run is not repaired."""
+    response = call(jobs, "POST", "/api/2.2/jobs/runs/repair",
+                    json={"run_id": jobs["run_id"], **fields})
+    message = refused(response, 400, "INVALID_PARAMETER_VALUE", jobs["home"])
+    assert says in message and len(message) < 2000, message[:300]
+    run = call(jobs, "GET", f"/api/2.2/jobs/runs/get?run_id={jobs['run_id']}&include_history=true")
+    assert run.json()["state"]["life_cycle_state"] == "TERMINATED"
+    assert len(run.json()["repair_history"]) == 1
+
+
+@pytest.mark.parametrize(("method", "path", "body"), [
+    ("POST", "/api/2.2/jobs/runs/repair", {"rerun_tasks": ["a"]}),
+    ("POST", "/api/2.2/jobs/runs/repair", {"rerun_all_failed_tasks": True}),
+    ("POST", "/api/2.2/jobs/runs/cancel", {}),
+    ("GET", "/api/2.2/jobs/runs/get?run_id={run}", None),
+    ("GET", "/api/2.2/jobs/runs/get-output?run_id={task}", None),
+])
+def test_a_token_without_permission_touches_no_run(jobs, method, path, body):
+    """A principal without a permission on the job neither repairs, cancels nor reads its runs
+    or their task runs' output."""
+    run = call(jobs, "GET", f"/api/2.2/jobs/runs/get?run_id={jobs['run_id']}").json()
+    path = path.format(run=jobs["run_id"], task=run["tasks"][0]["run_id"])
+    kwargs = {"json": {"run_id": jobs["run_id"], **body}} if body is not None else {}
+    response = call(jobs, method, path, "mallory", **kwargs)
+    message = refused(response, 403, "PERMISSION_DENIED", jobs["home"])
+    assert "gate" not in message
+
+
+@pytest.mark.parametrize("only", [["+"], ["++"], ["a++"], ["+++a"], [" a"], ["A"], ["+" * 102]])
+def test_hostile_only_forms_start_nothing(jobs, only):
+    before = len(call(jobs, "GET", "/api/2.2/jobs/runs/list?limit=25").json()["runs"])
+    response = call(jobs, "POST", "/api/2.2/jobs/run-now",
+                    json={"job_id": jobs["job_id"], "only": only})
+    message = refused(response, 400, "INVALID_PARAMETER_VALUE", jobs["home"])
+    assert message.startswith("only: ")
+    assert len(call(jobs, "GET", "/api/2.2/jobs/runs/list?limit=25").json()["runs"]) == before
+
+
+def test_host_metadata_tells_an_anonymous_caller_nothing(jobs, sql):
+    """``/.well-known/databricks-config`` is unauthenticated, as on a workspace: a workspace id
+    and nothing of the server's home or paths."""
+    for server in (jobs, sql):
+        response = call(server, "GET", "/.well-known/databricks-config", who=None)
+        assert response.status_code == 200
+        body = response.json()
+        assert set(body) == {"workspace_id"} and body["workspace_id"].isdigit()
+        assert server["home"] not in response.text and "/" not in json.dumps(body)

@@ -421,9 +421,12 @@ class Runner:
         deps = {k: [d for d in v if d in latest] for k, v in job.depends_on.items()
                 if k in latest}
         if rerun_tasks:
-            unknown = [k for k in rerun_tasks if k not in latest]
+            # each once, and a few: 1000 keys of 100 characters would make a 100 kB message
+            unknown = list(dict.fromkeys(k for k in rerun_tasks if k not in latest))
             if unknown:
-                raise invalid(f"rerun_tasks: {', '.join(map(repr, unknown))} is not a task of run "
+                more = f" and {len(unknown) - 3} more" if len(unknown) > 3 else ""
+                raise invalid(f"rerun_tasks: {', '.join(map(repr, unknown[:3]))}{more} "
+                              f"{'is' if len(unknown) == 1 else 'are'} not a task of run "
                               f"{run_id} (its tasks: {', '.join(latest)})")
             chosen = set(rerun_tasks)
         else:
