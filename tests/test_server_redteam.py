@@ -21,6 +21,7 @@ What was found and is fixed here (each family says so):
   cancel and of the statement timeout;
 * an external link whose expiry had 5000 digits, or whose signature was not ASCII, answered
   500 (that route takes no token);
+* ``user()`` and ``session_user()`` answered DuckDB's user name, ``duckdb``, not the caller;
 * ``runs/repair`` echoed every unknown ``rerun_tasks`` key, duplicates included: a 100 kB
   error message.
 """
@@ -52,6 +53,7 @@ from yws.warehouse.local import LocalWarehouse
 WH = "yws_local"
 STATEMENTS = "/api/2.0/sql/statements"
 SESSIONS = "/api/2.0/sql/sessions"
+HOSTILE_PRINCIPAL = "o'hare\"); SELECT * FROM yws_dev.ml.yws_features; -- $x :y"
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +66,8 @@ def sql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     LocalWarehouse(home).apply(statements(home))
     store = Store(home.home.resolve() / "server.db")
     tokens = {"ana": store.create_token("ana", ["yws_analysts"]),
-              "mallory": store.create_token("mallory", [])}
+              "mallory": store.create_token("mallory", []),
+              "o'hare": store.create_token(HOSTILE_PRINCIPAL, [])}
     with serving(create_app(home)) as host:
         yield {"host": host, "tokens": tokens, "home": str(home.home.resolve())}
 
@@ -183,6 +186,19 @@ def test_wide_decimal_parameters_bind(sql, value, type_text, want):
     response = execute(sql, "SELECT :p AS x",
                        parameters=[{"name": "p", "value": value, "type": type_text}])
     assert rows(response) == [[want]]
+
+
+# -- current_user() and its aliases ---------------------------------------------------------
+@pytest.mark.parametrize("who, name", [("ana", "ana"), ("mallory", "mallory"),
+                                       ("o'hare", HOSTILE_PRINCIPAL)])
+@pytest.mark.parametrize("function", ["current_user()", "current_user", "user()",
+                                      "session_user()", "upper(user())"])
+def test_every_user_function_is_the_caller(sql, who, name, function):
+    """current_user() and its aliases user() and session_user() are the principal, bound as a
+    value (a principal name that looks like SQL stays a name); user() and session_user() were
+    DuckDB's own user, ``duckdb``."""
+    response = execute(sql, f"SELECT {function} AS u", who=who)
+    assert rows(response) == [[name.upper() if function.startswith("upper") else name]]
 
 
 # -- results: dates and timestamps past Python's range -------------------------------------

@@ -11,7 +11,8 @@ rewritten here so DuckDB answers as Databricks does, or fails with Databricks' e
   Databricks coerces a string;
 * ``/``, ``div`` and ``%`` by zero fail with ``DIVIDE_BY_ZERO`` (Databricks SQL runs with ANSI
   mode on; DuckDB answers ``inf`` or NULL);
-* ``current_user()`` is the caller's principal, not DuckDB's ``duckdb``;
+* ``current_user()`` (and ``user()``, ``session_user()``) is the caller's principal,
+  not DuckDB's ``duckdb``;
 * a column without an alias is named as Spark names it (``count(1)`` for ``count(*)``,
   ``(a + b)``, ``upper(x)``), not as DuckDB does (``count_star()``);
 * DuckDB's errors become Databricks error classes (:func:`sql_error`).
@@ -250,7 +251,12 @@ def to_duckdb(tree: Any, params: Mapping[str, Any], *, user: str | None = None
         if isinstance(typed_param, Typed) and typed_param.duckdb:
             return exp.Cast(this=node.copy(),
                             to=exp.DataType.build(params[node.name].duckdb, dialect="duckdb"))
-        if isinstance(node, exp.CurrentUser) and user is not None:
+        if user is not None and (
+                isinstance(node, exp.CurrentUser | exp.SessionUser)
+                or (isinstance(node, exp.Anonymous) and str(node.name).lower() == "user"
+                    and not node.expressions)):
+            # user() is an alias of current_user(), session_user() the user connected: all
+            # three the caller here, never DuckDB's own user name
             values["__yws_current_user"] = user
             return exp.Placeholder(this="__yws_current_user")
         return node
