@@ -133,6 +133,7 @@ def rows(response: requests.Response) -> list[list[Any]]:
     "INTERVAL DAY",
     "TIMESTAMP WITH TIME ZONE",
     "x" * 10_000,
+    "DECIMAL(38," + "x" * 1_000_000 + ")",
 ])
 def test_a_hostile_parameter_type_is_a_request_error(sql, type_text):
     """A type is one of the parameter types, parsed into a canonical one before it reaches the
@@ -141,7 +142,7 @@ def test_a_hostile_parameter_type_is_a_request_error(sql, type_text):
                        parameters=[{"name": "p", "value": "1", "type": type_text}])
     message = refused(response, 400, "INVALID_PARAMETER_VALUE", sql["home"])
     assert message.startswith("parameters.p: parameter type ")
-    assert len(message) < 1000 + len(type_text)
+    assert len(message) < 1000  # the type is echoed cut short (it was echoed whole)
 
 
 @pytest.mark.parametrize(("value", "type_text", "error_class", "sql_state"), [

@@ -78,11 +78,13 @@ def typed(value: str | None, type_text: str | None) -> Typed:
     ``CAST_INVALID_INPUT`` for a value that does not parse as its type.
     """
     name = re.sub(r"\s+", " ", (type_text or "STRING").strip().upper())
+    # echoed in the error at most this long: the body may hold a type of megabytes
+    shown = repr(type_text) if len(repr(type_text)) <= 100 else repr(type_text)[:100] + "..."
     m = _DECIMAL.fullmatch(name)
     if m:
         precision, scale = int(m.group(1) or 10), int(m.group(2) or 0)
         if not 1 <= precision <= 38 or scale > precision:
-            raise ParameterTypeError(f"parameter type {type_text!r}: DECIMAL precision must be "
+            raise ParameterTypeError(f"parameter type {shown}: DECIMAL precision must be "
                                      "1 to 38 and the scale at most the precision")
         canonical = f"DECIMAL({precision},{scale})"
         return Typed(None if value is None else _decimal(value, precision, scale, canonical),
@@ -92,7 +94,7 @@ def typed(value: str | None, type_text: str | None) -> Typed:
         return Typed(None if value is None else _integer(value, bits, name), name, duck)
     if name not in _SIMPLE:
         raise ParameterTypeError(
-            f"parameter type {type_text!r} is not supported: use STRING, INT, BIGINT, SMALLINT, "
+            f"parameter type {shown} is not supported: use STRING, INT, BIGINT, SMALLINT, "
             "TINYINT, DOUBLE, FLOAT, DECIMAL(p,s), BOOLEAN, DATE, TIMESTAMP, TIMESTAMP_NTZ or "
             "BINARY (complex types such as ARRAY, MAP and STRUCT are not parameter types)")
     duck = _SIMPLE[name]
