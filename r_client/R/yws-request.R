@@ -42,6 +42,12 @@ yws_request <- function(path, query = list(), body = NULL, host = NULL, token = 
 #' @rdname yws_request
 #' @export
 yws_perform <- function(req, call = rlang::caller_env()) {
+  perform_json(req, call = call)
+}
+
+# `rows = TRUE`: a statement result, whose `data_array` becomes a character matrix in
+# jsonlite's C parser (5x faster than lists of lists at 50,000 rows).
+perform_json <- function(req, call = rlang::caller_env(), rows = FALSE) {
   force(req)  # settings errors (no host, no token) surface as themselves, here
   max_tries <- 4
   for (try in seq_len(max_tries)) {
@@ -52,7 +58,14 @@ yws_perform <- function(req, call = rlang::caller_env()) {
     if (pause >= time_left()) break
     Sys.sleep(pause)
   }
-  body <- tryCatch(httr2::resp_body_json(resp), error = function(e) list())
+  body <- tryCatch(
+    if (rows) {
+      jsonlite::fromJSON(httr2::resp_body_string(resp), simplifyVector = TRUE,
+                         simplifyDataFrame = FALSE, simplifyMatrix = TRUE)
+    } else {
+      httr2::resp_body_json(resp)
+    },
+    error = function(e) list())
   if (status >= 400) {
     code <- body$error_code %||% "UNKNOWN"
     message <- body$message %||% httr2::resp_status_desc(resp)

@@ -79,7 +79,7 @@ yws_sql <- function(statement, params = list(), warehouse_id = NULL, timeout = 6
 # A statement's execution errors: HTTP 200 with status FAILED (Databricks), or HTTP 400 (an
 # older yws serve); both raise a yws_sql_error with the warehouse's message.
 statement_call <- function(req, call = rlang::caller_env()) {
-  out <- tryCatch(yws_perform(req, call = call), yws_http_400 = function(e) {
+  out <- tryCatch(perform_json(req, call = call, rows = TRUE), yws_http_400 = function(e) {
     abort_sql(e$error_code, NULL, rlang::cnd_message(e), call = call)
   })
   check_statement(out, call)
@@ -133,15 +133,30 @@ wait_timeout <- function() {
 
 read_chunks <- function(out, host, token) {
   chunk <- out$result
-  rows <- chunk$data_array %||% list()
+  parts <- list(as_rows(chunk$data_array))
   while (!is.null(chunk$next_chunk_index)) {
     path <- chunk$next_chunk_internal_link %||%
       paste0("/api/2.0/sql/statements/", out$statement_id, "/result/chunks/",
              chunk$next_chunk_index)
-    chunk <- yws_perform(yws_request(path, host = host, token = token))
-    rows <- c(rows, chunk$data_array %||% list())
+    chunk <- perform_json(yws_request(path, host = host, token = token), rows = TRUE)
+    parts[[length(parts) + 1]] <- as_rows(chunk$data_array)
   }
-  rows
+  do.call(rbind, parts)
+}
+
+# data_array as a character matrix, one row per result row (NULL: none).
+as_rows <- function(data) {
+  if (is.null(data) || !length(data)) return(NULL)
+  if (is.matrix(data)) {
+    storage.mode(data) <- "character"
+    return(data)
+  }
+  if (is.list(data)) {  # rows jsonlite could not simplify (ragged or nested values)
+    return(do.call(rbind, lapply(data, function(r) vapply(r, function(v) {
+      if (is.null(v)) NA_character_ else paste(as.character(unlist(v)), collapse = ",")
+    }, character(1)))))
+  }
+  matrix(as.character(data), nrow = 1)  # one row with one value
 }
 
 sql_parameter <- function(name, value) {
@@ -174,13 +189,8 @@ check_n_max <- function(n_max) {
 }
 
 as_frame <- function(rows, names, types, bigint = "double") {
-  cols <- lapply(seq_along(names), function(i) {
-    values <- vapply(rows, function(r) {
-      v <- r[[i]]
-      if (is.null(v)) NA_character_ else as.character(v)
-    }, character(1))
-    convert(values, types[[i]], bigint)
-  })
+  if (!is.matrix(rows)) rows <- as_rows(rows) %||% matrix(character(), 0, length(names))
+  cols <- lapply(seq_along(names), function(i) convert(unname(rows[, i]), types[[i]], bigint))
   names(cols) <- make.unique(names)
   tibble::as_tibble(cols, .name_repair = "minimal")
 }

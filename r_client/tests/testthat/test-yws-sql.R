@@ -269,3 +269,27 @@ test_that("yws_predictions(as_of) reads one batch, and latest as of that date", 
     "yws_recency FROM yws_dev.ml.v_yws_predictions WHERE official AND as_of_date <= ",
     "CAST(:as_of AS DATE)) latest WHERE yws_recency = 1 AND band IN (:band1) ORDER BY entity_id"))
 })
+
+test_that("one column, one row, and all-NULL columns keep their shape and types", {
+  fake <- fake_api(list(
+    route("post", "/api/2.0/sql/statements", function(req, res) {
+      shape <- req$json$statement
+      data <- switch(shape, one = list(list("7")), col = list(list("1"), list("2")),
+                     nulls = list(list(NULL, "x"), list(NULL, NULL)))
+      columns <- if (shape == "nulls") {
+        list(list(name = "n", type_name = "INT", position = 0),
+             list(name = "s", type_name = "STRING", position = 1))
+      } else {
+        list(list(name = "n", type_name = "INT", position = 0))
+      }
+      res$send_json(list(statement_id = "s7", status = list(state = "SUCCEEDED"),
+                         manifest = list(schema = list(columns = columns)),
+                         result = list(data_array = data)), auto_unbox = TRUE, null = "null")
+    })))
+  with_fake_env(fake)
+  expect_equal(yws_sql("one")$n, 7L)
+  expect_equal(yws_sql("col")$n, c(1L, 2L))
+  out <- yws_sql("nulls")
+  expect_equal(out$n, c(NA_integer_, NA_integer_))
+  expect_equal(out$s, c("x", NA))
+})
