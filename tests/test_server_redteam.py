@@ -22,6 +22,8 @@ What was found and is fixed here (each family says so):
 * an external link whose expiry had 5000 digits, or whose signature was not ASCII, answered
   500 (that route takes no token);
 * ``user()`` and ``session_user()`` answered DuckDB's user name, ``duckdb``, not the caller;
+* a job parameter value that looked like a flag (``--mode=ok``) became a task argument of its
+  own, so a runner could change what a task does (the gated task passed without its gate);
 * ``runs/repair`` echoed every unknown ``rerun_tasks`` key, duplicates included: a 100 kB
   error message.
 """
@@ -451,6 +453,27 @@ def test_hostile_only_forms_start_nothing(jobs, only):
     message = refused(response, 400, "INVALID_PARAMETER_VALUE", jobs["home"])
     assert message.startswith("only: ")
     assert len(call(jobs, "GET", "/api/2.2/jobs/runs/list?limit=25").json()["runs"]) == before
+
+
+@pytest.mark.parametrize("value", ["--mode=ok", "--home=/tmp/elsewhere", "--target=databricks",
+                                   "--gate", "--"])
+def test_a_job_parameter_value_never_becomes_a_flag(jobs, value):
+    """A task's ``--gate {{job.parameters.gate}}`` gets the runner's value as its value, whatever
+    it looks like: ``--mode=ok`` made a flag of its own, so the gated task passed without its
+    gate (and ``--home=...`` moved the task to another home)."""
+    started = call(jobs, "POST", "/api/2.2/jobs/run-now",
+                   json={"job_id": jobs["job_id"], "only": ["a"],
+                         "job_parameters": {"gate": value}})
+    run_id = started.json()["run_id"]
+    deadline = time.monotonic() + 60
+    while (run := call(jobs, "GET", f"/api/2.2/jobs/runs/get?run_id={run_id}").json())[
+            "state"]["life_cycle_state"] != "TERMINATED":
+        assert time.monotonic() < deadline, "the run did not end"
+        time.sleep(0.1)
+    assert run["state"]["result_state"] == "FAILED"  # the gate named by the value is closed
+    (task,) = run["tasks"]
+    output = call(jobs, "GET", f"/api/2.2/jobs/runs/get-output?run_id={task['run_id']}").json()
+    assert json.loads(output["logs"].splitlines()[0]) == {"mode": "gate", "gate": value}
 
 
 def test_host_metadata_tells_an_anonymous_caller_nothing(jobs, sql):

@@ -184,11 +184,15 @@ def local_task_args(parameters: list[str], values: Mapping[str, str], home: Path
     """A task's Databricks parameters for the local target: job parameters filled in,
     ``--target local --home HOME``, and the Databricks-only flags left out."""
     args: list[str] = []
-    items = [_JOB_PARAM.sub(lambda m: values.get(m.group(1), ""), str(p)) for p in parameters]
+    # Which item is a flag and which its value is read from the bundle's text, before the job
+    # parameters are filled in: a value a runner sends (batch_id "--home=/elsewhere") stays the
+    # value of its flag (``--batch-id=--home=/elsewhere``), never a flag of its own.
+    written = [str(p) for p in parameters]
+    items = [_JOB_PARAM.sub(lambda m: values.get(m.group(1), ""), p) for p in written]
     i = 0
     while i < len(items):
         flag = items[i]
-        value = items[i + 1] if i + 1 < len(items) and not items[i + 1].startswith("--") \
+        value = items[i + 1] if i + 1 < len(items) and not written[i + 1].startswith("--") \
             else None
         i += 2 if value is not None else 1
         if flag in DATABRICKS_ONLY or flag == "--target":
