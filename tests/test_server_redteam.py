@@ -24,6 +24,7 @@ What was found and is fixed here (each family says so):
 * ``user()`` and ``session_user()`` answered DuckDB's user name, ``duckdb``, not the caller;
 * a job parameter value that looked like a flag (``--mode=ok``) became a task argument of its
   own, so a runner could change what a task does (the gated task passed without its gate);
+* a NUL in a job parameter started a run that could only end INTERNAL_ERROR;
 * ``runs/repair`` echoed every unknown ``rerun_tasks`` key, duplicates included: a 100 kB
   error message.
 """
@@ -474,6 +475,22 @@ def test_a_job_parameter_value_never_becomes_a_flag(jobs, value):
     (task,) = run["tasks"]
     output = call(jobs, "GET", f"/api/2.2/jobs/runs/get-output?run_id={task['run_id']}").json()
     assert json.loads(output["logs"].splitlines()[0]) == {"mode": "gate", "gate": value}
+
+
+@pytest.mark.parametrize("endpoint", ["run-now", "runs/repair"])
+@pytest.mark.parametrize("params", [{"gate": "a\u0000b"}, {"gate": "\u0000"},
+                                    {"ga\u0000te": "x"}, {"gate": "ok", "\u0000": ""}])
+def test_a_nul_in_a_job_parameter_is_refused_before_a_run(jobs, endpoint, params):
+    """No process argument holds a NUL: such a value started a run that ended INTERNAL_ERROR
+    ("embedded null byte"); it is refused with the request, and nothing runs."""
+    before = call(jobs, "GET", "/api/2.2/jobs/runs/list?limit=25").json()["runs"]
+    body = ({"job_id": jobs["job_id"], "only": ["a"]} if endpoint == "run-now" else
+            {"run_id": jobs["run_id"], "rerun_tasks": ["a"]})
+    response = call(jobs, "POST", f"/api/2.2/jobs/{endpoint}",
+                    json={**body, "job_parameters": params})
+    message = refused(response, 400, "INVALID_PARAMETER_VALUE", jobs["home"])
+    assert "holds a NUL character" in message
+    assert call(jobs, "GET", "/api/2.2/jobs/runs/list?limit=25").json()["runs"] == before
 
 
 def test_host_metadata_tells_an_anonymous_caller_nothing(jobs, sql):

@@ -224,6 +224,11 @@ def job_parameters(value: Any) -> dict[str, str]:
             out[name] = str(raw)
         else:
             raise invalid(f"job_parameters.{name[:100]} must be a string")
+        if "\x00" in name or "\x00" in out[name]:
+            # a value reaches its task as a process argument, which cannot hold one: the run
+            # would start and end INTERNAL_ERROR ("embedded null byte")
+            raise invalid(f"job_parameters.{name[:100]!r} holds a NUL character (\\u0000), "
+                          "which no task argument can carry")
     size = len(json.dumps(out).encode())
     if size > MAX_JOB_PARAMETERS_BYTES:
         name = max(out, key=lambda k: len(k.encode()) + len(out[k].encode()))
