@@ -90,6 +90,31 @@ test_that("batches, one batch per date, and what the audit says (item 11)", {
   expect_true(all(format(latest$as_of_date) <= day))
 })
 
+test_that("the vignette's local chunks run as written against yws serve (item 13)", {
+  skip_unless_e2e()
+  path <- test_path("..", "..", "vignettes", "from-odbc-to-yws-score.Rmd")
+  skip_if_not(file.exists(path), "the vignette source is not here")
+  lines <- readLines(path)
+  starts <- grep("^```\\{r (settings-local|local-[a-z]+)\\}", lines)
+  chunks <- vapply(starts, function(i) {
+    end <- i + which(lines[-seq_len(i)] == "```")[1]
+    paste(lines[(i + 1):(end - 1)], collapse = "\n")
+  }, character(1))
+  expect_length(chunks, 5)
+  code <- paste(chunks, collapse = "\n")
+  # the settings chunk names yws up's port and token; the test server has its own
+  code <- sub("http://127.0.0.1:8765", Sys.getenv("DATABRICKS_HOST"), code, fixed = TRUE)
+  code <- sub("<the token yws up printed>", Sys.getenv("DATABRICKS_TOKEN"), code, fixed = TRUE)
+  withr::local_envvar(DATABRICKS_HOST = Sys.getenv("DATABRICKS_HOST"),
+                      DATABRICKS_TOKEN = Sys.getenv("DATABRICKS_TOKEN"),
+                      YWS_WAREHOUSE_ID = Sys.getenv("YWS_WAREHOUSE_ID"))
+  env <- new.env()
+  capture.output(suppressMessages(eval(parse(text = code), envir = env)))
+  expect_s3_class(env$preds, "tbl_df")
+  expect_gt(nrow(env$preds), 0)
+  expect_equal(unique(env$preds$batch_id), env$run$batch_id)
+})
+
 test_that("a failing job over yws serve raises yws_run_failed with its message", {
   skip_unless_e2e()
   run <- yws_run_job("yws_score", list(model_alias = "staging"))
