@@ -19,6 +19,9 @@ What was found and is fixed here (each family says so):
 * the division guard copied each divisor twice, so ``1/(1/(1/...))`` grew as 2^depth: 16 levels
   (a 70-byte statement) held a core for 48 s before the statement even existed, out of reach of
   cancel and of the statement timeout;
+* a statement is parsed and rewritten in Python outside the statement timeout, with no bound
+  but 16 MiB of text: 400 kB of ``1/x`` columns took 45 s and 1.4 GB (16 MiB: half an hour and
+  tens of GB, any token, no grant needed); now at most 50,000 tokens, counted before parsing;
 * an external link whose expiry had 5000 digits, or whose signature was not ASCII, answered
   500 (that route takes no token);
 * ``user()`` and ``session_user()`` answered DuckDB's user name, ``duckdb``, not the caller;
@@ -56,6 +59,14 @@ from yws.warehouse.local import LocalWarehouse
 WH = "yws_local"
 STATEMENTS = "/api/2.0/sql/statements"
 SESSIONS = "/api/2.0/sql/sessions"
+
+
+def short(value: Any) -> str:
+    """A test id for a value that may be megabytes long."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:30]}...({len(text)})"
+
+
 HOSTILE_PRINCIPAL = "o'hare\"); SELECT * FROM yws_dev.ml.yws_features; -- $x :y"
 
 
@@ -137,7 +148,7 @@ def rows(response: requests.Response) -> list[list[Any]]:
     "TIMESTAMP WITH TIME ZONE",
     "x" * 10_000,
     "DECIMAL(38," + "x" * 1_000_000 + ")",
-])
+], ids=short)
 def test_a_hostile_parameter_type_is_a_request_error(sql, type_text):
     """A type is one of the parameter types, parsed into a canonical one before it reaches the
     SQL text; anything else is a 400 and no statement, however it is written."""
@@ -166,7 +177,7 @@ def test_a_hostile_parameter_type_is_a_request_error(sql, type_text):
     ("1; DROP TABLE x", "INT", "CAST_INVALID_INPUT", "22018"),
     ("2026-02-30", "DATE", "CAST_INVALID_INPUT", "22018"),
     ("2026-01-01T00:00:00+99:00", "TIMESTAMP", "CAST_INVALID_INPUT", "22018"),
-])
+], ids=short)
 def test_a_hostile_parameter_value_fails_its_statement(sql, value, type_text, error_class,
                                                        sql_state):
     """A value that is not of its type fails the statement as a Databricks cast does."""
@@ -276,7 +287,7 @@ def test_nested_divisions_are_guarded_in_bounded_time(sql, op, depth):
 @pytest.mark.parametrize("statement", [
     "SELECT " + " + ".join(f"1 / (2 / (3 / {i + 1}))" for i in range(300)) + " AS x",
     "SELECT " + "/".join(["(1/(1/(1/(1/(1/1)))))"] * 60) + " AS x",
-])
+], ids=short)
 def test_wide_division_statements_are_bounded(sql, statement):
     start = time.monotonic()
     response = execute(sql, statement)
@@ -286,6 +297,34 @@ def test_wide_division_statements_are_bounded(sql, statement):
     else:
         assert response.json()["status"]["state"] == "SUCCEEDED"
     assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT " + ",".join(["1/x"] * 4_000_000),  # 16 MiB: half an hour and tens of GB to rewrite
+    "SELECT " + ",".join(["1"] * 60_000),
+    "SELECT 1 WHERE 1 IN (" + ",".join(["1"] * 30_000) + ")",
+    "SELECT " + "\\'" * 7_000_000,  # escaped quotes that never close
+    "SELECT " + "'" * 15_000_000 + "x",
+    "SELECT " + "`a`." * 3_000_000 + "b",
+], ids=short)
+def test_a_statement_of_too_many_tokens_is_refused_before_it_is_parsed(sql, statement):
+    """The statement is parsed and rewritten in Python, outside the statement timeout: more
+    than 50,000 tokens is a request error at once (a 400 kB statement of ``1/x`` columns took
+    45 s and 1.4 GB before the bound)."""
+    start = time.monotonic()
+    response = execute(sql, statement, who="mallory")
+    message = refused(response, 400, "INVALID_PARAMETER_VALUE", sql["home"])
+    assert message.startswith("statement has more than 50000 tokens")
+    assert time.monotonic() - start < 10
+
+
+@pytest.mark.parametrize("statement", [
+    "SELECT " + ",".join(["1"] * 12_000),
+    "SELECT '" + "x, " * 200_000 + "' AS s",  # a long string is one token
+], ids=short)
+def test_a_large_statement_under_the_bound_runs(sql, statement):
+    response = execute(sql, statement)
+    assert response.json()["status"]["state"] == "SUCCEEDED"
 
 
 # -- catalog / schema of the request and of a session --------------------------------------
@@ -351,7 +390,7 @@ def test_a_session_namespace_grants_nothing(sql):
     "1796018700.",
     "abc",
     "0." + "f" * 64,
-])
+], ids=short)
 def test_a_forged_result_link_is_not_found(sql, secret):
     response = execute(sql, "SELECT 1 AS x", disposition="EXTERNAL_LINKS", format="CSV")
     statement_id = response.json()["statement_id"]

@@ -5,6 +5,11 @@ Limits, and where they come from:
 * ``statement`` of ``POST /api/2.0/sql/statements``: at most :data:`MAX_STATEMENT_BYTES`
   (16 MiB) — "The maximum query text size is 16 MiB" (SQL Statement Execution API,
   ``executeStatement``). Its body may be twice that, room for a statement escaped as JSON.
+  And at most :data:`MAX_STATEMENT_TOKENS` tokens (words, numbers, symbols; a quoted string or
+  name is one), counted before it is parsed: this server parses and rewrites a statement in
+  Python before DuckDB runs it, outside the statement timeout, at about 4 kB of memory and
+  0.1 ms per token — a 16 MiB statement of ``1/x`` columns would take half an hour and tens of
+  gigabytes. Databricks' own engine has no such bound; the refusal says so.
 * ``idempotency_token`` of ``run-now``: at most 64 characters — "This token must have at most
   64 characters" (Jobs API 2.2, ``run-now``).
 * ``job_parameters`` of ``run-now``: at most :data:`MAX_JOB_PARAMETERS_BYTES` as JSON. The
@@ -50,6 +55,10 @@ log = logging.getLogger("yws.server")
 MiB = 1024 * 1024
 MAX_STATEMENT_BYTES = 16 * MiB
 MAX_STATEMENT_BODY_BYTES = 2 * MAX_STATEMENT_BYTES
+MAX_STATEMENT_TOKENS = 50_000
+# What the tokenizer would count, roughly: a quoted string or name, a word or number, a symbol.
+# No escapes inside quotes: with them, text like \'\'\'... would make every quote scan to the end.
+_TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|`[^`]*`|\w+|[^\w\s]")
 MAX_BODY_BYTES = 1 * MiB
 MAX_JOB_PARAMETERS_BYTES = 10_000
 MAX_IDEMPOTENCY_TOKEN = 64
@@ -332,6 +341,14 @@ def check_statement(payload: dict[str, Any]) -> None:
             len(sql.encode()) > MAX_STATEMENT_BYTES:
         raise invalid(f"statement is {len(sql.encode())} bytes; the maximum query text size "
                       f"is {MAX_STATEMENT_BYTES} bytes (16 MiB)")
+    if isinstance(sql, str) and len(sql) > MAX_STATEMENT_TOKENS:  # fewer chars, fewer tokens
+        count = 0
+        for _ in _TOKEN.finditer(sql):
+            count += 1
+            if count > MAX_STATEMENT_TOKENS:
+                raise invalid(f"statement has more than {MAX_STATEMENT_TOKENS} tokens, the most "
+                              "the local warehouse parses (it rewrites each statement for DuckDB "
+                              "before running it): split it, or pass values as parameters")
     for field in ("warehouse_id", "catalog", "schema", "format", "disposition", "wait_timeout",
                   "on_wait_timeout"):
         value = payload.get(field)
