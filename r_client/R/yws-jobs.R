@@ -59,7 +59,11 @@ yws_run_job <- function(job, params = list(), idempotency_token = NULL, host = N
   run <- structure(list(run_id = out$run_id, job_id = job_id, job = job, params = params,
                         batch_id = params$batch_id, run_page_url = NULL), class = "yws_run")
   if (!is.null(idempotency_token)) {
-    status <- yws_run_status(run, host = host, token = token)
+    # the run exists from here: Ctrl-C cancels it as it would during the wait
+    status <- tryCatch(yws_run_status(run, host = host, token = token),
+                       interrupt = function(cnd) {
+                         interrupted(run, params$batch_id, host = host, token = token)
+                       })
     check_run_matches(run, status)
     run$run_page_url <- status$run_page_url
   }
