@@ -22,6 +22,8 @@ What was found and is fixed here (each family says so):
 * a statement is parsed and rewritten in Python outside the statement timeout, with no bound
   but 16 MiB of text: 400 kB of ``1/x`` columns took 45 s and 1.4 GB (16 MiB: half an hour and
   tens of GB, any token, no grant needed); now at most 50,000 tokens, counted before parsing;
+* finished statements were forgotten oldest first beyond 10,000 in all, so one token sending
+  failing statements in a loop (no grant needed) pushed out everyone else's unread results;
 * an external link whose expiry had 5000 digits, or whose signature was not ASCII, answered
   500 (that route takes no token);
 * ``user()`` and ``session_user()`` answered DuckDB's user name, ``duckdb``, not the caller;
@@ -39,6 +41,7 @@ import sys
 import textwrap
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -82,8 +85,9 @@ def sql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tokens = {"ana": store.create_token("ana", ["yws_analysts"]),
               "mallory": store.create_token("mallory", []),
               "o'hare": store.create_token(HOSTILE_PRINCIPAL, [])}
-    with serving(create_app(home)) as host:
-        yield {"host": host, "tokens": tokens, "home": str(home.home.resolve())}
+    app = create_app(home)
+    with serving(app) as host:
+        yield {"host": host, "tokens": tokens, "home": str(home.home.resolve()), "app": app}
 
 
 def call(server: dict[str, Any], method: str, path: str, who: str | None = "ana",
@@ -378,6 +382,29 @@ def test_a_session_namespace_grants_nothing(sql):
     response = execute(sql, "SELECT * FROM v_yws_predictions", who="mallory",
                        session_id=session_id, catalog="system", schema="main")
     failed(response, "TABLE_OR_VIEW_NOT_FOUND", "42P01", sql["home"])
+
+
+# -- one principal's flood and everyone else's statements ------------------------------------
+def test_one_token_cannot_push_out_another_principals_statements(sql):
+    """Finished statements are forgotten oldest first beyond a bound; a token with no grant
+    sending failing statements in a loop pushed everyone's out (ana's unread result was a 404)
+    until each principal had its own bound, within which only its own oldest go."""
+    service = sql["app"].state.statements
+    before = service.limits
+    service.limits = replace(before, max_records=30, max_records_per_principal=10)
+    try:
+        mine = execute(sql, "SELECT 42 AS answer").json()["statement_id"]
+        flood = [execute(sql, "SELECT * FROM yws_dev.ml.yws_features", who="mallory")
+                 .json()["statement_id"] for _ in range(45)]
+        deadline = time.monotonic() + 5
+        while call(sql, "GET", f"{STATEMENTS}/{flood[-11]}", "mallory").status_code != 404:
+            assert time.monotonic() < deadline, "the flood was not bounded"
+            time.sleep(0.05)
+        assert call(sql, "GET", f"{STATEMENTS}/{flood[-1]}", "mallory").status_code == 200
+        assert call(sql, "GET", f"{STATEMENTS}/{mine}/result/chunks/0").json()[
+            "data_array"] == [["42"]]
+    finally:
+        service.limits = before
 
 
 # -- external links: the one route without a token ------------------------------------------

@@ -20,7 +20,9 @@ Resources are bounded (settings from ``YWS_SQL_*`` variables, see :class:`Result
   all results together pass ``YWS_SQL_RESULT_BYTES`` (default 2 GiB); ``DELETE`` on a statement
   frees its result at once. A statement whose result is gone reports ``CLOSED`` ("result no
   longer available for fetch"); statement records go after 12 hours (then 404), as Databricks
-  removes them "after at least 12 hours in terminal state";
+  removes them "after at least 12 hours in terminal state", and the oldest first beyond
+  ``YWS_SQL_MAX_RECORDS`` (10,000) in all or ``YWS_SQL_MAX_RECORDS_PER_PRINCIPAL`` (1,000) of one
+  principal;
 - cancel (``POST …/cancel``, ``DELETE``, ``on_wait_timeout=CANCEL``) interrupts the query in
   DuckDB (``cursor.interrupt()``), and every query is stopped after
   ``YWS_SQL_STATEMENT_TIMEOUT`` seconds (default 300), ending ``FAILED`` with
@@ -47,6 +49,7 @@ import shutil
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Generator, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -251,6 +254,9 @@ class ResultLimits:
     link_ttl: float = 900.0  # seconds an external link is valid
     record_ttl: float = 12 * 3600.0  # seconds a finished statement is still known
     max_records: int = 10_000  # finished statements known at most
+    # finished statements of one principal known at most: its own oldest go first, so one token
+    # sending statements in a loop cannot push everyone else's out of max_records
+    max_records_per_principal: int = 1_000
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> ResultLimits:
@@ -714,13 +720,23 @@ class StatementService:
                     st.result, st.state = None, "CLOSED"
             ended = sorted(((st.ended, st) for st in self._statements.values()
                             if st.ended is not None), key=lambda t: t[0])
-            extra = len(ended) - self.limits.max_records
-            for i, (when, st) in enumerate(ended):
-                if i < extra or now - when > self.limits.record_ttl:
-                    del self._statements[st.statement_id]
-                    if st.result is not None:
-                        freed.append(st.result)
-                        st.result = None
+            # a principal over its own bound loses its oldest first; then all over max_records
+            own = Counter(st.principal for _, st in ended)
+            kept: list[Statement] = []
+            gone: list[Statement] = []
+            for when, st in ended:
+                if now - when > self.limits.record_ttl or \
+                        own[st.principal] > self.limits.max_records_per_principal:
+                    own[st.principal] -= 1
+                    gone.append(st)
+                else:
+                    kept.append(st)
+            gone += kept[:max(0, len(kept) - self.limits.max_records)]
+            for st in gone:
+                del self._statements[st.statement_id]
+                if st.result is not None:
+                    freed.append(st.result)
+                    st.result = None
         for r in freed:
             r.remove()
 
