@@ -417,3 +417,26 @@ def test_a_result_over_the_server_budget_fails_resource_exhausted(served):
     assert r.status.state == StatementState.FAILED and r.result is None
     assert r.status.error.error_code == ServiceErrorCode.RESOURCE_EXHAUSTED
     assert "YWS_SQL_RESULT_BYTES" in r.status.error.message
+
+
+def test_statement_text_limits(served):
+    """The text limit is the documented one, plus a token bound the local warehouse adds.
+
+    https://docs.databricks.com/api/workspace/statementexecution/executestatement — "statement:
+    The SQL statement to execute ... The maximum query text size is 16 MiB." Past it: 400.
+    Locally a statement of more than 50,000 tokens is refused too (400
+    ``INVALID_PARAMETER_VALUE``), because each statement is parsed and rewritten in Python
+    before DuckDB runs it; a long list of values goes in as parameters instead.
+    """
+    from databricks.sdk.errors import InvalidParameterValue
+
+    w = sdk(served)
+    many = "SELECT " + ", ".join(["1"] * 25_001)  # 50,001 tokens: 25,001 numbers + 25,000 commas
+    with pytest.raises(InvalidParameterValue, match="more than 50000 tokens"):
+        execute(w, many)
+    fine = "SELECT " + ", ".join(f"{i} AS c{i}" for i in range(2_000))  # 8,000 tokens
+    response = execute(w, fine)
+    assert response.status.state.value == "SUCCEEDED"
+    assert len(response.manifest.schema.columns) == 2_000
+    with pytest.raises(InvalidParameterValue, match="16777216 bytes"):
+        execute(w, "SELECT '" + "x" * (16 * 2**20) + "'")
