@@ -15,6 +15,7 @@ export PYSPARK_PYTHON ?= $(abspath $(BIN)/python)
 DEB_PACKAGES := openjdk-17-jre-headless r-base-core r-cran-httr2 r-cran-jsonlite r-cran-rlang \
   r-cran-cli r-cran-dbi r-cran-rodbc r-cran-testthat r-cran-webfakes r-cran-withr \
   r-cran-mockery r-cran-roxygen2 r-cran-knitr r-cran-rmarkdown r-cran-reticulate pandoc \
+  r-cran-tibble r-cran-bit64 r-cran-rsqlite \
   unixodbc odbcinst libsqliteodbc graphviz
 
 demo: setup

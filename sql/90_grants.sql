@@ -8,6 +8,7 @@ GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_predictions TO `{{analysts_gr
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_predictions_latest TO `{{analysts_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_warnings TO `{{analysts_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_score_runs TO `{{analysts_group}}`;
+GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_quarantine TO `{{analysts_group}}`;
 
 GRANT USE CATALOG ON CATALOG {{catalog}} TO `{{r_users_group}}`;
 GRANT USE SCHEMA ON SCHEMA {{catalog}}.{{schema}} TO `{{r_users_group}}`;
@@ -15,6 +16,7 @@ GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_predictions TO `{{r_users_gro
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_predictions_latest TO `{{r_users_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_warnings TO `{{r_users_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_score_runs TO `{{r_users_group}}`;
+GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_quarantine TO `{{r_users_group}}`;
 
 GRANT USE CATALOG ON CATALOG {{catalog}} TO `{{jobs_principal}}`;
 GRANT USE SCHEMA ON SCHEMA {{catalog}}.{{schema}} TO `{{jobs_principal}}`;

@@ -48,7 +48,8 @@ from yws.warehouse import QueryError, check_query
 from yws.warehouse.local import LocalWarehouse
 
 TABLES = ("yws_features", "yws_quarantine", "yws_score_runs", "yws_predictions")
-VIEWS = ("v_yws_predictions", "v_yws_predictions_latest", "v_yws_warnings", "v_yws_score_runs")
+VIEWS = ("v_yws_predictions", "v_yws_predictions_latest", "v_yws_warnings", "v_yws_score_runs",
+         "v_yws_quarantine")
 
 # Statements that wrap a relation R (a quoted path, in backticks) in every place a relation can
 # hide: CTE scopes that do not reach it, subqueries, set operations, lateral joins.

@@ -24,11 +24,12 @@ from yws.sqlfiles import (
     statements,
 )
 from yws.storage.local import LocalStorage
-from yws.tables import PREDICTIONS, SCORE_RUNS, arrow_schema
+from yws.tables import PREDICTIONS, QUARANTINE, SCORE_RUNS, arrow_schema
 from yws.warehouse import QueryError, WarehouseError
 from yws.warehouse.local import LocalWarehouse
 
-VIEWS = ["v_yws_predictions", "v_yws_predictions_latest", "v_yws_warnings", "v_yws_score_runs"]
+VIEWS = ["v_yws_predictions", "v_yws_predictions_latest", "v_yws_warnings", "v_yws_score_runs",
+         "v_yws_quarantine"]
 TABLES = ["yws_features", "yws_predictions", "yws_quarantine", "yws_score_runs"]
 T0 = dt.datetime(2026, 11, 1, 6, 0, tzinfo=dt.UTC)
 
@@ -49,7 +50,7 @@ def test_every_file_parses_starts_with_a_comment_and_comments_every_column():
         if describe(stmt).kind == "VOLUME":  # sqlglot keeps CREATE VOLUME as a command
             assert "\nCOMMENT '" in stmt.text, stmt.where
     kinds = [describe(s).kind for s in stmts if s.text.startswith("CREATE")]
-    assert kinds == ["SCHEMA", "VOLUME"] + ["TABLE"] * 4 + ["VIEW"] * 4
+    assert kinds == ["SCHEMA", "VOLUME"] + ["TABLE"] * 4 + ["VIEW"] * 5
     names = [p.relative_to(sql_dir()).as_posix() for p in files()]
     assert names == sorted(names) and names[0] == "00_schema.sql" and names[-1] == "90_grants.sql"
 
@@ -137,7 +138,7 @@ def test_apply_twice_from_an_empty_warehouse(settings):
     assert [s.action for s in again if s.kind == "TABLE"] == ["exists"] * 4
     assert [(s.kind, s.object) for s in again] == [(s.kind, s.object) for s in first]
     state2 = json.loads(wh.state_path.read_text())
-    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 26
+    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 28
     # A volume has no DuckDB counterpart: recorded, so grants on it are checked and kept.
     assert state2["volumes"] == ["yws_dev.ml.mlflow_tmp"]
     assert [(s.kind, s.action) for s in again if s.kind == "VOLUME"] == [
@@ -415,3 +416,27 @@ def test_the_local_warehouse_session_is_utc_whatever_the_hosts_zone(tmp_path, mo
         monkeypatch.undo()
         time.tzset()
     assert (zone, text) == ("UTC", "2026-01-01 12:00:00+00")
+
+
+def test_the_quarantine_view_shows_the_published_runs_rows_without_the_input_row(settings):
+    d1 = dt.date(2026, 10, 1)
+    storage = LocalStorage(settings)
+
+    def held(entity: str, batch: str, run: str) -> dict:
+        return {"entity_id": entity, "as_of_date": d1, "batch_id": batch, "run_id": run,
+                "reason": "balance_utilization is null or NaN",
+                "record": json.dumps({"customer_id": entity, "defaulted_90d": 1}),
+                "quarantined_at": T0}
+
+    storage.write(pa.Table.from_pylist([held("A", "b1", "r1"), held("B", "b1", "r1-old"),
+                                        held("C", "b9", "r9")], schema=arrow_schema(QUARANTINE)),
+                  settings.quarantine, mode="overwrite")
+    storage.write(pa.Table.from_pylist([_run("r1", "b1", d1, T0 + dt.timedelta(seconds=5)),
+                                        _run("r1-old", "b1", d1, T0, status="SUPERSEDED")],
+                                       schema=arrow_schema(SCORE_RUNS)),
+                  settings.score_runs, mode="overwrite")
+    LocalWarehouse(settings).apply(statements(settings))
+    got = LocalWarehouse(settings).query("SELECT * FROM yws_dev.ml.v_yws_quarantine")
+    assert got.column_names == ["entity_id", "as_of_date", "batch_id", "reason",
+                                "quarantined_at", "run_id"]  # no record: no feature values
+    assert [(r["entity_id"], r["run_id"]) for r in got.to_pylist()] == [("A", "r1")]

@@ -88,7 +88,8 @@ prediction_query <- function(view, filters, all_batches, via) {
 #' `yws_batches()` lists published scoring batches from the audit view `v_yws_score_runs`,
 #' newest first: batch, as-of date, model alias and version, rows read, scored and
 #' quarantined, timings and status. `yws_quarantine()` returns the rows a batch could not
-#' score, with the reason and the whole input row as JSON (from the view `v_yws_quarantine`).
+#' score and why (from the view `v_yws_quarantine`; the input rows themselves stay in the
+#' governed table, readable by the jobs' principal).
 #'
 #' @param as_of Keep batches of this snapshot date only.
 #' @param batch_id The batch whose quarantined rows to read.

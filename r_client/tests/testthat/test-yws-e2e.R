@@ -18,6 +18,14 @@ test_that("train, yws_score() and the rows equal the predictions table for that 
   expect_length(batch, 1)
   expect_match(batch, "^r-")
   expect_equal(unique(format(preds$as_of_date)), Sys.getenv("YWS_E2E_SCORE_DAY"))
+  # the rows the batch set aside, and why, through the quarantine view
+  held <- yws_quarantine(batch)
+  expect_s3_class(held, "tbl_df")
+  expect_gt(nrow(held), 0)
+  expect_equal(unique(held$batch_id), batch)
+  expect_true(all(nzchar(held$reason)))
+  expect_false("record" %in% names(held))
+  expect_length(intersect(held$entity_id, preds$entity_id[!is.na(preds$entity_id)]), 0)
   # the same batch through the Python read API (reticulate), in a process of its own so an
   # embedded interpreter never shares this one
   skip_if_not_installed("reticulate")
