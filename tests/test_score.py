@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
+import time
 
 import mlflow
 import numpy as np
@@ -426,3 +427,21 @@ def test_the_spark_band_expression_agrees_with_the_bands_at_every_edge(spark, sp
     got = [r["band"] for r in rows.select(band_column(spec).alias("band")).collect()]
     assert got == [b.band(p) for p in edges] == ["GREEN", "GREEN", "YELLOW", "YELLOW", "RED",
                                                  "RED"]
+
+
+def test_an_interrupt_while_publishing_is_dropped_once_published_and_delivered_if_not():
+    """Ctrl-C or a job cancel during the commit: a published run stays a success; a commit
+    that failed lets the interrupt through, so the run is cancelled as asked."""
+    import os
+    import signal
+
+    from yws.score import interrupts_held
+
+    with interrupts_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the handler runs here, in the main thread
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with pytest.raises(KeyboardInterrupt), interrupts_held():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)
+        raise RuntimeError("the commit failed")

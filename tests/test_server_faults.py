@@ -72,6 +72,13 @@ resources:
           python_wheel_task: {package_name: yws, entry_point: yws-fake-task,
                               parameters: [--mode, sleep]}
       permissions: [{level: CAN_MANAGE_RUN, user_name: tester}]
+    published:
+      name: published
+      tasks:
+        - task_key: score
+          python_wheel_task: {package_name: yws, entry_point: yws-fake-task,
+                              parameters: [--mode, published]}
+      permissions: [{level: CAN_MANAGE_RUN, user_name: tester}]
 """
 RETRY_MS = 8000
 
@@ -90,6 +97,12 @@ if args["--mode"] == "fail-then-write":
         print("error: attempt 0 fails on purpose", file=sys.stderr)
         sys.exit(1)
     (out / "batch").write_text(args["--batch-id"])
+elif args["--mode"] == "published":  # a score task whose run has published: a cancel ends it 0
+    import signal
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    (out / "pids.tmp").write_text(str(os.getpid()))
+    (out / "pids.tmp").rename(out / "pids")
+    time.sleep(600)
 else:
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
     (out / "pids.tmp").write_text(f"{os.getpid()} {child.pid}")
@@ -231,6 +244,20 @@ def test_cancel_stops_the_task_and_what_it_started(world):
     states = {t.task_key: (t.state.life_cycle_state, t.state.result_state) for t in run.tasks}
     assert states == {"sleep": (RunLifeCycleState.TERMINATED, RunResultState.CANCELED),
                       "after": (RunLifeCycleState.SKIPPED, RunResultState.CANCELED)}
+
+
+@pytest.mark.slow
+def test_a_cancel_that_comes_after_the_work_is_done_leaves_the_run_successful(world):
+    """A score task that has published holds the cancel's signal and ends 0 (yws.score.
+    interrupts_held): the run is SUCCESS — its rows are visible — never CANCELED."""
+    w = world["start"]()
+    run_id = w.jobs.run_now(job_id(w, "published")).response.run_id
+    wait_for((world["home"] / "fake_task" / "pids").exists, 30, "the task to start")
+    run = w.jobs.cancel_run(run_id).result(timeout=timedelta(seconds=15))
+    assert run.state.life_cycle_state == RunLifeCycleState.TERMINATED
+    assert run.state.result_state == RunResultState.SUCCESS
+    assert run.state.state_message == "the cancel came after every task had finished"
+    assert run.tasks[0].state.result_state == RunResultState.SUCCESS
 
 
 @pytest.mark.slow

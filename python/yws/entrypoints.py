@@ -18,6 +18,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -150,9 +151,14 @@ def score_main(argv: Sequence[str] | None = None) -> None:
             from yws.spark import get_spark
 
             spark = get_spark(settings)
-        return scoring.score(settings, spec, spark, as_of=as_of, batch_id=batch_id,
-                             alias=alias, engine=args.engine,
-                             progress=stderr_progress()).as_dict()
+        result = scoring.score(settings, spec, spark, as_of=as_of, batch_id=batch_id,
+                               alias=alias, engine=args.engine, progress=stderr_progress())
+        if argv is None:  # the task's own process (a job, the console script), not a caller's
+            # published: a cancel from now on would only turn a finished run into a
+            # "cancelled" one whose rows are visible; the task ends as it is, successful
+            for sig in scoring.INTERRUPTS:
+                signal.signal(sig, signal.SIG_IGN)
+        return result.as_dict()
 
     _run(go)
 

@@ -10,11 +10,15 @@ another run's; :func:`sweep` removes superseded runs and long-dead ones.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import os
 import random
+import signal
+import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -374,9 +378,10 @@ def score(
             timings=timings,
             engine=used,
         )
-        superseded = publish(storage, settings, _run_record(result, as_of, started, ended),
-                             progress=progress)
-        published = True
+        with interrupts_held():  # a cancel mid-commit must not leave "cancelled" but published
+            superseded = publish(storage, settings, _run_record(result, as_of, started, ended),
+                                 progress=progress)
+            published = True
     except BaseException:
         if not published:
             undo(storage, settings, run_id, progress=progress)
@@ -396,6 +401,31 @@ ORPHANS_AFTER = dt.timedelta(hours=6)
 """Rows of a run that never published (its process died) are removed by a later run once they
 are this old: far longer than a score task may run (its timeout is one hour), so a run still
 going is never touched."""
+
+
+INTERRUPTS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextlib.contextmanager
+def interrupts_held() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM (a job cancel) while the run publishes: one that arrives then is
+    dropped once the commit has landed — the run is published, so it succeeded — and delivered
+    if the commit failed, so the run is cancelled as asked. Only the main thread can set
+    handlers; elsewhere the block is a no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    before = {s: signal.signal(s, lambda sig, _frame: came.append(sig)) for s in INTERRUPTS}
+    done = False
+    try:
+        yield
+        done = True
+    finally:
+        for sig, handler in before.items():
+            signal.signal(sig, handler)
+        if came and not done:
+            os.kill(os.getpid(), came[0])  # the cancel goes on as it would have
 
 
 def publish(storage: Storage, settings: Settings, record: pa.Table,

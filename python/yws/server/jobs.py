@@ -583,10 +583,12 @@ class Runner:
         if self._stopping:
             self._finish(run_id, "FAILED", "INTERNAL_ERROR", SERVER_STOPPED,
                          life="INTERNAL_ERROR")
+        elif set(results.values()) == {"SUCCESS"}:  # a cancel that came too late changes nothing
+            self._finish(run_id, "SUCCESS", "SUCCESS",
+                         "the cancel came after every task had finished"
+                         if run_id in self._cancelled else "")
         elif run_id in self._cancelled:
             self._finish(run_id, "CANCELED", "USER_CANCELED", "Run cancelled by the user")
-        elif set(results.values()) == {"SUCCESS"}:
-            self._finish(run_id, "SUCCESS", "SUCCESS", "")
         elif "TIMEDOUT" in results.values():
             self._finish(run_id, "TIMEDOUT", "RUN_EXECUTION_ERROR", "Run timed out")
         else:
@@ -767,6 +769,10 @@ def wait_task_process(proc: subprocess.Popen[str], timeout: float | None,
     if outcome is None:  # a task that fails once stopped (cancel signals it at once) was stopped
         outcome = "SUCCESS" if proc.returncode == 0 else "CANCELED" if stop.is_set() \
             else "FAILED"
+    elif proc.returncode == 0:
+        # it finished its work before the stop took effect (a score task that had published
+        # holds the signal, then ends 0): reporting it cancelled would hide that it did
+        outcome = "SUCCESS"
     return out or "", err or "", outcome
 
 
