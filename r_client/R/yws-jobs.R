@@ -91,9 +91,10 @@ yws_idempotency_token <- function(job, params) {
                    class = c("yws_input_error", "yws_error"))
   }
   params <- params[order(names(params))]
-  fields <- c("yws-r-run/1", paste0("job=", job),
-              paste0(names(params), "=", vapply(params, paste, character(1), collapse = ",")))
-  cli::hash_sha256(paste(fields, collapse = "\n"))
+  # JSON, so no value can pass for a separator: {a = "1\nb=2"} and {a = "1", b = "2"} differ
+  text <- jsonlite::toJSON(list(v = "yws-r-run/2", job = job, params = params),
+                           auto_unbox = FALSE, null = "null")
+  cli::hash_sha256(as.character(text))
 }
 
 check_token <- function(x) {

@@ -137,6 +137,11 @@ test_that("the derived idempotency token covers the whole run, hashed to 64 char
   longer <- paste0(strrep("b", 127), "c")  # differs only past character 64
   expect_false(identical(yws_idempotency_token("yws_score", list(batch_id = long)),
                          yws_idempotency_token("yws_score", list(batch_id = longer))))
+  # a value holding what looks like another parameter is not that parameter
+  expect_false(identical(yws_idempotency_token("yws_score", list(a = "1\nb=2")),
+                         yws_idempotency_token("yws_score", list(a = "1", b = "2"))))
+  expect_false(identical(yws_idempotency_token("yws_score", list(a = "1,2")),
+                         yws_idempotency_token("yws_score", list(a = c("1", "2")))))
   expect_error(yws_run_job("yws_score", idempotency_token = strrep("t", 65)),
                class = "yws_input_error")
 })
