@@ -17,6 +17,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -129,9 +130,9 @@ DONE = (RunLifeCycleState.TERMINATED, RunLifeCycleState.SKIPPED,
         RunLifeCycleState.INTERNAL_ERROR)
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    root = tmp_path_factory.mktemp("conformance_jobs")
+def task_world(root: Path) -> tuple[Settings, Path, Path]:
+    """A home, the test bundle (``root/jobs``) and the bin its cheap task script runs from:
+    ``create_app(settings, bundle_root=..., bin_dir=...)``."""
     (root / "jobs").mkdir()
     (root / "jobs" / "databricks.yml").write_text(BUNDLE)
     bin_dir = root / "bin"
@@ -139,11 +140,17 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     script = bin_dir / "yws-conf-task"
     script.write_text(f"#!{sys.executable}\n{textwrap.dedent(TASK)}")
     script.chmod(0o755)
-    settings = Settings(home=root / "yws")
+    return Settings(home=root / "yws"), root / "jobs", bin_dir
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("conformance_jobs")
+    settings, bundle_root, bin_dir = task_world(root)
     store = Store(settings.home.resolve() / "server.db")
     tokens = {"tester": store.create_token("tester", ["runners"]),
               "other": store.create_token("other", ["runners"])}
-    app = create_app(settings, bundle_root=root / "jobs", bin_dir=bin_dir)  # tasks from bin/
+    app = create_app(settings, bundle_root=bundle_root, bin_dir=bin_dir)  # tasks from bin/
     with serving(app) as host:
         yield {"host": host, "tokens": tokens, "home": settings.home.resolve()}
 

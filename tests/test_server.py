@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import shutil
 import socket
-import threading
 import time
 from datetime import timedelta
 
 import pytest
-import uvicorn
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.errors import (
     InvalidParameterValue,
@@ -21,7 +19,7 @@ from databricks.sdk.errors import (
 from databricks.sdk.service.jobs import RunLifeCycleState, RunResultState
 from databricks.sdk.service.sql import StatementState
 
-from conftest import SCORE_DAY, point_sdk_at
+from conftest import SCORE_DAY, free_port, point_sdk_at, serving
 from yws.config import Settings
 from yws.predictions import read_predictions
 from yws.server import sql_api
@@ -30,12 +28,6 @@ from yws.server.store import Store
 from yws.sqlfiles import statements
 from yws.warehouse.databricks import DatabricksWarehouse
 from yws.warehouse.local import LocalWarehouse
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
@@ -55,21 +47,8 @@ def served(trained_home, tmp_path_factory, spark, spec):
         "outsider": store.create_token("mallory", ["marketing"]),
     }
     app = create_app(home)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:  # the SDK blocks for minutes on a refused port
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield {"home": home, "host": f"http://127.0.0.1:{port}", "tokens": tokens, "app": app}
-    server.should_exit = True
-    thread.join(10)
+    with serving(app) as host:
+        yield {"home": home, "host": host, "tokens": tokens, "app": app}
 
 
 def client(served, who: str) -> WorkspaceClient:

@@ -37,8 +37,6 @@ What was found and is fixed here (each family says so):
 from __future__ import annotations
 
 import json
-import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -48,7 +46,7 @@ import pytest
 import requests
 
 from conftest import serving
-from test_conformance_jobs import BUNDLE, TASK
+from test_conformance_jobs import task_world
 from test_sql_api_resources import predictions, published_run
 from yws.config import Settings
 from yws.server.app import create_app
@@ -429,19 +427,11 @@ def test_a_forged_result_link_is_not_found(sql, secret):
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """The conformance bundle with cheap task processes, and one ended (failed) run of chain."""
-    root = tmp_path_factory.mktemp("redteam-jobs")
-    (root / "jobs").mkdir()
-    (root / "jobs" / "databricks.yml").write_text(BUNDLE)
-    bin_dir = root / "bin"
-    bin_dir.mkdir()
-    script = bin_dir / "yws-conf-task"
-    script.write_text(f"#!{sys.executable}\n{textwrap.dedent(TASK)}")
-    script.chmod(0o755)
-    settings = Settings(home=root / "yws")
+    settings, bundle_root, bin_dir = task_world(tmp_path_factory.mktemp("redteam-jobs"))
     store = Store(settings.home.resolve() / "server.db")
     tokens = {"ana": store.create_token("tester", ["runners"]),
               "mallory": store.create_token("mallory", [])}
-    with serving(create_app(settings, bundle_root=root / "jobs", bin_dir=bin_dir)) as host:
+    with serving(create_app(settings, bundle_root=bundle_root, bin_dir=bin_dir)) as host:
         server = {"host": host, "tokens": tokens, "home": str(settings.home.resolve())}
         listed = call(server, "GET", "/api/2.2/jobs/list").json()["jobs"]
         server["job_id"] = {j["settings"]["name"]: j["job_id"] for j in listed}["chain"]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import socket
 import threading
 import time
 import urllib.error
@@ -37,8 +36,8 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pytest
-import uvicorn
 
+from conftest import serving
 from yws.config import Settings, SettingsError
 from yws.server.app import create_app
 from yws.server.sql_api import ResultLimits
@@ -91,23 +90,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
     token = Store(home.home.resolve() / "server.db").create_token(
         "ana", ["yws_analysts", "yws_r_users"])
     app = create_app(home)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            time.sleep(0.05)
-    yield {"home": home, "host": f"http://127.0.0.1:{port}", "token": token, "app": app}
-    server.should_exit = True
-    thread.join(10)
+    with serving(app) as host:
+        yield {"home": home, "host": host, "token": token, "app": app}
 
 
 @pytest.fixture
