@@ -137,3 +137,35 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(integration)
         else:
             item.add_marker(unit)
+
+
+def synthetic_home(root: Path, rows: int, seed: int = 0) -> Settings:
+    """A home whose SQL layer shows ``rows`` synthetic predictions of one published batch
+    (``b0``, run ``r0``, as-of 2026-09-30; entity ids ``C00000000``…), built without Spark."""
+    import numpy as np
+    import pyarrow as pa
+
+    from yws.sqlfiles import statements
+    from yws.tables import PREDICTIONS, SCORE_RUNS, arrow_schema
+    from yws.warehouse.local import LocalWarehouse
+
+    home = Settings(home=root / "yws")
+    p = np.random.default_rng(seed).random(rows)
+    day, at = dt.date(2026, 9, 30), dt.datetime(2026, 9, 30, 6, tzinfo=dt.UTC)
+    storage = LocalStorage(home)
+    storage.write(pa.table({
+        "entity_id": [f"C{i:08d}" for i in range(rows)],
+        "as_of_date": pa.array([day] * rows, pa.date32()), "batch_id": ["b0"] * rows,
+        "run_id": ["r0"] * rows, "probability": p, "prediction": (p >= 0.5).astype(np.int32),
+        "band": np.where(p >= 0.4, "RED", "GREEN"), "model_name": ["yws_dev.ml.yws_lr"] * rows,
+        "model_version": np.full(rows, 1, np.int32),
+        "scored_at": pa.array([at] * rows, pa.timestamp("us", tz="UTC")),
+    }, schema=arrow_schema(PREDICTIONS)), home.predictions)
+    storage.write(pa.Table.from_pylist([{
+        "run_id": "r0", "batch_id": "b0", "as_of_date": day, "model_name": "yws_dev.ml.yws_lr",
+        "model_alias": "champion", "model_version": 1, "rows_read": rows, "rows_scored": rows,
+        "rows_quarantined": 0, "started_at": at, "ended_at": at, "duration_seconds": 1.0,
+        "status": "SUCCEEDED", "superseded_by": None}], schema=arrow_schema(SCORE_RUNS)),
+        home.score_runs)
+    LocalWarehouse(home).apply(statements(home))
+    return home

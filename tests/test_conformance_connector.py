@@ -27,7 +27,6 @@ import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pytest
 from databricks import sql as dbsql
@@ -40,14 +39,9 @@ from databricks.sql.parameters import (
     TimestampParameter,
 )
 
-from conftest import serving
-from yws.config import Settings
+from conftest import serving, synthetic_home
 from yws.server.app import create_app
 from yws.server.store import Store
-from yws.sqlfiles import statements
-from yws.storage.local import LocalStorage
-from yws.tables import PREDICTIONS, SCORE_RUNS, arrow_schema
-from yws.warehouse.local import LocalWarehouse
 
 ROWS = 45_000  # three chunks of the statement service's 20,000 rows
 VIEW = "yws_dev.ml.v_yws_predictions"
@@ -59,39 +53,10 @@ FOREVER = ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
 pytestmark = pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 
 
-def predictions(n: int) -> pa.Table:
-    rng = np.random.default_rng(7)
-    p = rng.random(n)
-    day = dt.date(2026, 9, 30)
-    return pa.table({
-        "entity_id": [f"C{i:08d}" for i in range(n)],
-        "as_of_date": pa.array([day] * n, pa.date32()), "batch_id": ["b0"] * n,
-        "run_id": ["r0"] * n, "probability": p, "prediction": (p >= 0.5).astype(np.int32),
-        "band": np.where(p >= 0.4, "RED", "GREEN"), "model_name": ["yws_dev.ml.yws_lr"] * n,
-        "model_version": np.full(n, 1, np.int32),
-        "scored_at": pa.array([dt.datetime(2026, 9, 30, 6, tzinfo=dt.UTC)] * n,
-                              pa.timestamp("us", tz="UTC")),
-    }, schema=arrow_schema(PREDICTIONS))
-
-
-def published_run(n: int) -> pa.Table:
-    """The score run that publishes batch b0 (the views show only published runs)."""
-    at = dt.datetime(2026, 9, 30, 6, tzinfo=dt.UTC)
-    row = {"run_id": "r0", "batch_id": "b0", "as_of_date": dt.date(2026, 9, 30),
-           "model_name": "yws_dev.ml.yws_lr", "model_alias": "champion", "model_version": 1,
-           "rows_read": n, "rows_scored": n, "rows_quarantined": 0, "started_at": at,
-           "ended_at": at, "duration_seconds": 1.0, "status": "SUCCEEDED",
-           "superseded_by": None}
-    return pa.Table.from_pylist([row], schema=arrow_schema(SCORE_RUNS))
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Synthetic predictions (no Spark), the SQL layer applied, ``yws serve`` on loopback."""
-    home = Settings(home=tmp_path_factory.mktemp("connector") / "yws")
-    LocalStorage(home).write(predictions(ROWS), home.predictions)
-    LocalStorage(home).write(published_run(ROWS), home.score_runs)
-    LocalWarehouse(home).apply(statements(home))
+    home = synthetic_home(tmp_path_factory.mktemp("connector"), ROWS, seed=7)
     store = Store(home.home.resolve() / "server.db")
     tokens = {"ana": store.create_token("ana", ["yws_analysts", "yws_r_users"]),
               "mallory": store.create_token("mallory", ["marketing"])}

@@ -30,16 +30,12 @@ from databricks.sdk.service.sql import (
     StatementState,
 )
 
-from conftest import point_sdk_at, serving
-from test_sql_api_resources import predictions, published_run
+from conftest import point_sdk_at, serving, synthetic_home
 from yws.config import Settings
 from yws.server.app import create_app
 from yws.server.store import Store
-from yws.sqlfiles import statements
-from yws.storage.local import LocalStorage
 from yws.warehouse import QueryError
 from yws.warehouse.databricks import DatabricksWarehouse
-from yws.warehouse.local import LocalWarehouse
 
 WH = "yws_local"
 VIEW = "yws_dev.ml.v_yws_predictions"
@@ -48,10 +44,7 @@ ROWS = 30_000
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    home = Settings(home=tmp_path_factory.mktemp("conformance-sql") / "yws")
-    LocalStorage(home).write(predictions(ROWS), home.predictions)
-    LocalStorage(home).write(published_run(), home.score_runs)
-    LocalWarehouse(home).apply(statements(home))
+    home = synthetic_home(tmp_path_factory.mktemp("conformance-sql"), ROWS)
     store = Store(home.home.resolve() / "server.db")
     tokens = {"ana": store.create_token("ana", ["yws_analysts", "yws_r_users"]),
               "outsider": store.create_token("outsider", [])}

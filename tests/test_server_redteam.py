@@ -45,17 +45,12 @@ from typing import Any
 import pytest
 import requests
 
-from conftest import serving
+from conftest import serving, synthetic_home
 from test_conformance_jobs import task_world
-from test_sql_api_resources import predictions, published_run
-from yws.config import Settings
 from yws.server.app import create_app
 from yws.server.store import Store
-from yws.sqlfiles import statements
-from yws.storage.local import LocalStorage
 from yws.warehouse import check_query
 from yws.warehouse.dialect import to_duckdb
-from yws.warehouse.local import LocalWarehouse
 
 WH = "yws_local"
 STATEMENTS = "/api/2.0/sql/statements"
@@ -75,10 +70,7 @@ HOSTILE_PRINCIPAL = "o'hare\"); SELECT * FROM yws_dev.ml.yws_features; -- $x :y"
 def sql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """A home with the SQL layer over synthetic predictions (no Spark); an analyst and a token
     with no grants at all."""
-    home = Settings(home=tmp_path_factory.mktemp("redteam-sql") / "yws")
-    LocalStorage(home).write(predictions(50), home.predictions)
-    LocalStorage(home).write(published_run(), home.score_runs)
-    LocalWarehouse(home).apply(statements(home))
+    home = synthetic_home(tmp_path_factory.mktemp("redteam-sql"), 50)
     store = Store(home.home.resolve() / "server.db")
     tokens = {"ana": store.create_token("ana", ["yws_analysts"]),
               "mallory": store.create_token("mallory", []),

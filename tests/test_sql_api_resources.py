@@ -33,19 +33,14 @@ from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 import pytest
 
-from conftest import serving
-from yws.config import Settings, SettingsError
+from conftest import serving, synthetic_home
+from yws.config import SettingsError
 from yws.server.app import create_app
 from yws.server.sql_api import ResultLimits
 from yws.server.store import Store
-from yws.sqlfiles import statements
-from yws.storage.local import LocalStorage
-from yws.tables import PREDICTIONS, SCORE_RUNS, arrow_schema
-from yws.warehouse.local import LocalWarehouse
 
 FOREVER = ("WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) "
            "SELECT max(n) AS n FROM r")
@@ -53,40 +48,10 @@ FULL_VIEW = "SELECT * FROM yws_dev.ml.v_yws_predictions"
 ROWS = 50_000
 
 
-def predictions(n: int) -> pa.Table:
-    rng = np.random.default_rng(0)
-    p = rng.random(n)
-    day = dt.date(2026, 9, 30)
-    return pa.table({
-        "entity_id": [f"C{i:08d}" for i in range(n)],
-        "as_of_date": pa.array([day] * n, pa.date32()), "batch_id": ["b0"] * n,
-        "run_id": ["r0"] * n,
-        "probability": p, "prediction": (p >= 0.5).astype(np.int32),
-        "band": np.where(p >= 0.4, "RED", "GREEN"), "model_name": ["yws_dev.ml.yws_lr"] * n,
-        "model_version": np.full(n, 1, np.int32),
-        "scored_at": pa.array([dt.datetime(2026, 9, 30, 6, tzinfo=dt.UTC)] * n,
-                              pa.timestamp("us", tz="UTC")),
-    }, schema=arrow_schema(PREDICTIONS))
-
-
-def published_run() -> pa.Table:
-    """The score run that publishes batch b0 (the views show only published runs)."""
-    at = dt.datetime(2026, 9, 30, 6, tzinfo=dt.UTC)
-    row = {"run_id": "r0", "batch_id": "b0", "as_of_date": dt.date(2026, 9, 30),
-           "model_name": "yws_dev.ml.yws_lr", "model_alias": "champion", "model_version": 1,
-           "rows_read": ROWS, "rows_scored": ROWS, "rows_quarantined": 0, "started_at": at,
-           "ended_at": at, "duration_seconds": 1.0, "status": "SUCCEEDED",
-           "superseded_by": None}
-    return pa.Table.from_pylist([row], schema=arrow_schema(SCORE_RUNS))
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     """Synthetic predictions (no Spark), the SQL layer applied, served on a loopback port."""
-    home = Settings(home=tmp_path_factory.mktemp("resources") / "yws")
-    LocalStorage(home).write(predictions(ROWS), home.predictions)
-    LocalStorage(home).write(published_run(), home.score_runs)
-    LocalWarehouse(home).apply(statements(home))
+    home = synthetic_home(tmp_path_factory.mktemp("resources"), ROWS)
     token = Store(home.home.resolve() / "server.db").create_token(
         "ana", ["yws_analysts", "yws_r_users"])
     app = create_app(home)

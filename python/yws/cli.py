@@ -465,25 +465,17 @@ Ctrl-C stops both.
 def _stop_group(proc: Any, grace: float = 5.0) -> None:
     """Stop a process started in its own session and everything it started: SIGTERM to the
     group, then SIGKILL to whatever of the group is left after ``grace`` seconds."""
-    import os
     import signal
     import time
 
-    def alive() -> bool:
-        try:
-            os.killpg(proc.pid, 0)
-            return True
-        except (ProcessLookupError, PermissionError):
-            return False
+    from yws.server.jobs import signal_group
 
-    if alive():
-        os.killpg(proc.pid, signal.SIGTERM)
+    if signal_group(proc.pid, signal.SIGTERM):
         deadline = time.monotonic() + grace
-        while alive() and time.monotonic() < deadline:
+        while signal_group(proc.pid, 0) and time.monotonic() < deadline:
             proc.poll()  # reap the leader, so a zombie does not keep the group "alive"
             time.sleep(0.1)
-        if alive():
-            os.killpg(proc.pid, signal.SIGKILL)
+        signal_group(proc.pid, signal.SIGKILL)  # whatever of the group is left
     proc.wait()
 
 

@@ -155,13 +155,16 @@ def reasons(table: pa.Table, spec: Spec, categories: dict[str, list[str]],
         if mask.any():
             checks.append((mask, text))
 
+    floats: dict[str, np.ndarray] = {}  # each numeric column converted once per batch
     for rule in quarantine_rules(spec, unseen=True, duplicates=len(duplicates) > 0):
         col = table[rule.column]
         if rule.check == "null":
             add(_nulls(col), rule.reason())
         elif rule.check in ("null_or_nan", "infinite"):
-            x = np.asarray(pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False),
-                           dtype=np.float64)
+            if rule.column not in floats:
+                floats[rule.column] = np.asarray(
+                    pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64)
+            x = floats[rule.column]
             add(np.isnan(x) if rule.check == "null_or_nan" else np.isinf(x), rule.reason())
         elif rule.check == "unseen":
             known = pa.array(categories.get(rule.column, []), pa.string())

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import FastAPI, Request
 
@@ -82,6 +82,21 @@ def _durations(t: Any) -> dict[str, int]:
 def workspace_id(home: str) -> str:
     """A stable number for this server's workspace (its home), as a workspace id is."""
     return str(int(hashlib.sha256(home.encode()).hexdigest()[:12], 16) % 10**15 + 10**15)
+
+
+T = TypeVar("T")
+
+
+def paged(items: list[T], page_token: str | None, offset: Any,
+          size: int) -> tuple[list[T], dict[str, Any]]:
+    """One page of a list call (by ``page_token``, else the deprecated ``offset``) and its
+    ``has_more`` / ``next_page_token`` fields."""
+    start = page_offset(page_token) if page_token else list_offset(offset)
+    page = items[start:start + size]
+    more: dict[str, Any] = {"has_more": start + len(page) < len(items)}
+    if more["has_more"]:
+        more["next_page_token"] = str(start + len(page))
+    return page, more
 
 
 def add_routes(app: FastAPI, api: Api) -> None:
@@ -190,13 +205,8 @@ def add_routes(app: FastAPI, api: Api) -> None:
                    if j.allowed(principal, ("CAN_VIEW", "CAN_MANAGE_RUN", "CAN_MANAGE",
                                             "IS_OWNER"))
                    and (wanted is None or j.name.casefold() == wanted)]
-        start = page_offset(page_token) if page_token else list_offset(offset)
-        page = visible[start:start + size]
-        out: dict[str, Any] = {"jobs": [j.as_api(expand_tasks) for j in page],
-                               "has_more": start + len(page) < len(visible)}
-        if out["has_more"]:
-            out["next_page_token"] = str(start + len(page))
-        return out
+        page, more = paged(visible, page_token, offset, size)
+        return {"jobs": [j.as_api(expand_tasks) for j in page], **more}
 
     @app.get("/api/2.2/jobs/get")
     def jobs_get(request: Request, job_id: int) -> dict[str, Any]:
@@ -274,14 +284,9 @@ def add_routes(app: FastAPI, api: Api) -> None:
             if (active_only and not active) or (completed_only and active):
                 continue
             keep.append(r)
-        start = page_offset(page_token) if page_token else list_offset(offset)
-        page = keep[start:start + size]
+        page, more = paged(keep, page_token, offset, size)
         base = str(request.base_url)
-        out: dict[str, Any] = {"runs": [run_json(r, base, expand_tasks) for r in page],
-                               "has_more": start + len(page) < len(keep)}
-        if out["has_more"]:
-            out["next_page_token"] = str(start + len(page))
-        return out
+        return {"runs": [run_json(r, base, expand_tasks) for r in page], **more}
 
     @app.get("/api/2.2/jobs/runs/get-output")
     def runs_get_output(request: Request, run_id: int) -> dict[str, Any]:
