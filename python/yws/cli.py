@@ -14,7 +14,7 @@ import click
 
 from yws.config import Settings, SettingsError, check_identifier, check_table_name
 from yws.console import stderr_progress
-from yws.errors import user_errors as _user_errors  # printed as one line, no traceback
+from yws.errors import user_errors  # printed as one line, no traceback
 from yws.spec import Spec, default_spec_text, load_spec
 
 
@@ -682,7 +682,7 @@ def main(argv: list[str] | None = None) -> int:
         return e.exit_code
     except SystemExit as e:
         return int(e.code or 0)
-    except _user_errors() as e:
+    except user_errors() as e:
         click.echo(f"error: {e}", err=True)
         return 1
     return 0

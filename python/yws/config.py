@@ -13,11 +13,13 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from yws.errors import YwsError
+
 TARGETS = ("local", "databricks")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 
 
-class SettingsError(ValueError):
+class SettingsError(YwsError, ValueError):
     """A setting has a value YWS cannot use."""
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
+from yws.errors import InvalidValueError
+
 
 @dataclass(frozen=True)
 class TrueModel:
@@ -101,9 +103,10 @@ def generate(
     an unseen product tier, a duplicated customer id. Scoring quarantines them.
     """
     if rows < 1:
-        raise ValueError(f"rows must be at least 1, got {rows}")
+        raise InvalidValueError(f"rows must be at least 1, got {rows}")
     if not 0 <= anomalies <= rows // 2:
-        raise ValueError(f"anomalies must be between 0 and rows/2 ({rows // 2}), got {anomalies}")
+        raise InvalidValueError(
+            f"anomalies must be between 0 and rows/2 ({rows // 2}), got {anomalies}")
     rng = _rng(seed, as_of)
     n = rows
     cols: dict[str, np.ndarray] = {

@@ -28,6 +28,7 @@ from typing import Any
 from yws import sqlfiles
 from yws.bundle import Bundle, load
 from yws.config import Settings
+from yws.errors import YwsError
 
 REPO = Path(__file__).resolve().parents[2]
 UC_LOGO = REPO / "docs" / "assets" / "unity-catalog.png"
@@ -40,7 +41,7 @@ LOCAL_CAPTION = ("The same bundle, job code, SQL files and R client on one machi
 _CREATE_VIEW = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?VIEW\s+([\w.`]+)", re.IGNORECASE)
 
 
-class DiagramError(RuntimeError):
+class DiagramError(YwsError, RuntimeError):
     """The picture cannot be built or drawn; the message says what to install or fix."""
 
 

@@ -8,8 +8,8 @@ parameter value it does not implement — is a :class:`UnsupportedModelError`, n
 approximation; ``--engine auto`` then falls back to Spark.
 
 This file is also each registered model's pyfunc code (``yws.train.pyfunc_code`` logs it as
-``code/yws_arrow_engine.py``), so it imports nothing from ``yws`` and only packages listed in
-``yws.train.PYFUNC_PACKAGES``.
+``code/yws_arrow_engine.py``), so it imports nothing from ``yws`` but the errors' root, and
+that only when it is there; and only packages listed in ``yws.train.PYFUNC_PACKAGES``.
 """
 
 from __future__ import annotations
@@ -24,14 +24,19 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+try:  # inside YWS, its errors' root; logged as a model's code, the file stands alone
+    from yws.errors import YwsError as _Root
+except ImportError:  # pragma: no cover - only where yws is not installed
+    _Root = Exception  # type: ignore[misc,assignment]
+
 Columns = dict[str, Any]  # name -> np.ndarray (float64 with NaN for null, or 2-D), or pa.Array
 
 
-class UnsupportedModelError(ValueError):
+class UnsupportedModelError(_Root, ValueError):
     """The model holds a stage or setting the arrow engine does not implement."""
 
 
-class InvalidInputError(ValueError):
+class InvalidInputError(_Root, ValueError):
     """A row the model itself refuses (as Spark would): a null or NaN where no stage handles it,
     an unseen category under handleInvalid=error."""
 

@@ -25,6 +25,7 @@ from typing import Any, NoReturn
 
 from yws import registry
 from yws.config import Settings
+from yws.errors import InvalidValueError
 
 
 class TaskArgumentParser(argparse.ArgumentParser):
@@ -58,7 +59,7 @@ def _date(text: str) -> dt.date | None:
     try:
         return dt.date.fromisoformat(text)
     except ValueError:
-        raise ValueError(f"--as-of-date {text!r} is not a date; use YYYY-MM-DD") from None
+        raise InvalidValueError(f"--as-of-date {text!r} is not a date; use YYYY-MM-DD") from None
 
 
 def train_parser() -> argparse.ArgumentParser:

@@ -1,30 +1,42 @@
-"""Which errors are the user's to fix: shown as one ``error: …`` line, without a traceback.
+"""The root of every error YWS raises on purpose, and the set reported as one line.
 
-Everything else (a bug, a lost connection, a platform failure) keeps its traceback. Both the
-``yws`` command and the job entry points ask here, so the two agree. The classes are imported
-when asked for, not at import time: the job entry points must start without the modules (and
-their third-party packages) that a given task does not use.
+Each :class:`YwsError`'s message names what is wrong and what to do, so the ``yws`` command and
+the job entry points print it as one ``error: …`` line, without a traceback. Anything else —
+a bug, a ``ValueError`` from a library, a lost connection — keeps its traceback. The classes
+below also derive from the built-in class a caller would expect (``ValueError`` for a bad
+value, ``LookupError`` for something missing), so ``except ValueError`` keeps working; but only
+the root decides what is the user's to fix.
+
+This module imports nothing of YWS: it is the floor every other module stands on.
 """
 
 from __future__ import annotations
 
-# The message of each of these tells the user what to do. SettingsError, SpecError and most
-# of the others derive from ValueError or LookupError; the rest are listed in user_errors().
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, LookupError)
+
+class YwsError(Exception):
+    """An error YWS raises on purpose; its message says what to do."""
+
+
+class InvalidValueError(YwsError, ValueError):
+    """A value given to YWS (a flag, a parameter, an argument) cannot be used."""
+
+
+class NotFoundError(YwsError, LookupError):
+    """Something YWS was asked for (a token, a table, a model version) does not exist."""
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """The exception classes reported as one line: ``except user_errors() as e``."""
-    from yws.jobs_client import JobError
-    from yws.score import AccountingError
-    from yws.storage import StorageError
-    from yws.train import TrainingError
+    """The exception classes reported as one line: ``except user_errors() as e``.
 
-    found: list[type[BaseException]] = [StorageError, TrainingError, AccountingError, JobError]
-    try:  # in every environment the jobs run in, but the error set must not need it
+    :class:`YwsError`, plus the Databricks SDK's own errors (a missing permission, an unknown
+    job), whose messages come from the workspace and name the object. The SDK is in every
+    environment the jobs run in, but the error set must not need it.
+    """
+    found: list[type[BaseException]] = [YwsError]
+    try:
         from databricks.sdk.errors import DatabricksError
 
         found.append(DatabricksError)
     except ImportError:
         pass
-    return (*USER_ERRORS, *found)
+    return tuple(found)

@@ -28,12 +28,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from yws.console import Progress, quiet
+from yws.errors import YwsError
 
 END_STATES = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
 POLL_SECONDS = 5.0
 
 
-class JobError(RuntimeError):
+class JobError(YwsError, RuntimeError):
     """The job cannot be found, started or finished as asked."""
 
 

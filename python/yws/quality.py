@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from yws.errors import YwsError
 from yws.rules import quarantine_rules
 from yws.spec import Spec
 
@@ -18,11 +19,11 @@ if TYPE_CHECKING:
 REASON_COL = "quarantine_reason"
 
 
-class FeatureSchemaError(ValueError):
+class FeatureSchemaError(YwsError, ValueError):
     """The feature table lacks a column the spec needs, or holds one of the wrong type."""
 
 
-class InputDataError(ValueError):
+class InputDataError(YwsError, ValueError):
     """The rows cannot be used as they are (empty, one label class, bad label values, ...)."""
 
 

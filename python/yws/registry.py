@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from yws.config import Settings, SettingsError
+from yws.errors import InvalidValueError, YwsError
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -24,7 +25,7 @@ CHALLENGER = "challenger"
 RESERVED_ALIASES = ("latest",)
 
 
-class ModelNotFoundError(LookupError):
+class ModelNotFoundError(YwsError, LookupError):
     """No registered model version answers to the name and alias asked for."""
 
 
@@ -79,7 +80,7 @@ def check_alias(alias: str) -> str:
     if alias in RESERVED_ALIASES or re.fullmatch(r"v\d+", alias) or not re.fullmatch(
         r"[A-Za-z_][A-Za-z0-9_\-]{0,254}", alias
     ):
-        raise ValueError(
+        raise InvalidValueError(
             f"model alias {alias!r} is not usable: aliases are letters, digits, '_' or '-', "
             "and 'latest' and v<N> are reserved"
         )

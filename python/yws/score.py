@@ -27,6 +27,7 @@ import pyarrow as pa
 from yws import registry
 from yws.config import Settings
 from yws.console import Progress, quiet
+from yws.errors import InvalidValueError, YwsError
 from yws.pipeline import category_labels
 from yws.quality import REASON_COL, InputDataError, check_schema, with_reason
 from yws.spec import Spec
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
 
-class AccountingError(RuntimeError):
+class AccountingError(YwsError, RuntimeError):
     """Rows read did not equal rows scored plus rows quarantined; nothing was kept."""
 
 
@@ -156,7 +157,7 @@ def choose_engine(engine: str, settings: Settings, arrow_model: Callable[[], Any
     from yws.score_arrow import available_memory, fits
 
     if engine not in ENGINES:
-        raise ValueError(f"engine {engine!r} is unknown; use one of {', '.join(ENGINES)}")
+        raise InvalidValueError(f"engine {engine!r} is unknown; use one of {', '.join(ENGINES)}")
     if engine == "spark" or (engine == "auto" and settings.target == "databricks"):
         return "spark", None
     if engine == "auto" and rows is not None and not fits(rows):

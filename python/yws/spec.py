@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import yaml
 
 from yws.config import SettingsError, check_identifier
+from yws.errors import YwsError
 
 FEATURE_TYPES = ("numeric", "boolean", "categorical")
 # What to do with a null (or NaN) value: impute it, quarantine the row, or (categoricals only)
@@ -43,7 +44,7 @@ MAX_ITER = 1_000_000
 SEED_RANGE = (-(2**63), 2**63 - 1)
 
 
-class SpecError(ValueError):
+class SpecError(YwsError, ValueError):
     """The feature spec is malformed; the message names the field."""
 
 

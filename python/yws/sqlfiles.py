@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from yws.config import Settings, SettingsError, check_identifier
+from yws.errors import YwsError
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
 
@@ -22,7 +23,7 @@ _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 _PRINCIPAL = re.compile(r"^[A-Za-z0-9_.@+\-]{1,255}$")
 
 
-class SqlFileError(ValueError):
+class SqlFileError(YwsError, ValueError):
     """A SQL file cannot be rendered or parsed; the message names the file and line."""
 
 

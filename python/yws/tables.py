@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from yws.errors import InvalidValueError
 from yws.sqlfiles import table_columns
 
 if TYPE_CHECKING:
@@ -47,8 +48,8 @@ def arrow_type(databricks_type: str):  # -> pa.DataType
     }
     key = databricks_type.upper()
     if key not in kinds:
-        raise ValueError(f"column type {databricks_type} has no local equivalent; use one of "
-                         f"{', '.join(kinds)}")
+        raise InvalidValueError(f"column type {databricks_type} has no local equivalent; "
+                                f"use one of {', '.join(kinds)}")
     return kinds[key]
 
 

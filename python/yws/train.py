@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 from yws import registry
 from yws.config import Settings
 from yws.console import Progress, quiet
+from yws.errors import YwsError
 from yws.evaluation import all_finite, metrics, plots, scored_arrays
 from yws.pipeline import build_pipeline, coefficients
 from yws.quality import REASON_COL, InputDataError, check_schema, with_reason
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
 FEATURES_HINT = "create it with `yws data generate` or `yws tables import FILE TABLE`"
 
 
-class TrainingError(RuntimeError):
+class TrainingError(YwsError, RuntimeError):
     """Training produced something that must not be registered."""
 
 

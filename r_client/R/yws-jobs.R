@@ -52,9 +52,9 @@ yws_run_job <- function(job, params = list(), idempotency_token = NULL, host = N
       # Databricks refuses a token reused with other parameters (INVALID_PARAMETER_VALUE)
       if (is.null(idempotency_token) || !grepl("idempotency", rlang::cnd_message(e),
                                                ignore.case = TRUE)) stop(e)
-      cli::cli_abort(c("The idempotency token was used before for a run with other parameters.",
-                       i = "Derive one from the run with {.fn yws_idempotency_token}."),
-                     class = c("yws_run_mismatch", "yws_error"), parent = e)
+      yws_abort(c("The idempotency token was used before for a run with other parameters.",
+                  i = "Derive one from the run with {.fn yws_idempotency_token}."),
+                class = "yws_run_mismatch", parent = e)
     })
   run <- structure(list(run_id = out$run_id, job_id = job_id, job = job, params = params,
                         batch_id = params$batch_id, run_page_url = NULL), class = "yws_run")
@@ -87,8 +87,7 @@ yws_run_job <- function(job, params = list(), idempotency_token = NULL, host = N
 yws_idempotency_token <- function(job, params) {
   params <- lapply(params, as.character)
   if (length(params) && (is.null(names(params)) || any(!nzchar(names(params))))) {
-    cli::cli_abort("{.arg params} must be a named list.",
-                   class = c("yws_input_error", "yws_error"))
+    yws_abort("{.arg params} must be a named list.", class = "yws_input_error")
   }
   params <- params[order(names(params))]
   # JSON, so no value can pass for a separator: {a = "1\nb=2"} and {a = "1", b = "2"} differ
@@ -99,9 +98,9 @@ yws_idempotency_token <- function(job, params) {
 
 check_token <- function(x) {
   if (!is.character(x) || length(x) != 1 || is.na(x) || !nzchar(x) || nchar(x) > 64) {
-    cli::cli_abort(c("{.arg idempotency_token} must be one string of 1 to 64 characters.",
-                     i = "Derive one with {.fn yws_idempotency_token}."),
-                   class = c("yws_input_error", "yws_error"))
+    yws_abort(c("{.arg idempotency_token} must be one string of 1 to 64 characters.",
+                i = "Derive one with {.fn yws_idempotency_token}."),
+              class = "yws_input_error")
   }
   x
 }
@@ -117,13 +116,12 @@ check_run_matches <- function(run, status) {
     shown <- vapply(wrong, function(n) {
       sprintf("%s: asked %s, the run has %s", n, run$params[[n]], got[[n]] %||% "nothing")
     }, character(1))
-    cli::cli_abort(c(
+    yws_abort(c(
       "Run {format(run$run_id, scientific = FALSE)} is not the run that was asked for.",
       x = if (other_job) "It belongs to job {status$job_id}, not {run$job_id}.",
       x = if (length(shown)) "{shown}",
       i = "Its idempotency token was used before for another run; use another token."),
-      class = c("yws_run_mismatch", "yws_error"), run_id = run$run_id,
-      asked = run$params, got = got)
+      class = "yws_run_mismatch", run_id = run$run_id, asked = run$params, got = got)
   }
   invisible(run)
 }
@@ -142,10 +140,10 @@ yws_job_id <- function(job, host = NULL, token = NULL) {
   exact <- Filter(function(j) identical(j$settings$name, job), found$jobs %||% list())
   if (length(exact) == 1) return(as.numeric(exact[[1]]$job_id))
   if (length(exact) > 1) {
-    cli::cli_abort(c("{length(exact)} jobs are named {.val {job}}.",
-                     i = "Candidates: {describe_jobs(exact)}.",
-                     i = "Rename or delete all but one."),
-                   class = c("yws_job_not_found", "yws_error"))
+    yws_abort(c("{length(exact)} jobs are named {.val {job}}.",
+                i = "Candidates: {describe_jobs(exact)}.",
+                i = "Rename or delete all but one."),
+              class = "yws_job_not_found")
   }
   copies <- Filter(function(j) is_dev_copy(j, job), list_jobs(host = host, token = token))
   if (length(copies) > 1) {
@@ -154,15 +152,15 @@ yws_job_id <- function(job, host = NULL, token = NULL) {
                    yws_error = function(e) NULL)
     mine <- Filter(function(j) !is.null(me) && identical(j$creator_user_name, me), copies)
     if (length(mine) == 1) return(as.numeric(mine[[1]]$job_id))
-    cli::cli_abort(c("No job is named {.val {job}} and {length(copies)} development copies are.",
-                     i = "Candidates: {describe_jobs(copies)}.",
-                     i = "Pass the full name of the one to run."),
-                   class = c("yws_job_not_found", "yws_error"))
+    yws_abort(c("No job is named {.val {job}} and {length(copies)} development copies are.",
+                i = "Candidates: {describe_jobs(copies)}.",
+                i = "Pass the full name of the one to run."),
+              class = "yws_job_not_found")
   }
   if (length(copies) == 1) return(as.numeric(copies[[1]]$job_id))
-  cli::cli_abort(c("No job named {.val {job}} (nor a development copy {.val [dev <user>] {job}}).",
-                   i = "Deploy the bundle ({.code databricks bundle deploy}) or check the name."),
-                 class = c("yws_job_not_found", "yws_error"))
+  yws_abort(c("No job named {.val {job}} (nor a development copy {.val [dev <user>] {job}}).",
+              i = "Deploy the bundle ({.code databricks bundle deploy}) or check the name."),
+            class = "yws_job_not_found")
 }
 
 # Every job visible to the caller, following the list's pages.
@@ -204,10 +202,10 @@ check_job_parameters <- function(job_id, job, params, host = NULL, token = NULL)
   defined <- vapply(found$settings$parameters %||% list(), function(p) p$name, character(1))
   unknown <- setdiff(names(params), defined)
   if (length(unknown)) {
-    cli::cli_abort(c("Job {.val {job}} does not take the parameter{?s} {.val {unknown}}.",
-                     i = "Its parameters: {.val {defined}}.",
-                     i = "Catalog and schema are fixed by the bundle target, not chosen per run."),
-                   class = c("yws_input_error", "yws_error"))
+    yws_abort(c("Job {.val {job}} does not take the parameter{?s} {.val {unknown}}.",
+                i = "Its parameters: {.val {defined}}.",
+                i = "Catalog and schema are fixed by the bundle target, not chosen per run."),
+              class = "yws_input_error")
   }
   invisible()
 }
@@ -215,8 +213,7 @@ check_job_parameters <- function(job_id, job, params, host = NULL, token = NULL)
 run_id_of <- function(run) {
   id <- if (inherits(run, "yws_run")) run$run_id else run
   if (length(id) != 1 || is.na(suppressWarnings(as.numeric(id)))) {
-    cli::cli_abort("{.arg run} must be a {.cls yws_run} or a run id.",
-                   class = c("yws_input_error", "yws_error"))
+    yws_abort("{.arg run} must be a {.cls yws_run} or a run id.", class = "yws_input_error")
   }
   id
 }
@@ -270,7 +267,7 @@ latest_attempts <- function(tasks) {
 # "score (attempt 2) RUNNING": what a progress line says about the tasks under way.
 describe_tasks <- function(tasks) {
   active <- Filter(function(t) {
-    !(t$state$life_cycle_state %||% "") %in% c("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
+    !(t$state$life_cycle_state %||% "") %in% contract$run_end_states
   }, latest_attempts(tasks))
   started <- Filter(function(t) !identical(t$state$life_cycle_state, "PENDING"), active)
   if (!length(started)) return("")
@@ -299,18 +296,18 @@ yws_wait <- function(run, timeout = 3600, interval = 5, host = NULL, token = NUL
   }
   status <- tryCatch(poll_run(run, id, batch, interval, host, token, seen),
                      interrupt = on_interrupt)
-  if (!identical(status$result_state, "SUCCESS")) {
+  if (!identical(status$result_state, contract$run_success_state)) {
     detail <- task_error(status, host = host, token = token)
-    cli::cli_abort(c("Run {id} ended {status$life_cycle_state} {status$result_state %||% ''}.",
-                     x = "{detail}"),
-                   class = c("yws_run_failed", "yws_error"), run_id = run_id_of(run),
-                   result_state = status$result_state, task_error = detail)
+    yws_abort(c("Run {id} ended {status$life_cycle_state} {status$result_state %||% ''}.",
+                x = "{detail}"),
+              class = "yws_run_failed", run_id = run_id_of(run),
+              result_state = status$result_state, task_error = detail)
   }
   invisible(status)
 }
 
 poll_run <- function(run, id, batch, interval, host, token, seen) {
-  ends <- c("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
+  ends <- contract$run_end_states
   started <- Sys.time()
   status <- seen$status <- yws_run_status(run, host = host, token = token)
   batch <- batch %||% status$job_parameters$batch_id
@@ -348,10 +345,9 @@ run_timeout <- function(run, id, batch, started, bar, host, token, frame) {
   cli::cli_progress_done(id = bar, .envir = frame, result = "failed")
   cancel_quietly(run, host = host, token = token)
   waited <- round(as.numeric(difftime(Sys.time(), started, units = "secs")))
-  cli::cli_abort(c("Run {id} did not end within the call's timeout ({waited} s); it was cancelled.",
-                   i = if (!is.null(batch)) "Batch: {.val {batch}}."),
-                 class = c("yws_timeout", "yws_error"), run_id = run_id_of(run),
-                 batch_id = batch, call = NULL)
+  yws_abort(c("Run {id} did not end within the call's timeout ({waited} s); it was cancelled.",
+              i = if (!is.null(batch)) "Batch: {.val {batch}}."),
+            class = "yws_timeout", run_id = run_id_of(run), batch_id = batch, call = NULL)
 }
 
 # Ctrl-C while waiting: cancel the run (or leave it, by option) and say which run and batch.
@@ -387,7 +383,8 @@ cancel_quietly <- function(run, host = NULL, token = NULL) {
 
 task_error <- function(status, host = NULL, token = NULL) {
   for (task in latest_attempts(status$tasks)) {
-    if (!identical(task$state$result_state, "SUCCESS") && !is.null(task$run_id)) {
+    if (!identical(task$state$result_state, contract$run_success_state) &&
+        !is.null(task$run_id)) {
       out <- tryCatch(
         yws_perform(yws_request("/api/2.2/jobs/runs/get-output",
                                 query = list(run_id = format_id(task$run_id)),

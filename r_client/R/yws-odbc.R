@@ -31,13 +31,11 @@ yws_odbc_connection_string <- function(host = NULL, http_path, token = NULL,
   from_url <- if (grepl(":[0-9]+$", authority)) sub("^.*:", "", authority)
   port <- as.character(port %||% from_url %||% "443")
   if (!grepl("^[0-9]{1,5}$", port) || as.integer(port) > 65535) {
-    cli::cli_abort("{.arg port} must be a port number, not {.val {port}}.",
-                   class = c("yws_input_error", "yws_error"))
+    yws_abort("{.arg port} must be a port number, not {.val {port}}.", class = "yws_input_error")
   }
   for (v in list(hostname, http_path, yws_token(token), driver)) {
     if (grepl("[;{}]", v)) {
-      cli::cli_abort("ODBC settings cannot contain ';', '{{' or '}}'.",
-                     class = c("yws_input_error", "yws_error"))
+      yws_abort("ODBC settings cannot contain ';', '{{' or '}}'.", class = "yws_input_error")
     }
   }
   paste0("Driver=", driver, ";Host=", hostname, ";Port=", port, ";HTTPPath=", http_path,
@@ -49,8 +47,7 @@ yws_odbc_connection_string <- function(host = NULL, http_path, token = NULL,
 yws_odbc_connect <- function(dsn = NULL, connection = NULL) {
   rlang::check_installed("RODBC")
   if (is.null(connection) && is.null(dsn)) {
-    cli::cli_abort("Give {.arg dsn} or {.arg connection}.",
-                   class = c("yws_input_error", "yws_error"))
+    yws_abort("Give {.arg dsn} or {.arg connection}.", class = "yws_input_error")
   }
   reasons <- character()
   con <- withCallingHandlers(
@@ -65,11 +62,11 @@ yws_odbc_connect <- function(dsn = NULL, connection = NULL) {
     })
   if (!inherits(con, "RODBC")) {
     shown <- unique(reasons[nzchar(reasons)])
-    cli::cli_abort(c("The ODBC connection failed.",
-                     if (length(shown)) rlang::set_names(shown, rep("x", length(shown))) else
-                       c(x = "The driver gave no reason."),
-                     i = if (!is.null(dsn)) "Data source: {.val {dsn}}."),
-                   class = c("yws_odbc_error", "yws_error"), reasons = shown)
+    yws_abort(c("The ODBC connection failed.",
+                if (length(shown)) rlang::set_names(shown, rep("x", length(shown))) else
+                  c(x = "The driver gave no reason."),
+                i = if (!is.null(dsn)) "Data source: {.val {dsn}}."),
+              class = "yws_odbc_error", reasons = shown)
   }
   con
 }
@@ -77,22 +74,20 @@ yws_odbc_connect <- function(dsn = NULL, connection = NULL) {
 check_con <- function(con) {
   if (inherits(con, "RODBC")) {
     if (!isTRUE(tryCatch(RODBC::odbcGetInfo(con)[[1]] != "", error = function(e) FALSE))) {
-      cli::cli_abort("The RODBC channel in {.arg con} is closed.",
-                     class = c("yws_input_error", "yws_error"))
+      yws_abort("The RODBC channel in {.arg con} is closed.", class = "yws_input_error")
     }
     return(invisible(con))
   }
   if (inherits(con, "DBIConnection")) {
     if (!DBI::dbIsValid(con)) {
-      cli::cli_abort("The DBI connection in {.arg con} is no longer valid.",
-                     class = c("yws_input_error", "yws_error"))
+      yws_abort("The DBI connection in {.arg con} is no longer valid.", class = "yws_input_error")
     }
     return(invisible(con))
   }
-  cli::cli_abort(c(
+  yws_abort(c(
     "{.code via = \"odbc\"} needs a connection in {.arg con}.",
     i = "A DBI connection ({.code DBI::dbConnect(odbc::databricks(), ...)}) or an RODBC channel from {.fn yws_odbc_connect}."),
-    class = c("yws_input_error", "yws_error"))
+    class = "yws_input_error")
 }
 
 quote_literal <- function(x) paste0("'", gsub("'", "''", x, fixed = TRUE), "'")
@@ -117,15 +112,15 @@ odbc_query <- function(con, sql, n_max = Inf, bigint = "double") {
   if (inherits(con, "DBIConnection")) {
     out <- tryCatch(DBI::dbGetQuery(con, sql, n = if (is.finite(n_max)) n_max else -1),
                     error = function(e) {
-                      cli::cli_abort(c("The query failed.", x = conditionMessage(e)),
-                                     class = c("yws_odbc_error", "yws_error"), parent = e)
+                      yws_abort(c("The query failed.", x = conditionMessage(e)),
+                                class = "yws_odbc_error", parent = e)
                     })
   } else {
     out <- RODBC::sqlQuery(con, sql, believeNRows = FALSE, errors = TRUE,
                            stringsAsFactors = FALSE, max = if (is.finite(n_max)) n_max else 0)
     if (!is.data.frame(out)) {
-      cli::cli_abort(c("The ODBC query failed.", x = "{paste(out, collapse = ' ')}"),
-                     class = c("yws_odbc_error", "yws_error"))
+      yws_abort(c("The ODBC query failed.", x = "{paste(out, collapse = ' ')}"),
+                class = "yws_odbc_error")
     }
   }
   for (col in names(out)) {

@@ -54,21 +54,21 @@ prediction_query <- function(view, filters, all_batches, via) {
     # each entity's latest official prediction as it stood on as_of
     inner <- paste0("SELECT ", columns, ", ROW_NUMBER() OVER (PARTITION BY entity_id ",
                     "ORDER BY as_of_date DESC, scored_at DESC, batch_id DESC) AS yws_recency ",
-                    "FROM ", yws_table("v_yws_predictions"), " WHERE official AND as_of_date <= ",
-                    date("as_of"))
+                    "FROM ", yws_table(contract$views[["predictions"]]),
+                    " WHERE official AND as_of_date <= ", date("as_of"))
     where <- c("yws_recency = 1", if (!is.null(filters$batch_id)) "batch_id = :batch_id",
                band_list)
     sql <- paste0("SELECT ", columns, " FROM (", inner, ") latest WHERE ",
                   paste(where, collapse = " AND "), " ORDER BY entity_id")
   } else {
-    table <- yws_table(c(all = "v_yws_predictions", latest = "v_yws_predictions_latest",
-                         warnings = "v_yws_warnings")[[view]])
+    table <- yws_table(contract$views[[c(all = "predictions", latest = "latest",
+                                         warnings = "warnings")[[view]]]])
     one_batch <- view == "all" && !is.null(filters$as_of) && is.null(filters$batch_id) &&
       !isTRUE(all_batches)
     where <- c(if (!is.null(filters$as_of)) paste0("as_of_date = ", date("as_of")),
                if (!is.null(filters$batch_id)) "batch_id = :batch_id",
                if (one_batch) paste0(
-                 "batch_id = (SELECT batch_id FROM ", yws_table("v_yws_score_runs"),
+                 "batch_id = (SELECT batch_id FROM ", yws_table(contract$views[["score_runs"]]),
                  " WHERE as_of_date = ", date("as_of"),
                  " ORDER BY official DESC, ended_at DESC, run_id DESC LIMIT 1)"),
                band_list)
@@ -112,7 +112,7 @@ yws_batches <- function(as_of = NULL, via = c("sql", "odbc"), con = NULL, n_max 
   sql <- paste0("SELECT batch_id, as_of_date, model_alias, model_version, rows_read, ",
                 "rows_scored, rows_quarantined, quarantine_rate, started_at, ended_at, ",
                 "duration_seconds, status, official, run_id, model_name FROM ",
-                yws_table("v_yws_score_runs"),
+                yws_table(contract$views[["score_runs"]]),
                 if (!is.null(as_of)) paste0(" WHERE as_of_date = ", date),
                 " ORDER BY ended_at DESC, run_id DESC")
   params <- if (!is.null(as_of)) list(as_of = as.Date(as_of)) else list()
@@ -129,7 +129,7 @@ yws_quarantine <- function(batch_id, via = c("sql", "odbc"), con = NULL, n_max =
   n_max <- check_n_max(n_max)
   if (via == "odbc") check_con(con)
   batch_id <- check_batch_id(batch_id)
-  sql <- paste0("SELECT * FROM ", yws_table("v_yws_quarantine"),
+  sql <- paste0("SELECT * FROM ", yws_table(contract$views[["quarantine"]]),
                 " WHERE batch_id = :batch_id ORDER BY entity_id")
   out <- read_query(sql, list(batch_id = batch_id), via = via, con = con, n_max = n_max,
                     host = host, token = token)
@@ -155,12 +155,11 @@ prediction_filters <- function(as_of, batch_id, bands) {
 # dates as text): only for the package's own views, never for a user's query.
 prediction_types <- function(df) {
   if ("band" %in% names(df)) {
-    df$band <- factor(as.character(df$band), levels = c("GREEN", "YELLOW", "RED"),
-                      ordered = TRUE)
+    df$band <- factor(as.character(df$band), levels = contract$bands, ordered = TRUE)
   }
   if ("previous_band" %in% names(df)) {
-    df$previous_band <- factor(as.character(df$previous_band),
-                               levels = c("GREEN", "YELLOW", "RED"), ordered = TRUE)
+    df$previous_band <- factor(as.character(df$previous_band), levels = contract$bands,
+                               ordered = TRUE)
   }
   for (col in intersect(c("as_of_date"), names(df))) {
     if (!inherits(df[[col]], "Date")) df[[col]] <- as.Date(as.character(df[[col]]))
@@ -190,26 +189,26 @@ check_date <- function(x) {
   text <- if (inherits(x, "Date")) format(x) else as.character(x)
   if (length(text) != 1 || is.na(text) || !grepl("^\\d{4}-\\d{2}-\\d{2}$", text) ||
       is.na(as.Date(text, optional = TRUE))) {
-    cli::cli_abort("{.arg as_of} must be one date (a Date or \"YYYY-MM-DD\"), not {.val {x}}.",
-                   class = c("yws_input_error", "yws_error"))
+    yws_abort("{.arg as_of} must be one date (a Date or \"YYYY-MM-DD\"), not {.val {x}}.",
+              class = "yws_input_error")
   }
   text
 }
 
 check_batch_id <- function(x) {
-  if (!is.character(x) || length(x) != 1 || !grepl("^[A-Za-z0-9_.:-]{1,128}$", x)) {
-    cli::cli_abort(paste("{.arg batch_id} must be 1-128 letters, digits, '_', '-', '.' or ':',",
-                         "not {.val {x}}."), class = c("yws_input_error", "yws_error"))
+  if (!is.character(x) || length(x) != 1 || !grepl(contract$batch_id_pattern, x)) {
+    yws_abort(paste("{.arg batch_id} must be 1-128 letters, digits, '_', '-', '.' or ':',",
+                    "not {.val {x}}."), class = "yws_input_error")
   }
   x
 }
 
 check_bands <- function(x) {
   x <- toupper(as.character(x))
-  bad <- setdiff(x, c("GREEN", "YELLOW", "RED"))
+  bad <- setdiff(x, contract$bands)
   if (!length(x) || length(bad)) {
-    cli::cli_abort("{.arg bands} must be some of GREEN, YELLOW, RED; not {.val {bad}}.",
-                   class = c("yws_input_error", "yws_error"))
+    known <- paste(contract$bands, collapse = ", ")
+    yws_abort("{.arg bands} must be some of {known}; not {.val {bad}}.", class = "yws_input_error")
   }
   unique(x)
 }

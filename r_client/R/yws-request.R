@@ -3,8 +3,9 @@
 #' `yws_request()` sets the user agent and bearer authentication. `yws_perform()` runs it with
 #' an HTTP timeout and turns every failure into a classed condition:
 #'
-#' * an error answer: `yws_http_<status>` and `yws_error`, with Databricks' `error_code` and
-#'   `message`;
+#' * an error answer: `yws_http_<status>` (e.g. `yws_http_404`), then `yws_http` and
+#'   `yws_error`, with the fields `status` and `error_code` (Databricks' `error_code`) and
+#'   its `message`;
 #' * a refused or unresolvable connection: `yws_connection_error`, at once, naming the host
 #'   (a server that is not there does not become one by waiting);
 #' * no answer within the timeout: `yws_http_timeout` (also a `yws_timeout`).
@@ -69,9 +70,9 @@ perform_json <- function(req, call = rlang::caller_env(), rows = FALSE) {
   if (status >= 400) {
     code <- body$error_code %||% "UNKNOWN"
     message <- body$message %||% httr2::resp_status_desc(resp)
-    cli::cli_abort(c("Databricks answered {status} {code}.", x = "{message}"),
-                   class = c(paste0("yws_http_", status), "yws_error"),
-                   status = status, error_code = code, call = call)
+    yws_abort(c("Databricks answered {status} {code}.", x = "{message}"),
+              class = c(paste0("yws_http_", status), "yws_http"), status = status,
+              error_code = code, call = call)
   }
   body
 }
@@ -92,16 +93,15 @@ perform_once <- function(req, call) {
   }
   if (grepl("Timeout was reached|timed out", reason, ignore.case = TRUE)) {
     waited <- round(as.numeric(difftime(Sys.time(), started, units = "secs")), 1)
-    cli::cli_abort(c("{.val {host}} did not answer within {waited} s.",
-                     i = "Request: {.url {req$url}}.",
-                     i = paste("Each request waits at most {.code getOption(\"yws.http_timeout\",",
-                               "60)} seconds, and never beyond the call's {.arg timeout}.")),
-                   class = c("yws_http_timeout", "yws_timeout", "yws_error"), host = host,
-                   call = call)
+    yws_abort(c("{.val {host}} did not answer within {waited} s.",
+                i = "Request: {.url {req$url}}.",
+                i = paste("Each request waits at most {.code getOption(\"yws.http_timeout\",",
+                          "60)} seconds, and never beyond the call's {.arg timeout}.")),
+              class = c("yws_http_timeout", "yws_timeout"), host = host, call = call)
   }
-  cli::cli_abort(c("Cannot reach {.val {host}}.", x = reason,
-                   i = "Check {.envvar DATABRICKS_HOST} and that the server is running."),
-                 class = c("yws_connection_error", "yws_error"), host = host, call = call)
+  yws_abort(c("Cannot reach {.val {host}}.", x = reason,
+              i = "Check {.envvar DATABRICKS_HOST} and that the server is running."),
+            class = "yws_connection_error", host = host, call = call)
 }
 
 retry_pause <- function(resp, try) {
@@ -115,8 +115,8 @@ url_host <- function(url) sub("^(https?://[^/?#]+).*$", "\\1", url)
 http_timeout <- function() {
   value <- getOption("yws.http_timeout", 60)
   if (!is.numeric(value) || length(value) != 1 || is.na(value) || value <= 0) {
-    cli::cli_abort("Option {.code yws.http_timeout} must be a positive number of seconds.",
-                   class = c("yws_config_error", "yws_error"))
+    yws_abort("Option {.code yws.http_timeout} must be a positive number of seconds.",
+              class = "yws_config_error")
   }
   value
 }
@@ -139,8 +139,8 @@ time_left <- function() {
 }
 
 abort_deadline <- function(call = rlang::caller_env(), message = NULL) {
-  cli::cli_abort(message %||% "The call did not finish within its {.arg timeout}.",
-                 class = c("yws_timeout", "yws_error"), call = call)
+  yws_abort(message %||% "The call did not finish within its {.arg timeout}.",
+            class = "yws_timeout", call = call)
 }
 
 # on.exit() in another frame, without a hard dependency on withr.

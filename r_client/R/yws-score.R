@@ -65,10 +65,9 @@ yws_score <- function(as_of = Sys.Date(), entities = NULL, wait = TRUE,
       rlang::interrupt()
     },
     yws_timeout = function(e) {
-      cli::cli_abort(c("Run {id} succeeded but its rows were not read within {timeout} s.",
-                       i = "Read them with {.code yws_predictions(batch_id = \"{batch_id}\")}."),
-                     class = c("yws_timeout", "yws_error"), parent = e, run_id = run$run_id,
-                     batch_id = batch_id)
+      yws_abort(c("Run {id} succeeded but its rows were not read within {timeout} s.",
+                  i = "Read them with {.code yws_predictions(batch_id = \"{batch_id}\")}."),
+                class = "yws_timeout", parent = e, run_id = run$run_id, batch_id = batch_id)
     })
   cli::cli_progress_done()
   check_rows(out, run, as_of, batch_id)
@@ -79,7 +78,7 @@ yws_score <- function(as_of = Sys.Date(), entities = NULL, wait = TRUE,
 
 # Before the job starts: the warehouse exists, the connection is usable, the view is readable.
 check_reader <- function(via, con, host = NULL, token = NULL) {
-  table <- yws_table("v_yws_predictions")
+  table <- yws_table(contract$views[["predictions"]])
   probe <- paste0("SELECT * FROM ", table, " WHERE 1 = 0")
   if (via == "odbc") {
     check_con(con)
@@ -96,11 +95,11 @@ check_rows <- function(out, run, as_of, batch_id) {
   dates <- unique(format(out$as_of_date))
   batches <- unique(out$batch_id)
   if (length(setdiff(dates, as_of)) || length(setdiff(batches, batch_id))) {
-    cli::cli_abort(c(
+    yws_abort(c(
       "Run {format_id(run$run_id)} returned rows that were not asked for.",
       x = "Asked: batch {.val {batch_id}} for {as_of}; got batch{?es} {.val {batches}} for {.val {dates}}.",
       i = "Another run published this batch id; score again under a new {.arg batch_id}."),
-      class = c("yws_run_mismatch", "yws_error"), run_id = run$run_id)
+      class = "yws_run_mismatch", run_id = run$run_id)
   }
   if (!nrow(out)) {
     cli::cli_warn("Run {format_id(run$run_id)} succeeded but batch {.val {batch_id}} has no rows.",
@@ -111,8 +110,8 @@ check_rows <- function(out, run, as_of, batch_id) {
 
 report_quarantine <- function(batch_id, via, con, host = NULL, token = NULL) {
   audit <- tryCatch({
-    sql <- paste0("SELECT rows_read, rows_quarantined FROM ", yws_table("v_yws_score_runs"),
-                  " WHERE batch_id = :batch_id")
+    sql <- paste0("SELECT rows_read, rows_quarantined FROM ",
+                  yws_table(contract$views[["score_runs"]]), " WHERE batch_id = :batch_id")
     read_query(sql, list(batch_id = batch_id), via = via, con = con, n_max = 1,
                host = host, token = token)
   }, yws_error = function(e) NULL)

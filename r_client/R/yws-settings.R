@@ -24,9 +24,9 @@ yws_host <- function(host = NULL) {
   host <- host %||% getOption("yws.host") %||% env_or_null("DATABRICKS_HOST") %||%
     profile_value("host")
   if (is.null(host)) {
-    cli::cli_abort(c("No Databricks host.",
-                     i = "Set {.envvar DATABRICKS_HOST}, a profile, or pass {.arg host}."),
-                   class = c("yws_config_error", "yws_error"))
+    yws_abort(c("No Databricks host.",
+                i = "Set {.envvar DATABRICKS_HOST}, a profile, or pass {.arg host}."),
+              class = "yws_config_error")
   }
   if (!grepl("^https?://", host)) host <- paste0("https://", host)
   sub("/+$", "", host)
@@ -38,9 +38,9 @@ yws_token <- function(token = NULL) {
   token <- token %||% getOption("yws.token") %||% env_or_null("DATABRICKS_TOKEN") %||%
     profile_value("token")
   if (is.null(token)) {
-    cli::cli_abort(c("No Databricks token.",
-                     i = "Set {.envvar DATABRICKS_TOKEN}, a profile, or pass {.arg token}."),
-                   class = c("yws_config_error", "yws_error"))
+    yws_abort(c("No Databricks token.",
+                i = "Set {.envvar DATABRICKS_TOKEN}, a profile, or pass {.arg token}."),
+              class = "yws_config_error")
   }
   token
 }
@@ -66,17 +66,17 @@ yws_warehouse_id <- function(host = NULL, token = NULL, check = FALSE) {
   id <- getOption("yws.warehouse_id") %||% env_or_null("YWS_WAREHOUSE_ID")
   if (!is.null(id)) {
     if (!grepl("^[A-Za-z0-9_-]{1,64}$", id)) {
-      cli::cli_abort("Warehouse id {.val {id}} is not an id (letters, digits, '_', '-').",
-                     class = c("yws_config_error", "yws_error"))
+      yws_abort("Warehouse id {.val {id}} is not an id (letters, digits, '_', '-').",
+                class = "yws_config_error")
     }
     if (check) check_warehouse(id, host = host, token = token)
     return(id)
   }
   ids <- visible_warehouses(host, token)
   if (length(ids) != 1) {
-    cli::cli_abort(c("Cannot pick a SQL warehouse: {length(ids)} are visible.",
-                     i = "Set {.envvar YWS_WAREHOUSE_ID} or option {.code yws.warehouse_id}."),
-                   class = c("yws_config_error", "yws_error"))
+    yws_abort(c("Cannot pick a SQL warehouse: {length(ids)} are visible.",
+                i = "Set {.envvar YWS_WAREHOUSE_ID} or option {.code yws.warehouse_id}."),
+              class = "yws_config_error")
   }
   ids
 }
@@ -95,11 +95,11 @@ check_warehouse <- function(id, host = NULL, token = NULL) {
   # 404: a wrong id, or a server without this route; the list tells which
   ids <- visible_warehouses(host, token)
   if (id %in% ids) return(invisible(id))
-  cli::cli_abort(c("SQL warehouse {.val {id}} does not exist on {.val {yws_host(host)}}.",
-                   i = if (length(ids)) "Visible warehouses: {.val {ids}}." else
-                     "No warehouse is visible to this token.",
-                   i = "Set {.envvar YWS_WAREHOUSE_ID} or option {.code yws.warehouse_id}."),
-                 class = c("yws_config_error", "yws_error"), warehouse_id = id)
+  yws_abort(c("SQL warehouse {.val {id}} does not exist on {.val {yws_host(host)}}.",
+              i = if (length(ids)) "Visible warehouses: {.val {ids}}." else
+                "No warehouse is visible to this token.",
+              i = "Set {.envvar YWS_WAREHOUSE_ID} or option {.code yws.warehouse_id}."),
+            class = "yws_config_error", warehouse_id = id)
 }
 
 env_or_null <- function(name) {
@@ -125,9 +125,9 @@ profile_value <- function(key) {
 }
 
 check_identifier <- function(x, what) {
-  if (!is.character(x) || length(x) != 1 || !grepl("^[A-Za-z_][A-Za-z0-9_]{0,254}$", x)) {
-    cli::cli_abort("{what} {.val {x}} is not a valid identifier (letters, digits, underscore).",
-                   class = c("yws_input_error", "yws_error"))
+  if (!is.character(x) || length(x) != 1 || !grepl(contract$identifier_pattern, x)) {
+    yws_abort("{what} {.val {x}} is not a valid identifier (letters, digits, underscore).",
+              class = "yws_input_error")
   }
   x
 }

@@ -43,8 +43,7 @@ yws_sql <- function(statement, params = list(), warehouse_id = NULL, timeout = 6
   n_max <- check_n_max(n_max)
   local_deadline(timeout)
   if (length(params) && (is.null(names(params)) || any(!nzchar(names(params))))) {
-    cli::cli_abort("{.arg params} must be a named list.", class = c("yws_input_error",
-                                                                   "yws_error"))
+    yws_abort("{.arg params} must be a named list.", class = "yws_input_error")
   }
   warehouse_id <- warehouse_id %||% yws_warehouse_id(host, token)
   body <- list(statement = statement, warehouse_id = warehouse_id,
@@ -62,14 +61,14 @@ yws_sql <- function(statement, params = list(), warehouse_id = NULL, timeout = 6
     rlang::interrupt()
   }, yws_timeout = function(e) {
     cancel_statement(id, host, token)
-    cli::cli_abort("The statement did not finish within {timeout} s; it was cancelled.",
-                   class = c("yws_timeout", "yws_error"), parent = e)
+    yws_abort("The statement did not finish within {timeout} s; it was cancelled.",
+              class = "yws_timeout", parent = e)
   })
   columns <- out$manifest$schema$columns %||% list()
   if (isTRUE(out$manifest$truncated) && !is.finite(n_max)) {
-    cli::cli_abort(c("The warehouse truncated the result of statement {id}.",
-                     i = "Ask for fewer rows ({.arg n_max}) or filter the query."),
-                   class = c("yws_truncated", "yws_error"))
+    yws_abort(c("The warehouse truncated the result of statement {id}.",
+                i = "Ask for fewer rows ({.arg n_max}) or filter the query."),
+              class = "yws_truncated")
   }
   rows <- read_chunks(out, host, token)
   as_frame(rows, vapply(columns, function(c) c$name, character(1)),
@@ -96,9 +95,8 @@ check_statement <- function(out, call = rlang::caller_env()) {
 }
 
 abort_sql <- function(code, sql_state, message, call = rlang::caller_env()) {
-  cli::cli_abort(c("The SQL statement failed ({code}).", x = "{message}"),
-                 class = c("yws_sql_error", "yws_error"), error_code = code,
-                 sql_state = sql_state, call = call)
+  yws_abort(c("The SQL statement failed ({code}).", x = "{message}"),
+            class = "yws_sql_error", error_code = code, sql_state = sql_state, call = call)
 }
 
 finish_statement <- function(out, host, token) {
@@ -161,8 +159,8 @@ as_rows <- function(data) {
 
 sql_parameter <- function(name, value) {
   if (length(value) > 1) {
-    cli::cli_abort("Parameter {.val {name}} must be one value, not {length(value)}.",
-                   class = c("yws_input_error", "yws_error"))
+    yws_abort("Parameter {.val {name}} must be one value, not {length(value)}.",
+              class = "yws_input_error")
   }
   type <- if (inherits(value, "Date")) "DATE"
     else if (inherits(value, "POSIXct")) "TIMESTAMP"
@@ -182,8 +180,8 @@ sql_parameter <- function(name, value) {
 check_n_max <- function(n_max) {
   if (!is.numeric(n_max) || length(n_max) != 1 || is.na(n_max) || n_max < 0 ||
       (is.finite(n_max) && n_max != round(n_max))) {
-    cli::cli_abort("{.arg n_max} must be a whole number of rows or {.code Inf}.",
-                   class = c("yws_input_error", "yws_error"))
+    yws_abort("{.arg n_max} must be a whole number of rows or {.code Inf}.",
+              class = "yws_input_error")
   }
   n_max
 }

@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from yws.errors import YwsError
+
 VAR_REF = re.compile(r"\$\{var\.([A-Za-z_][A-Za-z0-9_]*)\}")
 ONLY_VAR_REF = re.compile(r"^\$\{var\.([A-Za-z_][A-Za-z0-9_]*)\}$")
 ANY_REF = re.compile(r"\$\{[^}]+\}")
@@ -44,7 +46,7 @@ CHECKED_ENTRY_POINTS = ("yws-score",)
 CHECK_FLAG = "--check-only"
 
 
-class BundleError(ValueError):
+class BundleError(YwsError, ValueError):
     """The bundle is not valid; the message lists every problem found."""
 
 

@@ -45,6 +45,7 @@ from typing import Any
 
 from yws.bundle import Bundle, local_variables, substitute
 from yws.config import Settings
+from yws.errors import InvalidValueError
 from yws.server.errors import ApiError, denied, invalid, not_found
 from yws.server.store import ACTIVE, SERVER_STOPPED, TERMINAL, Principal, Store, now_ms
 
@@ -139,7 +140,7 @@ class Job:
 def catalog(bundle: Bundle, target: str = "dev",
             overrides: Mapping[str, str] | None = None) -> dict[int, Job]:
     if target not in bundle.targets:
-        raise ValueError(f"bundle target {target!r} is unknown; use one of "
+        raise InvalidValueError(f"bundle target {target!r} is unknown; use one of "
                          f"{', '.join(bundle.targets)}")
     variables = local_variables(bundle, target, overrides)
     run_as = (bundle.targets[target] or {}).get("run_as") or bundle.config.get("run_as")

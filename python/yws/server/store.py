@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from yws.errors import InvalidValueError, NotFoundError
+
 # An idempotency token is one principal's: unique per job, principal (creator) and token.
 RUNS_TABLE = """
 CREATE TABLE IF NOT EXISTS {name} (
@@ -158,16 +160,17 @@ class Store:
         """Delete the one token whose id is ``token_id``; it stops working at once."""
         token_id = token_id.strip().lower()
         if not (6 <= len(token_id) <= 64 and all(c in "0123456789abcdef" for c in token_id)):
-            raise ValueError(f"token id {token_id!r} is not one: `yws tokens list` shows them")
+            raise InvalidValueError(
+                f"token id {token_id!r} is not one: `yws tokens list` shows them")
         with self.tx() as db:
             rows = list(db.execute("SELECT token_hash, principal FROM tokens "
                                    "WHERE substr(token_hash, 1, ?) = ?",
                                    (len(token_id), token_id)))
             if not rows:
-                raise LookupError(f"no token has the id {token_id}: `yws tokens list` shows "
+                raise NotFoundError(f"no token has the id {token_id}: `yws tokens list` shows "
                                   "them")
             if len(rows) > 1:
-                raise LookupError(f"{len(rows)} tokens have an id starting {token_id}: give "
+                raise InvalidValueError(f"{len(rows)} tokens have an id starting {token_id}: give "
                                   "more of it (`yws tokens list` shows them)")
             db.execute("DELETE FROM tokens WHERE token_hash = ?", (rows[0]["token_hash"],))
         return {"id": token_id, "principal": rows[0]["principal"]}

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Literal
 import pyarrow as pa
 
 from yws.config import Settings, check_table_name
+from yws.errors import YwsError
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -20,7 +21,7 @@ WriteMode = Literal["overwrite", "append"]
 _LITERAL = re.compile(r"^[A-Za-z0-9_.:\-]{1,128}$")
 
 
-class StorageError(RuntimeError):
+class StorageError(YwsError, RuntimeError):
     """A table could not be read or written."""
 
 

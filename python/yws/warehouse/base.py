@@ -10,14 +10,15 @@ from typing import Any
 import pyarrow as pa
 
 from yws.config import Settings
+from yws.errors import YwsError
 from yws.sqlfiles import Grant, Statement
 
 
-class WarehouseError(RuntimeError):
+class WarehouseError(YwsError, RuntimeError):
     """A statement failed in the warehouse; the message names the file, line and object."""
 
 
-class QueryError(ValueError):
+class QueryError(YwsError, ValueError):
     """A query or its parameters are not acceptable: the message says what to change."""
 
 
