@@ -34,7 +34,7 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m unit
 
 lint: setup
-	$(BIN)/ruff check python tests benchmarks
+	$(BIN)/ruff check python tests benchmarks tools
 	$(BIN)/mypy
 
 # Tables on stdout; JSON in benchmarks/out/. bench_core takes ~15 min (1M and 10M rows).
@@ -45,9 +45,9 @@ bench: setup
 	$(BIN)/python benchmarks/bench_serve.py
 	$(BIN)/python benchmarks/bench_serve_memory.py --json benchmarks/out/serve_memory.json
 
-# The architecture pictures in docs/, drawn from the bundle and the settings (yws/diagram.py).
+# The architecture pictures in docs/, drawn from the bundle and the settings (tools/diagram.py).
 diagram: setup
-	$(BIN)/python -m yws.diagram
+	$(BIN)/python -m tools.diagram
 
 setup: system-deps $(STAMP)
 

@@ -24,14 +24,14 @@ from typing import Any
 os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 from yws.config import Settings  # noqa: E402
-from yws.data import generate  # noqa: E402
-from yws.ingest import write_snapshot  # noqa: E402
-from yws.pipeline import build_pipeline  # noqa: E402
-from yws.score_arrow import available_memory  # noqa: E402
-from yws.spark import get_spark  # noqa: E402
-from yws.spec import load_spec  # noqa: E402
+from yws.contract.spec import load_spec  # noqa: E402
+from yws.datasets.ingest import write_snapshot  # noqa: E402
+from yws.datasets.synthetic import generate  # noqa: E402
+from yws.model.pipeline import build_pipeline  # noqa: E402
+from yws.platform.spark import get_spark  # noqa: E402
+from yws.scoring.arrow import available_memory  # noqa: E402
 from yws.storage.local import LocalStorage  # noqa: E402
-from yws.train import split, train  # noqa: E402
+from yws.training.job import split, train  # noqa: E402
 
 TRAIN_DAY = dt.date(2026, 8, 31)
 SCORE_DAY = dt.date(2026, 11, 30)

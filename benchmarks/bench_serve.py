@@ -27,8 +27,8 @@ from bench_sql import predictions  # noqa: E402
 from serving import yws_serve  # noqa: E402
 
 from yws.config import Settings  # noqa: E402
+from yws.contract.sqlfiles import statements  # noqa: E402
 from yws.server.store import Store  # noqa: E402
-from yws.sqlfiles import statements  # noqa: E402
 from yws.storage.local import LocalStorage  # noqa: E402
 from yws.warehouse.local import LocalWarehouse  # noqa: E402
 

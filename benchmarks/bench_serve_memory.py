@@ -34,10 +34,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 from serving import yws_serve  # noqa: E402
 
 from yws.config import Settings  # noqa: E402
+from yws.contract.sqlfiles import statements  # noqa: E402
+from yws.contract.tables import PREDICTIONS, SCORE_RUNS, arrow_schema  # noqa: E402
 from yws.server.store import Store  # noqa: E402
-from yws.sqlfiles import statements  # noqa: E402
 from yws.storage.local import LocalStorage  # noqa: E402
-from yws.tables import PREDICTIONS, SCORE_RUNS, arrow_schema  # noqa: E402
 from yws.warehouse.local import LocalWarehouse  # noqa: E402
 
 

@@ -22,9 +22,9 @@ import numpy as np
 import pyarrow as pa
 
 from yws.config import Settings
-from yws.sqlfiles import statements
+from yws.contract.sqlfiles import statements
+from yws.contract.tables import PREDICTIONS, arrow_schema
 from yws.storage.local import LocalStorage
-from yws.tables import PREDICTIONS, arrow_schema
 from yws.warehouse.local import LocalWarehouse
 
 

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from yws.config import Settings
-from yws.data import generate
-from yws.ingest import write_snapshot
-from yws.spec import Spec, load_spec
+from yws.contract.spec import Spec, load_spec
+from yws.datasets.ingest import write_snapshot
+from yws.datasets.synthetic import generate
 from yws.storage.local import LocalStorage
 
 TRAIN_DAY = dt.date(2026, 8, 31)
@@ -26,7 +26,7 @@ os.environ.setdefault("YWS_SPARK_MASTER", "local[2]")
 
 @pytest.fixture(scope="session")
 def spark():  # -> SparkSession
-    from yws.spark import get_spark
+    from yws.platform.spark import get_spark
 
     session = get_spark(Settings())
     yield session
@@ -60,7 +60,7 @@ def load_demo_data(storage: LocalStorage, settings: Settings, rows: int = 3000,
 @pytest.fixture(scope="module")
 def trained_home(tmp_path_factory: pytest.TempPathFactory, spark, spec) -> Iterator[Settings]:
     """A home with demo data and a registered champion, shared by a module's read-only tests."""
-    from yws.train import train
+    from yws.training.job import train
 
     settings = Settings(home=tmp_path_factory.mktemp("trained") / "yws")
     storage = LocalStorage(settings)
@@ -145,8 +145,8 @@ def synthetic_home(root: Path, rows: int, seed: int = 0) -> Settings:
     import numpy as np
     import pyarrow as pa
 
-    from yws.sqlfiles import statements
-    from yws.tables import PREDICTIONS, SCORE_RUNS, arrow_schema
+    from yws.contract.sqlfiles import statements
+    from yws.contract.tables import PREDICTIONS, SCORE_RUNS, arrow_schema
     from yws.warehouse.local import LocalWarehouse
 
     home = Settings(home=root / "yws")

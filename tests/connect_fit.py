@@ -19,12 +19,12 @@ os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 def main() -> int:
     from pyspark.sql import SparkSession
 
-    from yws.data import generate
-    from yws.evaluation import metrics, scored_arrays
-    from yws.pipeline import build_pipeline, category_labels, coefficients
-    from yws.quality import REASON_COL, with_reason
-    from yws.spec import load_spec
-    from yws.train import split
+    from yws.contract.quality import REASON_COL, with_reason
+    from yws.contract.spec import load_spec
+    from yws.datasets.synthetic import generate
+    from yws.model.pipeline import build_pipeline, category_labels, coefficients
+    from yws.training.evaluation import metrics, scored_arrays
+    from yws.training.job import split
 
     spark = (SparkSession.builder.remote("local[2]")
              .config("spark.sql.session.timeZone", "UTC")
@@ -43,7 +43,7 @@ def main() -> int:
     # A pipeline saved over Connect (pyspark writes its metadata) loads in the arrow engine.
     from pyspark.ml.functions import vector_to_array
 
-    from yws.engine import ArrowModel
+    from yws.model.evaluator import ArrowModel
 
     saved = tempfile.mkdtemp(prefix="yws-connect-model-")
     model.write().overwrite().save(saved)

@@ -7,7 +7,7 @@ session from ``SparkSession.builder.getOrCreate()``, the feature table read thro
 ``DatabricksStorage``, the fit, the evaluation, ``mlflow.spark.save_model`` with MLflow 2.22's
 serverless branch, the registration and the aliases), the ``yws-score --check-only true`` entry
 point, and the Spark scoring path (``mlflow.spark.load_model`` through the same branch, then
-``yws.score.predict``), checked against the arrow engine.
+``yws.scoring.job.predict``), checked against the arrow engine.
 
 Three stand-ins for what only a workspace has, each the least that makes it local:
 - Unity Catalog's model registry: an MLflow file store (``registry.configure``);
@@ -39,8 +39,8 @@ def stand_ins(work: Path) -> None:
     import mlflow.spark
     from mlflow.utils import databricks_utils
 
-    from yws import registry
     from yws.config import Settings
+    from yws.model import registry
 
     store = (work / "mlruns").as_uri()
     volume = work / "volume"
@@ -66,7 +66,7 @@ def stand_ins(work: Path) -> None:
 
 
 def feature_table(spark) -> None:  # spark: SparkSession
-    from yws.data import generate
+    from yws.datasets.synthetic import generate
 
     spark.sql("CREATE SCHEMA IF NOT EXISTS spark_catalog.ml")
     spark.sql("DROP TABLE IF EXISTS spark_catalog.ml.yws_features")
@@ -95,14 +95,14 @@ def main(work: Path) -> int:
     import pyspark
 
     stand_ins(work)
-    from yws import registry
     from yws.config import Settings
-    from yws.engine import ArrowModel
-    from yws.pipeline import category_labels
-    from yws.quality import REASON_COL, with_reason
-    from yws.score import predict, snapshot
-    from yws.spark import get_spark
-    from yws.spec import load_spec
+    from yws.contract.quality import REASON_COL, with_reason
+    from yws.contract.spec import load_spec
+    from yws.model import registry
+    from yws.model.evaluator import ArrowModel
+    from yws.model.pipeline import category_labels
+    from yws.platform.spark import get_spark
+    from yws.scoring.job import predict, snapshot
     from yws.storage import storage_for
 
     settings = Settings(target="databricks", catalog="spark_catalog", schema="ml")

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from yws.bundle import BundleError, check, load, local_variables, validate
-from yws.entrypoints import PARSERS
+from yws.deploy.bundle import BundleError, check, load, local_variables, validate
+from yws.deploy.tasks import PARSERS
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -298,7 +298,7 @@ def test_entry_points_in_the_wheel_have_parsers():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert set(PARSERS) <= set(scripts)
     for name, parser in PARSERS.items():
-        assert scripts[name].startswith("yws.entrypoints:")
+        assert scripts[name].startswith("yws.deploy.tasks:")
         assert "--catalog" in parser().format_help()
 
 
@@ -335,7 +335,7 @@ def test_the_wheel_carries_the_entry_points_and_sql(tmp_path):
     entry = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith("entry_points.txt"))).decode()
     for script in PARSERS:
-        assert f"{script} = yws.entrypoints:" in entry
+        assert f"{script} = yws.deploy.tasks:" in entry
     shipped = sorted(n.removeprefix("yws/sql/") for n in names if n.startswith("yws/sql/"))
     on_disk = sorted(p.relative_to(ROOT / "sql").as_posix() for p in (ROOT / "sql").rglob("*.sql"))
     assert shipped == on_disk
@@ -345,7 +345,7 @@ def test_the_wheel_carries_the_entry_points_and_sql(tmp_path):
 def test_the_first_deploy_checklist_matches_jobs_and_sql():
     """docs/migration.md names what jobs/ looks up and what sql/ creates and grants."""
     from yws.config import Settings
-    from yws.sqlfiles import describe, parse_grant, statements
+    from yws.contract.sqlfiles import describe, parse_grant, statements
 
     text = (ROOT / "docs" / "migration.md").read_text()
     checklist = text[text.index("## What the first deploy needs"):]
@@ -384,7 +384,7 @@ def test_the_readme_lists_each_jobs_parameters():
 
 def test_the_default_bundle_is_the_checkouts_from_any_folder(tmp_path, monkeypatch):
     """`yws serve` started outside the repository still finds jobs/ of the checkout."""
-    from yws.bundle.model import default_root
+    from yws.deploy.bundle.model import default_root
 
     monkeypatch.chdir(tmp_path)
     assert default_root() == Path(__file__).resolve().parents[1] / "jobs"

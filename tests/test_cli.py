@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from yws.cli import main
-from yws.spec import parse_spec
+from yws.cli.main import main
+from yws.contract.spec import parse_spec
 
 
 @pytest.fixture
@@ -140,7 +140,7 @@ def test_sql_apply_query_and_grants(yws):
 
 @pytest.mark.integration  # a subprocess or Spark through the CLI
 def test_model_versions_and_rolling_the_champion_back(yws, monkeypatch):
-    from yws import registry
+    from yws.model import registry
 
     monkeypatch.setattr(registry, "CACHE_SETTLE_SECONDS", 0.0)  # cache at once
     yws("data", "generate", "--rows", "1200", "--as-of", "2026-08-31")

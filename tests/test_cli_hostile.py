@@ -19,10 +19,10 @@ import pyarrow.csv as pacsv
 import pytest
 import yaml
 
-from yws.cli import main
+from yws.cli.main import main
 from yws.config import Settings
-from yws.data import generate
-from yws.spec import default_spec_text
+from yws.contract.spec import default_spec_text
+from yws.datasets.synthetic import generate
 from yws.storage.local import LocalStorage
 
 DAY = dt.date(2026, 9, 30)
@@ -43,7 +43,7 @@ def no_spark(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(settings: Settings) -> None:
         raise AssertionError("the command started Spark before checking its input")
 
-    monkeypatch.setattr("yws.cli._spark", refuse)
+    monkeypatch.setattr("yws.cli.main._spark", refuse)
 
 
 @pytest.fixture
@@ -73,7 +73,7 @@ def one_error(err: str) -> str:
 
 def seed_features(storage: LocalStorage) -> int:
     """The features table with one snapshot; returns its version."""
-    from yws.ingest import write_snapshot
+    from yws.datasets.ingest import write_snapshot
 
     write_snapshot(storage, generate(60, DAY), FEATURES, "as_of_date", DAY)
     version = storage.version(FEATURES)
@@ -327,7 +327,7 @@ def test_bad_params_are_one_line_before_spark(yws, no_spark, param):
 
 
 def test_spec_and_param_agree_on_whole_numbers(yws, no_spark, tmp_path):
-    from yws.spec import load_spec
+    from yws.contract.spec import load_spec
 
     path = tmp_path / "spec.yaml"
     path.write_text(_set(model__maxIter=20.0))  # a whole float is a whole number
@@ -349,9 +349,9 @@ def test_bad_dates_are_refused_before_spark(yws, no_spark, command, value):
 
 # -- training: an imputed column with no value -------------------------------------------------
 def test_all_null_imputed_column_is_named_before_the_fit(spark, tmp_path):
-    from yws.quality import InputDataError
-    from yws.spec import load_spec
-    from yws.train import load_training_rows
+    from yws.contract.quality import InputDataError
+    from yws.contract.spec import load_spec
+    from yws.training.job import load_training_rows
 
     settings = Settings(home=tmp_path / "yws")
     storage = LocalStorage(settings)
@@ -372,7 +372,7 @@ def test_all_null_imputed_column_is_named_before_the_fit(spark, tmp_path):
 # -- end to end, as a user runs it ----------------------------------------------------------------
 def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "YWS_HOME": str(home)}
-    return subprocess.run([sys.executable, "-m", "yws.cli", *args], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "yws.cli.main", *args], capture_output=True,
                           text=True, env=env, timeout=120)
 
 

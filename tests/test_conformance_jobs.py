@@ -33,7 +33,7 @@ from databricks.sdk.service.jobs import (
 
 from conftest import serving
 from yws.config import Settings
-from yws.jobs_client import latest_tasks, outcome
+from yws.deploy.jobs_client import latest_tasks, outcome
 from yws.server.app import create_app
 from yws.server.jobs import deployer
 from yws.server.store import Store

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from yws.data import generate
-from yws.pipeline import build_pipeline, coefficients
-from yws.quality import REASON_COL, with_reason
-from yws.train import split
+from yws.contract.quality import REASON_COL, with_reason
+from yws.datasets.synthetic import generate
+from yws.model.pipeline import build_pipeline, coefficients
+from yws.training.job import split
 
 
 @pytest.mark.slow

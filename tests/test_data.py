@@ -6,8 +6,8 @@ import numpy as np
 import pyarrow.compute as pc
 import pytest
 
-from yws.data import MISSING_RATES, SCHEMA, generate, true_coefficients
-from yws.spec import load_spec
+from yws.contract.spec import load_spec
+from yws.datasets.synthetic import MISSING_RATES, SCHEMA, generate, true_coefficients
 
 DAY = dt.date(2026, 10, 1)
 

@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-
-from yws.bundle import load
-from yws.config import Settings
-from yws.diagram import (
+from tools.diagram import (
     CAPTION,
     DiagramError,
     databricks_architecture,
@@ -17,6 +14,9 @@ from yws.diagram import (
     render,
     view_names,
 )
+
+from yws.config import Settings
+from yws.deploy.bundle import load
 
 ROOT = Path(__file__).resolve().parents[1]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from yws.data import generate
-from yws.engine import ArrowModel, InvalidInputError, UnsupportedModelError
-from yws.pipeline import build_pipeline
+from yws.datasets.synthetic import generate
+from yws.model.evaluator import ArrowModel, InvalidInputError, UnsupportedModelError
+from yws.model.pipeline import build_pipeline
 
 TRAIN, SCORE = dt.date(2026, 8, 31), dt.date(2026, 11, 30)
 
@@ -115,7 +115,7 @@ def test_the_registered_model_serves_through_pyfunc_without_spark(trained_home, 
 
     import mlflow
 
-    from yws import registry
+    from yws.model import registry
 
     registry.configure(trained_home)
     version = registry.resolve(trained_home, "champion")

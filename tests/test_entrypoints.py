@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import SCORE_DAY, TRAIN_DAY, load_demo_data
-from yws.entrypoints import score_main, sql_apply_main, train_main
+from yws.deploy.tasks import score_main, sql_apply_main, train_main
 
 
 def test_train_then_score_with_job_style_parameters(settings, storage, capsys, spark):
@@ -47,7 +47,7 @@ def test_train_then_score_with_job_style_parameters(settings, storage, capsys, s
 def test_check_only_calls_the_check_with_the_parsed_request(settings, capsys, monkeypatch):
     import datetime as dt
 
-    from yws import score
+    from yws.scoring import job as score
 
     calls = []
 
@@ -101,7 +101,7 @@ def test_malformed_parameters_exit_2_with_one_line(settings, capsys):
 
 
 def test_an_unexpected_failure_keeps_its_traceback(settings, monkeypatch, capsys):
-    from yws import score
+    from yws.scoring import job as score
 
     def boom(*args, **kwargs):
         raise RuntimeError("the platform fell over")

@@ -15,9 +15,9 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 
 from conftest import point_sdk_at
-from yws import jobs_client
-from yws.cli import main
-from yws.jobs_client import default_token
+from yws.cli.main import main
+from yws.deploy import jobs_client
+from yws.deploy.jobs_client import default_token
 
 
 class Fake:

@@ -6,9 +6,9 @@ import math
 import numpy as np
 import pytest
 
-from yws.data import generate
-from yws.pipeline import UNKNOWN, build_pipeline, category_labels, coefficients
-from yws.train import load_training_rows
+from yws.datasets.synthetic import generate
+from yws.model.pipeline import UNKNOWN, build_pipeline, category_labels, coefficients
+from yws.training.job import load_training_rows
 
 
 def _numpy_probabilities(model, df, coefs):
@@ -51,8 +51,8 @@ def test_expanded_names_and_categories(spark, spec):
 def test_training_recovers_the_generating_coefficients(spark, settings, storage, spec):
     """Unregularised fit on clean data lands near the known model (level differences for
     categoricals, whose one-hot columns are collinear with the intercept)."""
-    from yws.data import true_coefficients
-    from yws.ingest import write_snapshot
+    from yws.datasets.ingest import write_snapshot
+    from yws.datasets.synthetic import true_coefficients
 
     day = dt.date(2026, 1, 31)
     write_snapshot(storage, generate(60_000, day, missing=False), settings.features,

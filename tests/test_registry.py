@@ -9,8 +9,8 @@ import tempfile
 import mlflow
 import pytest
 
-from yws import registry
 from yws.config import Settings
+from yws.model import registry
 
 
 @pytest.fixture

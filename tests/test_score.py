@@ -11,13 +11,14 @@ import pyarrow.compute as pc
 import pytest
 
 from conftest import SCORE_DAY, TRAIN_DAY
-from yws import registry, score_arrow
 from yws.config import Settings
-from yws.data import generate
-from yws.engine import ArrowModel
-from yws.quality import FeatureSchemaError, InputDataError
-from yws.registry import ModelNotFoundError
-from yws.score import AccountingError, score
+from yws.contract.quality import FeatureSchemaError, InputDataError
+from yws.datasets.synthetic import generate
+from yws.model import registry
+from yws.model.evaluator import ArrowModel
+from yws.model.registry import ModelNotFoundError
+from yws.scoring import arrow as score_arrow
+from yws.scoring.job import AccountingError, score
 from yws.storage import StorageError
 from yws.storage.local import LocalStorage
 
@@ -319,7 +320,7 @@ def test_auto_scores_on_spark_when_the_batch_does_not_fit(home, spark, spec, mon
 def test_arrow_reads_one_table_version_even_if_the_snapshot_is_replaced(home, spec,
                                                                         monkeypatch):
     """Rows re-loaded for the date while a run reads them: the run scores what it counted."""
-    from yws.ingest import write_snapshot
+    from yws.datasets.ingest import write_snapshot
 
     storage = LocalStorage(home)
     score(home, spec, None, storage=storage, batch_id="before", engine="arrow")
@@ -347,7 +348,7 @@ def test_arrow_reads_one_table_version_even_if_the_snapshot_is_replaced(home, sp
 
 def test_too_many_duplicate_keys_is_a_clear_error_on_both_engines(home, spark, spec, engine,
                                                                   monkeypatch):
-    from yws import quality
+    from yws.contract import quality
 
     monkeypatch.setattr(quality, "MAX_DUPLICATE_KEYS", 1)
     storage = LocalStorage(home)
@@ -372,7 +373,7 @@ def test_arrow_leaves_no_temporary_files(home, spec, monkeypatch, tmp_path):
 
 def test_check_score_request_answers_without_writing(home, spark, spec):
     """The score job's check task (no retries): the same errors as a score run, at once."""
-    from yws.score import check_score_request
+    from yws.scoring.job import check_score_request
 
     storage = LocalStorage(home)
     before = versions(storage, home)
@@ -418,7 +419,7 @@ def test_a_failure_after_the_commit_point_keeps_the_published_batch(home, spec, 
 def test_the_spark_band_expression_agrees_with_the_bands_at_every_edge(spark, spec):
     import numpy as np
 
-    from yws.score import band_column
+    from yws.scoring.job import band_column
 
     b = spec.bands
     edges = [0.0, float(np.nextafter(b.yellow, 0)), b.yellow, float(np.nextafter(b.red, 0)),
@@ -435,7 +436,7 @@ def test_an_interrupt_while_publishing_is_dropped_once_published_and_delivered_i
     import os
     import signal
 
-    from yws.score import interrupts_held
+    from yws.scoring.job import interrupts_held
 
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
     with interrupts_held():

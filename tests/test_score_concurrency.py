@@ -25,12 +25,12 @@ import pyarrow as pa
 import pytest
 
 from conftest import SCORE_DAY, TRAIN_DAY
-from yws import score_arrow
 from yws.config import Settings
-from yws.data import generate
-from yws.ingest import write_snapshot
-from yws.score import ORPHANS_AFTER, score, sweep
-from yws.sqlfiles import statements
+from yws.contract.sqlfiles import statements
+from yws.datasets.ingest import write_snapshot
+from yws.datasets.synthetic import generate
+from yws.scoring import arrow as score_arrow
+from yws.scoring.job import ORPHANS_AFTER, score, sweep
 from yws.storage import StorageError
 from yws.storage.local import LocalStorage
 from yws.warehouse.local import LocalWarehouse

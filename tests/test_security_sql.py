@@ -40,10 +40,10 @@ from deltalake import DeltaTable, write_deltalake
 
 from test_server import served  # noqa: F401  (the module-scoped `yws serve` fixture)
 from yws.config import Settings
+from yws.contract.sqlfiles import statements
 from yws.server.errors import ApiError
 from yws.server.grants import relations
 from yws.server.store import Store
-from yws.sqlfiles import statements
 from yws.warehouse import QueryError, check_query
 from yws.warehouse.local import LocalWarehouse
 

@@ -21,11 +21,11 @@ from databricks.sdk.service.sql import StatementState
 
 from conftest import SCORE_DAY, free_port, point_sdk_at, serving
 from yws.config import Settings
-from yws.predictions import read_predictions
+from yws.contract.sqlfiles import statements
+from yws.scoring.results import read_predictions
 from yws.server import sql_api
 from yws.server.app import create_app
 from yws.server.store import Store
-from yws.sqlfiles import statements
 from yws.warehouse.databricks import DatabricksWarehouse
 from yws.warehouse.local import LocalWarehouse
 
@@ -33,7 +33,7 @@ from yws.warehouse.local import LocalWarehouse
 @pytest.fixture(scope="module")
 def served(trained_home, tmp_path_factory, spark, spec):
     """A trained and scored home with the SQL layer applied, served on a free loopback port."""
-    from yws.score import score
+    from yws.scoring.job import score
     from yws.storage.local import LocalStorage
 
     home = Settings(home=tmp_path_factory.mktemp("served") / "yws")
@@ -283,7 +283,7 @@ def test_rate_limit_answers_429_with_retry_after():
 
 
 def test_tokens_create_prints_the_token_alone_on_the_last_line(tmp_path, capsys):
-    from yws.cli import main
+    from yws.cli.main import main
 
     code = main(["tokens", "create", "--home", str(tmp_path), "--principal", "ana",
                  "--group", "yws_r_users"])

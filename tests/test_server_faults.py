@@ -35,8 +35,8 @@ import pytest
 from databricks.sdk import WorkspaceClient
 from databricks.sdk.service.jobs import RunLifeCycleState, RunResultState
 
-from yws.bundle import load
 from yws.config import Settings
+from yws.deploy.bundle import load
 from yws.server import jobs
 from yws.server.jobs import TASK_MARK, Runner, catalog
 from yws.server.store import TERMINAL, Principal, Store
@@ -155,7 +155,7 @@ def world(tmp_path: Path) -> Iterator[dict[str, object]]:
     (env_dir / "lib" / f"python{sys.version_info[0]}.{sys.version_info[1]}" / "site-packages"
      / "yws_test.pth").write_text(f"import site; site.addsitedir({str(site)!r})\n")
     python = env_dir / "bin" / "python"
-    scripts = {"yws": "import sys\nfrom yws.cli import main\nsys.exit(main())\n",
+    scripts = {"yws": "import sys\nfrom yws.cli.main import main\nsys.exit(main())\n",
                "yws-fake-task": textwrap.dedent(FAKE_TASK)}
     for name, body in scripts.items():
         path = env_dir / "bin" / name
@@ -248,7 +248,7 @@ def test_cancel_stops_the_task_and_what_it_started(world):
 
 @pytest.mark.slow
 def test_a_cancel_that_comes_after_the_work_is_done_leaves_the_run_successful(world):
-    """A score task that has published holds the cancel's signal and ends 0 (yws.score.
+    """A score task that has published holds the cancel's signal and ends 0 (yws.scoring.job.
     interrupts_held): the run is SUCCESS — its rows are visible — never CANCELED."""
     w = world["start"]()
     run_id = w.jobs.run_now(job_id(w, "published")).response.run_id

@@ -24,6 +24,7 @@ import requests
 import uvicorn
 
 from yws.config import Settings
+from yws.contract.sqlfiles import statements
 from yws.server.limits import (
     MAX_BODY_BYTES,
     MAX_JOB_PARAMETERS_BYTES,
@@ -31,7 +32,6 @@ from yws.server.limits import (
     MAX_STATEMENT_BYTES,
 )
 from yws.server.store import Store
-from yws.sqlfiles import statements
 from yws.warehouse.local import LocalWarehouse
 
 RUN_NOW = "/api/2.2/jobs/run-now"

@@ -5,7 +5,7 @@ import copy
 import pytest
 import yaml
 
-from yws.spec import SpecError, default_spec_text, load_spec, parse_spec
+from yws.contract.spec import SpecError, default_spec_text, load_spec, parse_spec
 
 
 @pytest.fixture
@@ -81,7 +81,7 @@ def test_missing_spec_file(tmp_path):
 
 
 def test_quarantine_rules_are_one_ordered_list_both_engines_compile(spec):
-    from yws.rules import Rule, quarantine_rules
+    from yws.contract.rules import Rule, quarantine_rules
 
     training = quarantine_rules(spec, unseen=False, duplicates=False)
     scoring = quarantine_rules(spec, unseen=True, duplicates=True)
@@ -99,7 +99,7 @@ def test_quarantine_rules_are_one_ordered_list_both_engines_compile(spec):
 def test_bands_are_data_each_engine_compiles_alike(spec):
     import numpy as np
 
-    from yws.score_arrow import bands
+    from yws.scoring.arrow import bands
 
     b = spec.bands
     edges = [0.0, np.nextafter(b.yellow, 0), b.yellow, np.nextafter(b.red, 0), b.red, 1.0]

@@ -11,8 +11,7 @@ import sqlglot
 from sqlglot import exp
 
 from yws.config import Settings, SettingsError
-from yws.predictions import read_predictions
-from yws.sqlfiles import (
+from yws.contract.sqlfiles import (
     APPLIES_TO,
     Grant,
     SqlFileError,
@@ -23,8 +22,9 @@ from yws.sqlfiles import (
     sql_dir,
     statements,
 )
+from yws.contract.tables import PREDICTIONS, QUARANTINE, SCORE_RUNS, arrow_schema
+from yws.scoring.results import read_predictions
 from yws.storage.local import LocalStorage
-from yws.tables import PREDICTIONS, QUARANTINE, SCORE_RUNS, arrow_schema
 from yws.warehouse import QueryError, WarehouseError
 from yws.warehouse.local import LocalWarehouse
 
@@ -374,9 +374,9 @@ def test_query_before_apply_says_what_to_do(settings):
 
 def test_written_tables_match_the_ddl_column_for_column(trained_home, spark, spec, tmp_path):
     """What the jobs write is what sql/10_tables declares, names and types."""
-    from yws.score import score
-    from yws.sqlfiles import table_columns
-    from yws.tables import arrow_type
+    from yws.contract.sqlfiles import table_columns
+    from yws.contract.tables import arrow_type
+    from yws.scoring.job import score
     from yws.warehouse.local import _kind
 
     home = Settings(home=tmp_path / "yws")

@@ -5,7 +5,7 @@ import datetime as dt
 import pyarrow as pa
 import pytest
 
-from yws.ingest import import_file
+from yws.datasets.ingest import import_file
 from yws.storage import StorageError, TableNotFoundError, storage_for
 from yws.storage.local import LocalStorage
 
@@ -74,7 +74,7 @@ def test_runs_before(storage):
 
 
 def _record(run: str, batch: str) -> pa.Table:
-    from yws.tables import SCORE_RUNS, arrow_schema
+    from yws.contract.tables import SCORE_RUNS, arrow_schema
 
     return pa.Table.from_pylist([{
         "run_id": run, "batch_id": batch, "as_of_date": dt.date(2026, 11, 30),

@@ -7,11 +7,11 @@ import mlflow
 import pytest
 
 from conftest import TRAIN_DAY, load_demo_data
-from yws import registry
-from yws.data import generate
-from yws.ingest import write_snapshot
-from yws.quality import FeatureSchemaError, InputDataError
-from yws.train import TrainingError, gate, train
+from yws.contract.quality import FeatureSchemaError, InputDataError
+from yws.datasets.ingest import write_snapshot
+from yws.datasets.synthetic import generate
+from yws.model import registry
+from yws.training.job import TrainingError, gate, train
 
 
 def test_gate_rules():
@@ -118,7 +118,7 @@ def test_no_rows_for_the_date(spark, settings, storage, spec):
 
 
 def test_non_finite_metrics_are_never_registered(spark, settings, storage, spec, monkeypatch):
-    import yws.train as train_module
+    import yws.training.job as train_module
 
     load_demo_data(storage, settings, rows=800)
     monkeypatch.setattr(train_module, "metrics",
@@ -134,7 +134,7 @@ def test_the_model_carries_its_pyfunc_code_and_no_pyspark_requirement(trained_ho
     MLflow — never open-source pyspark, which on serverless would break Databricks Connect."""
     import yaml
 
-    from yws.train import PYFUNC_MODULE, PYFUNC_PACKAGES
+    from yws.training.job import PYFUNC_MODULE, PYFUNC_PACKAGES
 
     registry.configure(trained_home)
     folder = mlflow.artifacts.download_artifacts(f"models:/{trained_home.model_name}/1")
@@ -153,10 +153,10 @@ def test_the_engine_imports_nothing_from_yws():
     """yws/engine.py is logged as each model's pyfunc code: it must stand alone."""
     import ast
 
-    import yws.engine
-    from yws.train import PYFUNC_PACKAGES
+    import yws.model.evaluator
+    from yws.training.job import PYFUNC_PACKAGES
 
-    tree = ast.parse(open(yws.engine.__file__).read())
+    tree = ast.parse(open(yws.model.evaluator.__file__).read())
     guarded = [node for node in ast.walk(tree) if isinstance(node, ast.Try)
                and any(isinstance(h.type, ast.Name) and h.type.id == "ImportError"
                        for h in node.handlers)]

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import point_sdk_at
 from yws.config import Settings
-from yws.sqlfiles import SqlFileError, statements
+from yws.contract.sqlfiles import SqlFileError, statements
 from yws.warehouse import QueryError, WarehouseError
 from yws.warehouse import databricks as dbx
 

@@ -7,14 +7,14 @@
 #'
 #' @param as_of,batch_id,bands,view Filters passed to Python's `read_predictions()`, checked
 #'   as [yws_predictions()] checks them.
-#' @return `yws_py()`: the Python module `yws.predictions`. `yws_py_predictions()`: a data frame.
+#' @return `yws_py()`: the Python module `yws.scoring.results`. `yws_py_predictions()`: a data frame.
 #' @examplesIf identical(Sys.getenv("YWS_EXAMPLES"), "true")
 #' # needs a workspace or `yws up` (DATABRICKS_HOST, DATABRICKS_TOKEN)
 #' yws_py_predictions(batch_id = "nightly-2026-11-30")
 #' @export
 yws_py <- function() {
   rlang::check_installed("reticulate")
-  reticulate::import("yws.predictions", convert = FALSE)
+  reticulate::import("yws.scoring.results", convert = FALSE)
 }
 
 #' @rdname yws_py

@@ -15,8 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from yws.bundle import load
 from yws.config import Settings
+from yws.deploy.bundle import load
 from yws.server import jobs_routes, sessions, sql_routes
 from yws.server.context import Api
 from yws.server.errors import ApiError, unauthenticated

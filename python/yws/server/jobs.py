@@ -43,8 +43,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yws.bundle import Bundle, local_variables, substitute
 from yws.config import Settings
+from yws.deploy.bundle import Bundle, local_variables, substitute
 from yws.errors import InvalidValueError
 from yws.server.errors import ApiError, denied, invalid, not_found
 from yws.server.store import ACTIVE, SERVER_STOPPED, TERMINAL, Principal, Store, now_ms

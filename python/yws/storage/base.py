@@ -57,7 +57,7 @@ class TableInfo:
 
 class Storage(ABC):
     """Tables by their UC name. Every write is one atomic commit to one table; the score job's
-    all-or-nothing across tables comes from :meth:`publish_run` (see ``yws.score``)."""
+    all-or-nothing across tables comes from :meth:`publish_run` (see ``yws.scoring.job``)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings

@@ -37,7 +37,7 @@ class DatabricksStorage(Storage):
     @property
     def spark(self) -> SparkSession:
         if self._spark is None:
-            from yws.spark import get_spark
+            from yws.platform.spark import get_spark
 
             self._spark = get_spark(self.settings)
         return self._spark

@@ -10,8 +10,8 @@ from typing import Any
 import pyarrow as pa
 
 from yws.config import Settings
+from yws.contract.sqlfiles import Grant, Statement
 from yws.errors import YwsError
-from yws.sqlfiles import Grant, Statement
 
 
 class WarehouseError(YwsError, RuntimeError):

@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from yws.sqlfiles import Grant, Statement, describe
+from yws.contract.sqlfiles import Grant, Statement, describe
 from yws.warehouse.base import ApplyStep, QueryError, Warehouse, WarehouseError, check_query
 
 POLL_SECONDS = 1.0

@@ -24,9 +24,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from yws.sqlfiles import Grant, SqlFileError, Statement, columns_of, describe, parse_grant
+from yws.contract.sqlfiles import Grant, SqlFileError, Statement, columns_of, describe, parse_grant
+from yws.contract.tables import arrow_type
 from yws.storage.local import LocalStorage
-from yws.tables import arrow_type
 from yws.warehouse.base import ApplyStep, Warehouse, WarehouseError, check_query
 from yws.warehouse.dialect import sql_error, to_duckdb
 

@@ -23,9 +23,9 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from yws import registry
 from yws.config import Settings
 from yws.errors import InvalidValueError
+from yws.model import registry
 
 
 class TaskArgumentParser(argparse.ArgumentParser):
@@ -113,9 +113,9 @@ def train_main(argv: Sequence[str] | None = None) -> None:
         registry.dfs_tmpdir(settings)
 
         from yws.console import stderr_progress
-        from yws.spark import get_spark
-        from yws.spec import load_spec
-        from yws.train import train
+        from yws.contract.spec import load_spec
+        from yws.platform.spark import get_spark
+        from yws.training.job import train
 
         spec = load_spec(settings.spec)
         return train(settings, spec, get_spark(settings), as_of=as_of,
@@ -138,9 +138,9 @@ def score_main(argv: Sequence[str] | None = None) -> None:
             # a missing one at once, not the retried score task.
             registry.dfs_tmpdir(settings)
 
-        from yws import score as scoring
         from yws.console import stderr_progress
-        from yws.spec import load_spec
+        from yws.contract.spec import load_spec
+        from yws.scoring import job as scoring
 
         spec = load_spec(settings.spec)
         if args.check_only == "true":
@@ -149,7 +149,7 @@ def score_main(argv: Sequence[str] | None = None) -> None:
             return checked
         spark = None
         if args.engine == "spark":
-            from yws.spark import get_spark
+            from yws.platform.spark import get_spark
 
             spark = get_spark(settings)
         result = scoring.score(settings, spec, spark, as_of=as_of, batch_id=batch_id,
@@ -172,7 +172,7 @@ def sql_apply_main(argv: Sequence[str] | None = None) -> None:
                              r_users_group=args.r_users_group,
                              jobs_principal=args.jobs_principal)
 
-        from yws.sqlfiles import statements
+        from yws.contract.sqlfiles import statements
         from yws.warehouse import warehouse_for
 
         steps = warehouse_for(settings).apply(statements(settings))

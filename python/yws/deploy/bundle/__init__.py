@@ -30,8 +30,8 @@
 
 from __future__ import annotations
 
-from yws.bundle.checks import check, validate
-from yws.bundle.model import (
+from yws.deploy.bundle.checks import check, validate
+from yws.deploy.bundle.model import (
     Bundle,
     BundleError,
     default_root,

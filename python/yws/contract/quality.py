@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from yws.contract.rules import quarantine_rules
+from yws.contract.spec import Spec
 from yws.errors import YwsError
-from yws.rules import quarantine_rules
-from yws.spec import Spec
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
@@ -148,7 +148,7 @@ def quarantine_reason(
     spec: Spec, categories: dict[str, list[str]] | None = None, duplicates: bool = False
 ) -> Column:
     """A column holding why a row cannot be scored ('; '-joined), or null when it can: the
-    rules of :func:`yws.rules.quarantine_rules` compiled to Spark expressions.
+    rules of :func:`yws.contract.rules.quarantine_rules` compiled to Spark expressions.
 
     ``categories`` are the fitted labels per categorical feature; without them (training)
     unseen categories are not checked. ``duplicates`` reads the flag :func:`with_reason` joins.

@@ -2,8 +2,8 @@
 
 A row the model must not score is held back with every reason that applies, '; '-joined, in
 the order :func:`quarantine_rules` lists them. The Spark engine compiles the rules to column
-expressions (:func:`yws.quality.quarantine_reason`), the arrow engine to NumPy masks
-(:func:`yws.score_arrow.reasons`); both take the wording from :meth:`Rule.reason`, so the two
+expressions (:func:`yws.contract.quality.quarantine_reason`), the arrow engine to NumPy masks
+(:func:`yws.scoring.arrow.reasons`); both take the wording from :meth:`Rule.reason`, so the two
 engines hold back the same rows for the same reasons (the tests run the same cases on both).
 """
 
@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from yws.spec import Spec
+from yws.contract.spec import Spec
 
 Check = Literal["null", "null_or_nan", "infinite", "unseen", "duplicate"]
 

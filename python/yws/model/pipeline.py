@@ -12,7 +12,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from yws.spec import Spec
+from yws.contract.spec import Spec
 
 if TYPE_CHECKING:
     from pyspark.ml import Pipeline, PipelineModel

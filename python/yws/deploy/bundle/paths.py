@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from yws.bundle.model import (
+from yws.deploy.bundle.model import (
     PACKAGE_SPEC,
     PIP_FLAG,
     Bundle,

@@ -9,7 +9,7 @@ from typing import Literal
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from yws.spec import Spec
+from yws.contract.spec import Spec
 from yws.storage import Storage, StorageError
 
 FORMATS = ("csv", "parquet")
@@ -123,7 +123,7 @@ def conform_to_spec(table: pa.Table, spec: Spec, path: Path, name: str,
     Missing spec columns, columns the spec does not know and values that do not cast are
     refused, each named.
     """
-    from yws.quality import FeatureSchemaError, check_arrow_schema
+    from yws.contract.quality import FeatureSchemaError, check_arrow_schema
 
     wanted = [spec.entity_key, spec.as_of_column, spec.label, *spec.feature_names]
     have = {n.lower(): n for n in table.schema.names}

@@ -6,7 +6,7 @@ labels come from the bundle in ``jobs/``, :class:`~yws.config.Settings` and the 
 ``sql/20_views/``; :func:`render` draws a description with the ``diagrams`` package and Graphviz.
 Tests check the description without drawing it.
 
-``python -m yws.diagram`` (``make diagram``) writes ``docs/architecture.{png,svg}`` and
+``python tools/diagram.py`` (``make diagram``) writes ``docs/architecture.{png,svg}`` and
 ``docs/architecture-local.{png,svg}`` for the default settings, so the committed pictures do
 not depend on the ``YWS_*`` variables of whoever ran it. Nothing is downloaded: the icons come
 with ``diagrams`` and the Unity Catalog logo is ``docs/assets/unity-catalog.png``.
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from yws import sqlfiles
-from yws.bundle import Bundle, load
 from yws.config import Settings
+from yws.contract import sqlfiles
+from yws.deploy.bundle import Bundle, load
 from yws.errors import YwsError
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 UC_LOGO = REPO / "docs" / "assets" / "unity-catalog.png"
 TRAIN_ENTRY_POINT = "yws-train"
 SCORE_ENTRY_POINT = "yws-score"
@@ -379,7 +379,7 @@ def inline_images(svg: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m yws.diagram", description=__doc__.split(
+    parser = argparse.ArgumentParser(prog="python tools/diagram.py", description=__doc__.split(
         "\n\n")[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs", help="output folder [docs/]")
     parser.add_argument("--catalog", help="catalog shown in the names [the default setting]")

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
-from yws import registry
 from yws.config import Settings
 from yws.console import Progress, quiet
+from yws.contract.quality import REASON_COL, InputDataError, check_schema, with_reason
+from yws.contract.spec import Spec
+from yws.contract.tables import PREDICTIONS, QUARANTINE, SCORE_RUNS, arrow_schema, conform
 from yws.errors import InvalidValueError, YwsError
-from yws.pipeline import category_labels
-from yws.quality import REASON_COL, InputDataError, check_schema, with_reason
-from yws.spec import Spec
+from yws.model import registry
+from yws.model.pipeline import category_labels
 from yws.storage import (
     PublishConflictError,
     Storage,
@@ -38,8 +39,7 @@ from yws.storage import (
     check_literal,
     storage_for,
 )
-from yws.tables import PREDICTIONS, QUARANTINE, SCORE_RUNS, arrow_schema, conform
-from yws.train import FEATURES_HINT
+from yws.training.job import FEATURES_HINT
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -75,7 +75,7 @@ class ScoreResult:
 
 
 def band_column(spec: Spec, probability: str = "probability"):  # -> Column
-    """:class:`yws.spec.Bands` compiled to a Spark expression: the highest band reached."""
+    """:class:`yws.contract.spec.Bands` compiled to a Spark expression: the highest band reached."""
     from pyspark.sql import functions as F
 
     p, bands = F.col(probability), spec.bands
@@ -152,9 +152,9 @@ def choose_engine(engine: str, settings: Settings, arrow_model: Callable[[], Any
                   rows: int | None = None, progress: Progress = quiet) -> tuple[str, Any]:
     """("arrow", ArrowModel) or ("spark", None). ``auto`` takes arrow on the local target when
     the model is one the arrow engine implements and ``rows`` fit this machine (see
-    :func:`yws.score_arrow.fits`); on Databricks the batch stays on Spark."""
-    from yws.engine import UnsupportedModelError
-    from yws.score_arrow import available_memory, fits
+    :func:`yws.scoring.arrow.fits`); on Databricks the batch stays on Spark."""
+    from yws.model.evaluator import UnsupportedModelError
+    from yws.scoring.arrow import available_memory, fits
 
     if engine not in ENGINES:
         raise InvalidValueError(f"engine {engine!r} is unknown; use one of {', '.join(ENGINES)}")
@@ -197,7 +197,7 @@ def check_score_request(
     task: a wrong date or alias fails once, at once, and only infrastructure failures are
     retried. Raises the same errors :func:`score` would.
     """
-    from yws import score_arrow
+    from yws.scoring import arrow as score_arrow
 
     storage = storage or storage_for(settings)
     if batch_id:
@@ -213,7 +213,7 @@ def check_score_request(
         found, rows = snap.as_of, snap.rows
     else:
         if spark is None:
-            from yws.spark import get_spark
+            from yws.platform.spark import get_spark
 
             spark = get_spark(settings)
         df, found = snapshot(spark, storage, settings, spec, as_of)
@@ -238,7 +238,7 @@ def score(
     progress: Progress = quiet,
 ) -> ScoreResult:
     """Score the snapshot for ``as_of`` (default: the latest) as one batch."""
-    from yws import score_arrow
+    from yws.scoring import arrow as score_arrow
 
     started = dt.datetime.now(dt.UTC)
     start = clock = time.perf_counter()
@@ -267,7 +267,7 @@ def score(
         as_of = snap.as_of
 
     def load_arrow() -> Any:
-        from yws.engine import ArrowModel
+        from yws.model.evaluator import ArrowModel
 
         if located is not None:
             return ArrowModel.load(located.path)
@@ -279,7 +279,7 @@ def score(
              "engine")
     if used == "spark":
         if spark is None:
-            from yws.spark import get_spark
+            from yws.platform.spark import get_spark
 
             spark = get_spark(settings)
         if located is not None:

@@ -14,8 +14,8 @@ import click
 
 from yws.config import Settings, SettingsError, check_identifier, check_table_name
 from yws.console import stderr_progress
+from yws.contract.spec import Spec, default_spec_text, load_spec
 from yws.errors import user_errors  # printed as one line, no traceback
-from yws.spec import Spec, default_spec_text, load_spec
 
 
 def settings_options(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -67,7 +67,7 @@ def _table(settings: Settings, name: str) -> str:
 
 
 def _spark(settings: Settings):  # -> SparkSession
-    from yws.spark import get_spark
+    from yws.platform.spark import get_spark
 
     return get_spark(settings)
 
@@ -126,8 +126,8 @@ def data_generate(settings: Settings, rows: int, as_of: str, seed: int, unlabele
                   anomalies: int, no_missing: bool, table: str | None,
                   output: Path | None) -> None:
     """Generate a feature snapshot for the default spec, with labels from a known model."""
-    from yws.data import generate
-    from yws.ingest import write_snapshot
+    from yws.datasets.ingest import write_snapshot
+    from yws.datasets.synthetic import generate
 
     day = _date(as_of)
     assert day is not None
@@ -180,7 +180,7 @@ def tables_import(settings: Settings, file: Path, table: str, mode: str | None,
     The features table must match the spec: its columns, with values that convert to its
     types; every file is checked before anything is written.
     """
-    from yws.ingest import default_mode, import_file
+    from yws.datasets.ingest import default_mode, import_file
 
     name = _table(settings, table)
     # Unity Catalog names are case-insensitive: YWS_FEATURES is the features table too.
@@ -233,7 +233,7 @@ def sql() -> None:
 @settings_options
 def sql_render(settings: Settings) -> None:
     """Print the files of sql/ rendered for these settings, in apply order."""
-    from yws.sqlfiles import statements
+    from yws.contract.sqlfiles import statements
 
     for stmt in statements(settings):
         click.echo(f"-- {stmt.where}\n{stmt.text};\n")
@@ -243,7 +243,7 @@ def sql_render(settings: Settings) -> None:
 @settings_options
 def sql_apply(settings: Settings) -> None:
     """Create or update the schema, tables, views and grants, in file order (idempotent)."""
-    from yws.sqlfiles import statements
+    from yws.contract.sqlfiles import statements
     from yws.warehouse import warehouse_for
 
     steps = warehouse_for(settings).apply(statements(settings))
@@ -302,7 +302,7 @@ def bundle_validate(root: Path | None, targets: tuple[str, ...],
                     variables: tuple[str, ...]) -> None:
     """Type every job, resolve every local path as the Databricks CLI does, check identities,
     grants and who may choose what."""
-    from yws.bundle import check
+    from yws.deploy.bundle import check
 
     b = check(root, overrides=_params(variables), targets=list(targets) or None)
     tasks = sum(len(j.get("tasks") or []) for j in b.jobs.values())
@@ -333,7 +333,7 @@ def jobs_run(job: str, params: tuple[str, ...], wait: bool, timeout: float | Non
     """Run JOB (by name) with parameters; wait, report each task, exit 1 if it failed."""
     from databricks.sdk import WorkspaceClient
 
-    from yws.jobs_client import RunTimeout, run_job
+    from yws.deploy.jobs_client import RunTimeout, run_job
 
     client = WorkspaceClient(profile=profile) if profile else WorkspaceClient()
     try:
@@ -407,11 +407,11 @@ def up(settings: Settings, port: int, mlflow_port: int, bundle_root: Path | None
 
     import uvicorn
 
-    from yws import registry
+    from yws.contract.sqlfiles import statements
+    from yws.model import registry
     from yws.server.app import create_app
     from yws.server.sessions import PlainHttpProtocol
     from yws.server.store import Store
-    from yws.sqlfiles import statements
     from yws.warehouse.local import LocalWarehouse
 
     if settings.target != "local":
@@ -492,8 +492,8 @@ def tokens() -> None:
 def tokens_create(settings: Settings, principal: str, groups: tuple[str, ...],
                   comment: str) -> None:
     """Create a token; it is printed once, alone on the last line, and stored only hashed."""
+    from yws.contract.sqlfiles import check_principal
     from yws.server.store import Store, hash_token
-    from yws.sqlfiles import check_principal
 
     check_principal(principal, "principal")
     for g in groups:
@@ -549,7 +549,7 @@ def model_versions(settings: Settings, as_json: bool) -> None:
     """Every version, newest first, with its aliases, training run and AUC-ROC."""
     from dataclasses import asdict
 
-    from yws import registry
+    from yws.model import registry
 
     registry.configure(settings)
     found = registry.versions(settings)
@@ -570,7 +570,7 @@ def model_versions(settings: Settings, as_json: bool) -> None:
 @click.argument("version", type=int)
 def model_alias(settings: Settings, alias: str, version: int) -> None:
     """Point ALIAS at VERSION: `yws model alias champion 3` rolls the champion back to v3."""
-    from yws import registry
+    from yws.model import registry
 
     registry.configure(settings)
     before = registry.set_alias(settings, alias, version)
@@ -601,7 +601,7 @@ def _params(values: tuple[str, ...]) -> dict[str, str]:
 def train(settings: Settings, as_of: str | None, params: tuple[str, ...], force_promote: bool,
           gate_tolerance: float | None, as_json: bool) -> None:
     """Fit, evaluate, log and register the model; promote it through the validation gate."""
-    from yws.train import train as run_train
+    from yws.training.job import train as run_train
 
     s = _spec(settings).with_params(_params(params))
     day = _date(as_of)  # every option is checked before Spark starts
@@ -633,7 +633,7 @@ def train(settings: Settings, as_of: str | None, params: tuple[str, ...], force_
 def score(settings: Settings, as_of: str | None, batch_id: str | None, model_alias: str,
           engine: str, as_json: bool) -> None:
     """Score a feature snapshot with the registered model into the predictions table."""
-    from yws.score import score as run_score
+    from yws.scoring.job import score as run_score
 
     result = run_score(settings, _spec(settings), None, as_of=_date(as_of),
                        batch_id=batch_id, alias=model_alias, engine=engine,
@@ -659,7 +659,7 @@ def score(settings: Settings, as_of: str | None, batch_id: str | None, model_ali
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def demo(settings: Settings, rows: int, today: str | None, as_json: bool) -> None:
     """The whole flow on this machine: data, train, register, promote, score."""
-    from yws.demo import render, run_demo
+    from yws.cli.demo import render, run_demo
 
     if settings.target != "local":
         raise SettingsError("yws demo runs on the local target only")

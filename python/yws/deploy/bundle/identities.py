@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from yws.bundle.model import (
+from yws.deploy.bundle.model import (
     ANY_REF,
     APP_ID_FLAGS,
     LOOKUP_KINDS,

@@ -9,7 +9,7 @@ from typing import Any
 import pyarrow as pa
 
 from yws.config import Settings
-from yws.spec import Bands
+from yws.contract.spec import Bands
 from yws.warehouse import QueryError, Warehouse, warehouse_for
 
 BANDS = Bands.NAMES

@@ -77,7 +77,7 @@ def default_root() -> Path:
     here = Path.cwd() / "jobs"
     if (here / "databricks.yml").is_file():
         return here
-    return Path(__file__).resolve().parents[3] / "jobs"  # python/yws/bundle/model.py
+    return Path(__file__).resolve().parents[4] / "jobs"  # python/yws/deploy/bundle/model.py
 
 
 def load(root: Path | None = None) -> Bundle:

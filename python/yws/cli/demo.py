@@ -5,12 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from yws import registry
 from yws.config import Settings
 from yws.console import Progress, quiet
-from yws.data import generate
-from yws.ingest import write_snapshot
-from yws.spec import Bands, load_spec
+from yws.contract.spec import Bands, load_spec
+from yws.datasets.ingest import write_snapshot
+from yws.datasets.synthetic import generate
+from yws.model import registry
 from yws.storage import storage_for
 
 LABEL_LAG_DAYS = 91  # a snapshot's 90-day outcome is known about three months later
@@ -18,9 +18,9 @@ LABEL_LAG_DAYS = 91  # a snapshot's 90-day outcome is known about three months l
 
 def run_demo(settings: Settings, rows: int = 20_000, today: dt.date | None = None,
              progress: Progress = quiet) -> dict[str, Any]:
-    from yws.score import score
-    from yws.spark import get_spark
-    from yws.train import train
+    from yws.platform.spark import get_spark
+    from yws.scoring.job import score
+    from yws.training.job import train
 
     spec = load_spec(settings.spec)
     storage = storage_for(settings)

@@ -3,7 +3,7 @@
 The snapshot streams through in record batches (:class:`Scorer`), so memory stays flat as the
 rows grow; the one whole-snapshot pass reads the entity keys alone, to find duplicates.
 
-The quarantine rules, their order and wording come from :mod:`yws.rules`, which the Spark
+The quarantine rules, their order and wording come from :mod:`yws.contract.rules`, which the Spark
 engine compiles too, so both engines hold back the same rows for the same reasons; the tests
 run the same cases on both.
 """
@@ -30,12 +30,12 @@ import pyarrow.parquet as pq
 
 from yws.config import Settings
 from yws.console import Progress, quiet
-from yws.engine import ArrowModel
-from yws.quality import InputDataError, check_arrow_schema, check_duplicate_count
-from yws.rules import quarantine_rules
-from yws.spec import Spec
+from yws.contract.quality import InputDataError, check_arrow_schema, check_duplicate_count
+from yws.contract.rules import quarantine_rules
+from yws.contract.spec import Spec
+from yws.contract.tables import PREDICTIONS, QUARANTINE, arrow_schema
+from yws.model.evaluator import ArrowModel
 from yws.storage import Storage
-from yws.tables import PREDICTIONS, QUARANTINE, arrow_schema
 
 BATCH_ROWS = 262_144
 """Rows per record batch: big enough for NumPy to run at full speed, small enough that a few
@@ -62,7 +62,7 @@ def snapshot(storage: Storage, settings: Settings, spec: Spec,
              as_of: dt.date | None) -> Snapshot:
     """Which rows one score run reads: found from the date column alone, a batch at a time,
     and pinned to the table's current version so every later read sees the same rows."""
-    from yws.train import FEATURES_HINT
+    from yws.training.job import FEATURES_HINT
 
     storage.require(settings.features, FEATURES_HINT)
     version = storage.version(settings.features)
@@ -174,7 +174,7 @@ def reasons(table: pa.Table, spec: Spec, categories: dict[str, list[str]],
         elif rule.check == "duplicate":
             dup = pc.is_in(pc.cast(col, pa.string()), value_set=duplicates)
             add(np.asarray(dup.to_numpy(zero_copy_only=False), dtype=bool), rule.reason())
-        else:  # pragma: no cover - a new check must be compiled here and in yws.quality
+        else:  # pragma: no cover - a new check must be compiled here and in yws.contract.quality
             raise NotImplementedError(f"the arrow engine cannot check {rule.check!r}")
     bad = np.zeros(n, dtype=bool)
     for mask, _ in checks:
@@ -295,7 +295,7 @@ def _nulls(col: Any) -> np.ndarray:
 
 
 def bands(p: np.ndarray, spec: Spec) -> pa.Array:
-    """:class:`yws.spec.Bands` compiled to NumPy: each probability's band name."""
+    """:class:`yws.contract.spec.Bands` compiled to NumPy: each probability's band name."""
     level = np.zeros(len(p), dtype=np.int8)
     for threshold in spec.bands.thresholds:
         level += p >= threshold

@@ -10,15 +10,15 @@ from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from yws import registry
 from yws.config import Settings
 from yws.console import Progress, quiet
+from yws.contract.quality import REASON_COL, InputDataError, check_schema, with_reason
+from yws.contract.spec import Spec
 from yws.errors import YwsError
-from yws.evaluation import all_finite, metrics, plots, scored_arrays
-from yws.pipeline import build_pipeline, coefficients
-from yws.quality import REASON_COL, InputDataError, check_schema, with_reason
-from yws.spec import Spec
+from yws.model import registry
+from yws.model.pipeline import build_pipeline, coefficients
 from yws.storage import Storage, storage_for
+from yws.training.evaluation import all_finite, metrics, plots, scored_arrays
 
 if TYPE_CHECKING:
     from mlflow.models.signature import ModelSignature
@@ -98,7 +98,7 @@ PYFUNC_PACKAGES = ("mlflow-skinny", "numpy", "pandas", "pyarrow", "sqlglot")
 
 def pyfunc_code(folder: Path) -> Path:
     """``folder/yws_arrow_engine.py``: the arrow engine as a module of its own, for code_paths."""
-    from yws import engine
+    from yws.model import evaluator as engine
 
     path = folder / f"{PYFUNC_MODULE}.py"
     path.write_text(Path(engine.__file__).read_text())

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from yws.contract.sqlfiles import table_columns
 from yws.errors import InvalidValueError
-from yws.sqlfiles import table_columns
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame

@@ -8,11 +8,11 @@ from typing import Any
 
 import yaml
 
-from yws.bundle.identities import (
+from yws.deploy.bundle.identities import (
     identity_problems,
     lookup_problems,
 )
-from yws.bundle.model import (
+from yws.deploy.bundle.model import (
     CHECK_FLAG,
     CHECKED_ENTRY_POINTS,
     JOB_PARAM_REF,
@@ -30,11 +30,11 @@ from yws.bundle.model import (
     target_values,
     wheel_entry_points,
 )
-from yws.bundle.paths import (
+from yws.deploy.bundle.paths import (
     path_problems,
     predict_artifacts,
 )
-from yws.entrypoints import PARSERS
+from yws.deploy.tasks import PARSERS
 
 
 def _job_problems(bundle: Bundle, declared: dict[str, Any], scripts: dict[str, str]
@@ -197,7 +197,7 @@ def _sql_problems(bundle: Bundle, target: str, values: dict[str, Value]) -> list
     """``sql/`` as the yws_sql_apply job of ``target`` would render it, and the MLflow temp
     volume the tasks name."""
     from yws.config import Settings, SettingsError
-    from yws.sqlfiles import SqlFileError, describe, sql_dir, statements
+    from yws.contract.sqlfiles import SqlFileError, describe, sql_dir, statements
 
     root = bundle.root.parent / "sql"
     root = root if root.is_dir() else sql_dir()

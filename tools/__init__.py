@@ -1,0 +1,1 @@
+"""Tools for working on the repository, outside the wheel (``make diagram``)."""
