@@ -19,6 +19,9 @@ PREDICTIONS: dict[str, tuple[str, str]] = table_columns("yws_predictions")
 QUARANTINE: dict[str, tuple[str, str]] = table_columns("yws_quarantine")
 SCORE_RUNS: dict[str, tuple[str, str]] = table_columns("yws_score_runs")
 
+FEATURES_HINT = "create it with `yws data generate` or `yws tables import FILE TABLE`"
+"""What to do when the features table is missing (training and scoring both read it)."""
+
 
 def conform(df: DataFrame, columns: dict[str, tuple[str, str]]) -> DataFrame:
     """Exactly ``columns``, in order, cast to their declared types."""

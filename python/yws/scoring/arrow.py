@@ -33,7 +33,7 @@ from yws.console import Progress, quiet
 from yws.contract.quality import InputDataError, check_arrow_schema, check_duplicate_count
 from yws.contract.rules import quarantine_rules
 from yws.contract.spec import Spec
-from yws.contract.tables import PREDICTIONS, QUARANTINE, arrow_schema
+from yws.contract.tables import FEATURES_HINT, PREDICTIONS, QUARANTINE, arrow_schema
 from yws.model.evaluator import ArrowModel
 from yws.storage import Storage
 
@@ -62,8 +62,6 @@ def snapshot(storage: Storage, settings: Settings, spec: Spec,
              as_of: dt.date | None) -> Snapshot:
     """Which rows one score run reads: found from the date column alone, a batch at a time,
     and pinned to the table's current version so every later read sees the same rows."""
-    from yws.training.job import FEATURES_HINT
-
     storage.require(settings.features, FEATURES_HINT)
     version = storage.version(settings.features)
     schema = storage.read_arrow(settings.features, limit=0, version=version).schema

@@ -28,7 +28,14 @@ from yws.config import Settings
 from yws.console import Progress, quiet
 from yws.contract.quality import REASON_COL, InputDataError, check_schema, with_reason
 from yws.contract.spec import Spec
-from yws.contract.tables import PREDICTIONS, QUARANTINE, SCORE_RUNS, arrow_schema, conform
+from yws.contract.tables import (
+    FEATURES_HINT,
+    PREDICTIONS,
+    QUARANTINE,
+    SCORE_RUNS,
+    arrow_schema,
+    conform,
+)
 from yws.errors import InvalidValueError, YwsError
 from yws.model import registry
 from yws.model.pipeline import category_labels
@@ -39,7 +46,6 @@ from yws.storage import (
     check_literal,
     storage_for,
 )
-from yws.training.job import FEATURES_HINT
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel

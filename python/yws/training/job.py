@@ -14,6 +14,7 @@ from yws.config import Settings
 from yws.console import Progress, quiet
 from yws.contract.quality import REASON_COL, InputDataError, check_schema, with_reason
 from yws.contract.spec import Spec
+from yws.contract.tables import FEATURES_HINT
 from yws.errors import YwsError
 from yws.model import registry
 from yws.model.pipeline import build_pipeline, coefficients
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
     from mlflow.models.signature import ModelSignature
     from pyspark.sql import DataFrame, SparkSession
 
-FEATURES_HINT = "create it with `yws data generate` or `yws tables import FILE TABLE`"
 
 
 class TrainingError(YwsError, RuntimeError):
