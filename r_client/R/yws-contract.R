@@ -3,18 +3,18 @@
 # inst/contract.json; tests/testthat/test-yws-contract.R checks that these equal it. Change
 # the JSON (both copies) and these together.
 contract <- list(
-  # probability bands, lowest first (Python: yws.spec.Bands.NAMES)
+  # probability bands, lowest first (Python: Bands.NAMES)
   bands = c("GREEN", "YELLOW", "RED"),
   # the views the package reads (sql/20_views), by what they hold
   views = c(predictions = "v_yws_predictions", latest = "v_yws_predictions_latest",
             warnings = "v_yws_warnings", score_runs = "v_yws_score_runs",
             quarantine = "v_yws_quarantine"),
-  # a batch id (Python: yws.storage.check_literal) and a catalog, schema or alias name
-  # (yws.config.check_identifier); both matched against the whole string
+  # a batch id (Python: the storage's check_literal) and a catalog or schema name (the
+  # config's check_identifier), each matched against the whole string
   batch_id_pattern = "^[A-Za-z0-9_.:-]{1,128}$",
   identifier_pattern = "^[A-Za-z_][A-Za-z0-9_]{0,254}$",
   # Jobs API: the life-cycle states in which a run (or task) has ended, and the one result
-  # state that is a success (yws.jobs_client)
+  # state that is a success (Python: the Jobs client's END_STATES and RunOutcome.succeeded)
   run_end_states = c("TERMINATED", "SKIPPED", "INTERNAL_ERROR"),
   run_success_state = "SUCCESS"
 )

@@ -5,6 +5,33 @@
 #' `DATABRICKS_HOST` / `DATABRICKS_TOKEN` variables (or a `~/.databrickscfg` profile) and can be
 #' overridden per call.
 #'
+#' @section Error classes:
+#' Every error the package raises is an rlang error of class `yws_error` with one more
+#' specific class, so a caller can handle a kind of failure, or all of them:
+#' `tryCatch(yws_score(), yws_http_403 = function(e) ..., yws_error = function(e) ...)`.
+#'
+#' * `yws_config_error`: no host or token, or a SQL warehouse that cannot be used or picked.
+#' * `yws_input_error`: an argument the package cannot use (a date, a batch id, a band, a
+#'   name, job parameters, a connection).
+#' * `yws_connection_error`: the host cannot be reached (field `host`).
+#' * `yws_timeout`: the call's `timeout` ran out (a run still going was cancelled);
+#'   `yws_http_timeout`, also a `yws_timeout`: one request got no answer in time (field
+#'   `host`).
+#' * `yws_http_<status>`, e.g. `yws_http_404`, then `yws_http`: the REST API answered with an
+#'   error status (fields `status` and `error_code`). Its classes are
+#'   `c("yws_http_404", "yws_http", "yws_error", "rlang_error", "error", "condition")`.
+#' * `yws_sql_error`: a SQL statement failed (fields `error_code` and `sql_state`);
+#'   `yws_truncated`: the warehouse truncated a result that was asked for in full.
+#' * `yws_job_not_found`: no job, or more than one, has the name.
+#' * `yws_run_failed`: the run ended without success (fields `run_id`, `result_state`,
+#'   `task_error`).
+#' * `yws_run_mismatch`: the run or the rows that came back are not those that were asked
+#'   for (field `run_id`).
+#' * `yws_odbc_error`: an ODBC or DBI connection or query failed.
+#'
+#' Not errors: the warning `yws_empty_batch` (a run succeeded with no rows) and the message
+#' `yws_quarantined_rows` (a batch set rows aside).
+#'
 #' @keywords internal
 #' @importFrom rlang %||%
 "_PACKAGE"

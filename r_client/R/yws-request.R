@@ -3,12 +3,13 @@
 #' `yws_request()` sets the user agent and bearer authentication. `yws_perform()` runs it with
 #' an HTTP timeout and turns every failure into a classed condition:
 #'
-#' * an error answer: `yws_http_<status>` (e.g. `yws_http_404`), then `yws_http` and
-#'   `yws_error`, with the fields `status` and `error_code` (Databricks' `error_code`) and
-#'   its `message`;
+#' * an error answer: `yws_http_<status>` (e.g. `yws_http_404`), then `yws_http`, then
+#'   `yws_error`, with Databricks' message and the fields `status` and `error_code`;
 #' * a refused or unresolvable connection: `yws_connection_error`, at once, naming the host
 #'   (a server that is not there does not become one by waiting);
 #' * no answer within the timeout: `yws_http_timeout` (also a `yws_timeout`).
+#'
+#' All the package's error classes are listed in [yws-package].
 #'
 #' Only `429 Too Many Requests` and `503 Service Unavailable` are retried (up to 4 tries,
 #' honouring `Retry-After`). Each request waits at most `getOption("yws.http_timeout", 60)`
