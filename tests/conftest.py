@@ -26,7 +26,7 @@ os.environ.setdefault("YWS_SPARK_MASTER", "local[2]")
 
 @pytest.fixture(scope="session")
 def spark():  # -> SparkSession
-    from yws.platform.spark import get_spark
+    from yws.platform import get_spark
 
     session = get_spark(Settings())
     yield session

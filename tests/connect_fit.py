@@ -24,7 +24,7 @@ def main() -> int:
     from yws.datasets.synthetic import generate
     from yws.model.pipeline import build_pipeline, category_labels, coefficients
     from yws.training.evaluation import metrics, scored_arrays
-    from yws.training.job import split
+    from yws.training.rows import split
 
     spark = (SparkSession.builder.remote("local[2]")
              .config("spark.sql.session.timeZone", "UTC")

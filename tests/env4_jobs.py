@@ -101,9 +101,8 @@ def main(work: Path) -> int:
     from yws.model import registry
     from yws.model.evaluator import ArrowModel
     from yws.model.pipeline import category_labels
-    from yws.platform.spark import get_spark
+    from yws.platform import get_spark, storage_for
     from yws.scoring.job import predict, snapshot
-    from yws.storage import storage_for
 
     settings = Settings(target="databricks", catalog="spark_catalog", schema="ml")
     spark = get_spark(settings)  # SparkSession.builder.getOrCreate(): SPARK_REMOTE

@@ -14,7 +14,7 @@ import pytest
 from yws.contract.quality import REASON_COL, with_reason
 from yws.datasets.synthetic import generate
 from yws.model.pipeline import build_pipeline, coefficients
-from yws.training.job import split
+from yws.training.rows import split
 
 
 @pytest.mark.slow

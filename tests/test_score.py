@@ -419,7 +419,7 @@ def test_a_failure_after_the_commit_point_keeps_the_published_batch(home, spec, 
 def test_the_spark_band_expression_agrees_with_the_bands_at_every_edge(spark, spec):
     import numpy as np
 
-    from yws.scoring.job import band_column
+    from yws.scoring.spark import band_column
 
     b = spec.bands
     edges = [0.0, float(np.nextafter(b.yellow, 0)), b.yellow, float(np.nextafter(b.red, 0)),

@@ -6,7 +6,8 @@ import pyarrow as pa
 import pytest
 
 from yws.datasets.ingest import import_file
-from yws.storage import StorageError, TableNotFoundError, storage_for
+from yws.platform import storage_for
+from yws.storage import StorageError, TableNotFoundError
 from yws.storage.local import LocalStorage
 
 NAME = "yws_dev.ml.things"

@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from yws.config import Settings
-from yws.storage import StorageError, storage_for
+from yws.platform import storage_for
+from yws.storage import StorageError
 from yws.storage.databricks import DatabricksStorage
 
 

@@ -114,7 +114,7 @@ def train_main(argv: Sequence[str] | None = None) -> None:
 
         from yws.console import stderr_progress
         from yws.contract.spec import load_spec
-        from yws.platform.spark import get_spark
+        from yws.platform import get_spark
         from yws.training.job import train
 
         spec = load_spec(settings.spec)
@@ -147,12 +147,7 @@ def score_main(argv: Sequence[str] | None = None) -> None:
             checked: dict[str, Any] = scoring.check_score_request(
                 settings, spec, as_of=as_of, batch_id=batch_id, alias=alias)
             return checked
-        spark = None
-        if args.engine == "spark":
-            from yws.platform.spark import get_spark
-
-            spark = get_spark(settings)
-        result = scoring.score(settings, spec, spark, as_of=as_of, batch_id=batch_id,
+        result = scoring.score(settings, spec, as_of=as_of, batch_id=batch_id,
                                alias=alias, engine=args.engine, progress=stderr_progress())
         if argv is None:  # the task's own process (a job, the console script), not a caller's
             # published: a cancel from now on would only turn a finished run into a
@@ -173,7 +168,7 @@ def sql_apply_main(argv: Sequence[str] | None = None) -> None:
                              jobs_principal=args.jobs_principal)
 
         from yws.contract.sqlfiles import statements
-        from yws.warehouse import warehouse_for
+        from yws.platform import warehouse_for
 
         steps = warehouse_for(settings).apply(statements(settings))
         return {"applied": len(steps), "steps": [s.__dict__ for s in steps]}

@@ -27,7 +27,9 @@ import pyarrow.parquet as pq
 try:  # inside YWS, its errors' root; logged as a model's code, the file stands alone
     from yws.errors import YwsError as _Root
 except ImportError:  # pragma: no cover - only where yws is not installed
-    _Root = Exception  # type: ignore[misc,assignment]
+
+    class _Root(Exception):  # type: ignore[no-redef]
+        """The errors' root where the file runs alone (a class, so ValueError can join it)."""
 
 Columns = dict[str, Any]  # name -> np.ndarray (float64 with NaN for null, or 2-D), or pa.Array
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 import time
@@ -14,6 +13,7 @@ from urllib.parse import unquote, urlparse
 
 from yws.config import Settings, SettingsError
 from yws.errors import InvalidValueError, YwsError
+from yws.platform import LocalTarget, quiet_mlflow_logs, target_for
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -30,26 +30,9 @@ class ModelNotFoundError(YwsError, LookupError):
 
 
 def configure(settings: Settings) -> None:
-    """Point MLflow at the target's tracking server and registry, once per process."""
-    import mlflow
-
-    for name in ("mlflow", "alembic", "py4j"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    if settings.target == "databricks":
-        mlflow.set_tracking_uri("databricks")
-        mlflow.set_registry_uri("databricks-uc")
-        mlflow.set_experiment(settings.experiment_name)
-        return
-    settings.home.mkdir(parents=True, exist_ok=True)
-    uri = tracking_uri(settings)
-    mlflow.set_tracking_uri(uri)
-    mlflow.set_registry_uri(uri)
-    client = mlflow.MlflowClient()
-    if client.get_experiment_by_name(settings.experiment_name) is None:
-        client.create_experiment(
-            settings.experiment_name, artifact_location=settings.mlflow_artifacts.as_uri()
-        )
-    mlflow.set_experiment(settings.experiment_name)
+    """Point MLflow at the target's tracking server and registry."""
+    quiet_mlflow_logs()
+    target_for(settings).configure_mlflow()
 
 
 def dfs_tmpdir(settings: Settings) -> str | None:
@@ -61,7 +44,7 @@ def dfs_tmpdir(settings: Settings) -> str | None:
     ``--dfs-tmpdir`` wins over ``MLFLOW_DFS_TMP``, MLflow's own setting.
     """
     value = settings.dfs_tmpdir or os.environ.get("MLFLOW_DFS_TMP") or None
-    if settings.target == "databricks" and not (value and value.startswith("/Volumes/")):
+    if target_for(settings).needs_volume_tmpdir and not (value and value.startswith("/Volumes/")):
         raise SettingsError(
             f"the Databricks target needs --dfs-tmpdir (or MLFLOW_DFS_TMP) set to a Unity "
             f"Catalog volume path, /Volumes/<catalog>/<schema>/<volume>/..., for MLflow's "
@@ -71,7 +54,8 @@ def dfs_tmpdir(settings: Settings) -> str | None:
 
 
 def tracking_uri(settings: Settings) -> str:
-    return f"sqlite:///{settings.mlflow_db}"
+    """The local registry's MLflow URI (the embedded default's SQLite store)."""
+    return LocalTarget(settings).tracking_uri()
 
 
 def check_alias(alias: str) -> str:
@@ -183,10 +167,11 @@ def load(settings: Settings, version: int | str) -> PipelineModel:
 # -- the local fast path ------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Located:
-    """A model version and the local folder holding its files."""
+    """A model version and the local folder holding its files (``None`` when they are not on
+    this machine: load them through MLflow)."""
 
     version: int
-    path: Path
+    path: Path | None
 
 
 CACHE_SETTLE_SECONDS = 1.0
@@ -230,8 +215,8 @@ def locate(settings: Settings, alias: str) -> Located:
     version, an alias moved by MLflow's client or UI) changes those and sends the next
     lookup back to MLflow. Importing MLflow costs ~2 s, more than scoring 1M rows.
     """
-    if settings.target != "local":
-        raise ValueError("locate() is for the local target; use resolve()")
+    if not target_for(settings).embedded:
+        raise ValueError("locate() is for the embedded target; use resolve()")
     check_alias(alias)
     key = f"{settings.model_name}@{alias}"
     cache = settings.home.resolve() / "cache" / "registry.json"
@@ -265,3 +250,13 @@ def locate(settings: Settings, alias: str) -> Located:
         entries[key] = {"version": int(version.version), "path": str(path)}
         _save(cache, {"store": before, "entries": entries})
     return Located(int(version.version), path)
+
+
+def find(settings: Settings, alias: str) -> Located:
+    """``alias``'s version, with its local folder on the embedded target (cached, see
+    :func:`locate`); elsewhere through the target's registry, with no folder."""
+    if target_for(settings).embedded:
+        return locate(settings, alias)
+    check_alias(alias)
+    configure(settings)
+    return Located(int(resolve(settings, alias).version), None)

@@ -1,4 +1,4 @@
-"""The scoring job's arrow engine path: snapshot, quarantine rules and predictions without Spark.
+"""The arrow engine: snapshot, quarantine rules and predictions without Spark.
 
 The snapshot streams through in record batches (:class:`Scorer`), so memory stays flat as the
 rows grow; the one whole-snapshot pass reads the entity keys alone, to find duplicates.
@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pyarrow as pa
@@ -35,7 +35,11 @@ from yws.contract.rules import quarantine_rules
 from yws.contract.spec import Spec
 from yws.contract.tables import FEATURES_HINT, PREDICTIONS, QUARANTINE, arrow_schema
 from yws.model.evaluator import ArrowModel
+from yws.scoring.base import Engine, RunIds, Scoring, UnsuitableEngineError
 from yws.storage import Storage
+
+if TYPE_CHECKING:
+    from yws.model.registry import Located
 
 BATCH_ROWS = 262_144
 """Rows per record batch: big enough for NumPy to run at full speed, small enough that a few
@@ -341,3 +345,62 @@ def quarantined(bad: pa.Table, why: list[str], spec: Spec, *, batch_id: str, run
         "record": pa.array(records, pa.string()),
         "quarantined_at": pa.array([at] * n, pa.timestamp("us", tz="UTC")),
     }, schema=arrow_schema(QUARANTINE))
+
+
+class ArrowScoring(Scoring):
+    def __init__(self, scorer: Scorer, batches: Iterable[pa.RecordBatch]) -> None:
+        self.scorer, self.batches = scorer, batches
+
+    def predictions(self) -> pa.RecordBatchReader:
+        return self.scorer.predictions(self.batches)
+
+    def quarantined(self) -> pa.Table | pa.RecordBatchReader:
+        return self.scorer.quarantined()
+
+    def rows_through(self) -> int | None:
+        return self.scorer.rows_read
+
+    def close(self) -> None:
+        self.scorer.close()
+
+
+class ArrowEngine(Engine):
+    """The saved pipeline evaluated with NumPy (:class:`yws.model.evaluator.ArrowModel`) over
+    the snapshot streamed in record batches: no Spark."""
+
+    name = "arrow"
+    label = "arrow"
+    snap: Snapshot | None = None
+    model: ArrowModel | None = None
+
+    def count(self, as_of: dt.date | None) -> tuple[dt.date, int]:
+        ctx = self.ctx
+        self.snap = snapshot(ctx.storage, ctx.settings, ctx.spec, as_of)
+        return self.snap.as_of, self.snap.rows
+
+    def check_size(self, rows: int) -> None:
+        if not fits(rows):
+            raise UnsuitableEngineError(
+                f"{rows:,} rows is more than the arrow engine should hold with "
+                f"{available_memory() / 2**30:.1f} GiB free")
+
+    def load(self, model: Located) -> dict[str, list[str]]:
+        if model.path is not None:
+            self.model = ArrowModel.load(model.path)
+        else:
+            self.model = ArrowModel.from_registry(
+                f"models:/{self.ctx.settings.model_name}/{model.version}")
+        return self.model.categories()
+
+    def score(self, ids: RunIds, rows: int) -> Scoring:
+        ctx, snap, model = self.ctx, self.snap, self.model
+        assert snap is not None and model is not None
+        scorer = Scorer(model, ctx.spec, model.categories(),
+                        duplicate_keys(ctx.storage, ctx.spec, snap),
+                        batch_id=ids.batch_id, run_id=ids.run_id, model_name=ids.model_name,
+                        model_version=ids.model_version, at=ids.at, total=rows,
+                        progress=ctx.progress)
+        batches = ctx.storage.scan_arrow(ctx.settings.features,
+                                         where=(ctx.spec.as_of_column, snap.as_of),
+                                         batch_rows=BATCH_ROWS, version=snap.version)
+        return ArrowScoring(scorer, batches)

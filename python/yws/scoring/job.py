@@ -18,7 +18,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -26,30 +26,18 @@ import pyarrow as pa
 
 from yws.config import Settings
 from yws.console import Progress, quiet
-from yws.contract.quality import REASON_COL, InputDataError, check_schema, with_reason
+from yws.contract.quality import InputDataError
 from yws.contract.spec import Spec
-from yws.contract.tables import (
-    FEATURES_HINT,
-    PREDICTIONS,
-    QUARANTINE,
-    SCORE_RUNS,
-    arrow_schema,
-    conform,
-)
-from yws.errors import InvalidValueError, YwsError
+from yws.contract.tables import PREDICTIONS, QUARANTINE, SCORE_RUNS, arrow_schema
+from yws.errors import YwsError
 from yws.model import registry
-from yws.model.pipeline import category_labels
-from yws.storage import (
-    PublishConflictError,
-    Storage,
-    StorageError,
-    check_literal,
-    storage_for,
-)
+from yws.platform import storage_for
+from yws.scoring import engines
+from yws.scoring.base import Context, RunIds
+from yws.storage import PublishConflictError, Storage, StorageError, check_literal
 
 if TYPE_CHECKING:
-    from pyspark.ml import PipelineModel
-    from pyspark.sql import DataFrame, SparkSession
+    from pyspark.sql import SparkSession
 
 
 class AccountingError(YwsError, RuntimeError):
@@ -74,109 +62,10 @@ class ScoreResult:
     duration_seconds: float = 0.0
     tables: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
-    engine: str = "spark"
+    engine: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def band_column(spec: Spec, probability: str = "probability"):  # -> Column
-    """:class:`yws.contract.spec.Bands` compiled to a Spark expression: the highest band reached."""
-    from pyspark.sql import functions as F
-
-    p, bands = F.col(probability), spec.bands
-    starts = list(zip(bands.thresholds, bands.NAMES[1:], strict=True))
-    (first, name), rest = starts[-1], reversed(starts[:-1])
-    out = F.when(p >= first, F.lit(name))
-    for threshold, name in rest:
-        out = out.when(p >= threshold, F.lit(name))
-    return out.otherwise(F.lit(bands.NAMES[0]))
-
-
-def predict(
-    model: PipelineModel, rows: DataFrame, spec: Spec, *, batch_id: str, run_id: str,
-    model_name: str, model_version: int, scored_at: dt.datetime,
-) -> DataFrame:
-    """Predictions table rows for ``rows`` (which must all pass the quality checks)."""
-    from pyspark.ml.functions import vector_to_array
-    from pyspark.sql import functions as F
-
-    scored = model.transform(rows).select(
-        F.col(spec.entity_key).cast("string").alias("entity_id"),
-        F.col(spec.as_of_column).alias("as_of_date"),
-        F.lit(batch_id).alias("batch_id"),
-        F.lit(run_id).alias("run_id"),
-        vector_to_array(F.col("probability"))[1].alias("probability"),
-        F.col("prediction").cast("int").alias("prediction"),
-        F.lit(model_name).alias("model_name"),
-        F.lit(model_version).alias("model_version"),
-        F.lit(scored_at).alias("scored_at"),
-    ).withColumn("band", band_column(spec))
-    return conform(scored, PREDICTIONS)
-
-
-def quarantined(rows: DataFrame, spec: Spec, *, batch_id: str, run_id: str,
-                at: dt.datetime) -> DataFrame:
-    """Quarantine table rows: the reason and the whole input row as JSON."""
-    from pyspark.sql import functions as F
-
-    inputs = [c for c in rows.columns if c != REASON_COL]
-    out = rows.select(
-        F.col(spec.entity_key).cast("string").alias("entity_id"),
-        F.col(spec.as_of_column).alias("as_of_date"),
-        F.lit(batch_id).alias("batch_id"),
-        F.lit(run_id).alias("run_id"),
-        F.col(REASON_COL).alias("reason"),
-        F.to_json(F.struct(*[F.col(c) for c in inputs])).alias("record"),
-        F.lit(at).alias("quarantined_at"),
-    )
-    return conform(out, QUARANTINE)
-
-
-def snapshot(
-    spark: SparkSession, storage: Storage, settings: Settings, spec: Spec, as_of: dt.date | None,
-) -> tuple[DataFrame, dt.date]:
-    """The feature rows for ``as_of`` (default: the latest date in the table)."""
-    from pyspark.sql import functions as F
-
-    storage.require(settings.features, FEATURES_HINT)
-    df = storage.read(spark, settings.features)
-    check_schema(df, spec, settings.features, need_label=False)
-    if as_of is None:
-        latest = df.agg(F.max(spec.as_of_column)).first()
-        if latest is None or latest[0] is None:
-            raise InputDataError(f"{settings.features} is empty: there is nothing to score")
-        as_of = latest[0]
-    assert as_of is not None
-    return df.where(F.col(spec.as_of_column) == F.lit(as_of)), as_of
-
-
-ENGINES = ("auto", "spark", "arrow")
-
-
-def choose_engine(engine: str, settings: Settings, arrow_model: Callable[[], Any],
-                  rows: int | None = None, progress: Progress = quiet) -> tuple[str, Any]:
-    """("arrow", ArrowModel) or ("spark", None). ``auto`` takes arrow on the local target when
-    the model is one the arrow engine implements and ``rows`` fit this machine (see
-    :func:`yws.scoring.arrow.fits`); on Databricks the batch stays on Spark."""
-    from yws.model.evaluator import UnsupportedModelError
-    from yws.scoring.arrow import available_memory, fits
-
-    if engine not in ENGINES:
-        raise InvalidValueError(f"engine {engine!r} is unknown; use one of {', '.join(ENGINES)}")
-    if engine == "spark" or (engine == "auto" and settings.target == "databricks"):
-        return "spark", None
-    if engine == "auto" and rows is not None and not fits(rows):
-        progress(f"{rows:,} rows is more than the arrow engine should hold with "
-                 f"{available_memory() / 2**30:.1f} GiB free: scoring on Spark")
-        return "spark", None
-    try:
-        return "arrow", arrow_model()
-    except UnsupportedModelError as e:
-        if engine == "arrow":
-            raise
-        progress(f"{e}: scoring on Spark")
-        return "spark", None
 
 
 def _no_rows(settings: Settings, as_of: dt.date) -> InputDataError:
@@ -203,27 +92,11 @@ def check_score_request(
     task: a wrong date or alias fails once, at once, and only infrastructure failures are
     retried. Raises the same errors :func:`score` would.
     """
-    from yws.scoring import arrow as score_arrow
-
-    storage = storage or storage_for(settings)
+    ctx = Context(settings, spec, storage or storage_for(settings), spark=spark)
     if batch_id:
         check_literal(batch_id, "batch id")
-    registry.check_alias(alias)
-    if settings.target == "local":
-        model_version = registry.locate(settings, alias).version
-    else:
-        registry.configure(settings)
-        model_version = int(registry.resolve(settings, alias).version)
-    if settings.target == "local" and spark is None:
-        snap = score_arrow.snapshot(storage, settings, spec, as_of)
-        found, rows = snap.as_of, snap.rows
-    else:
-        if spark is None:
-            from yws.platform.spark import get_spark
-
-            spark = get_spark(settings)
-        df, found = snapshot(spark, storage, settings, spec, as_of)
-        rows = df.count()
+    model_version = registry.find(settings, alias).version
+    found, rows = engines.counting_engine(ctx).count(as_of)
     if rows == 0:
         raise _no_rows(settings, found)
     return {"ok": True, "as_of_date": found.isoformat(), "batch_id": batch_id or found.isoformat(),
@@ -239,13 +112,12 @@ def score(
     as_of: dt.date | None = None,
     batch_id: str | None = None,
     alias: str = registry.CHAMPION,
-    engine: str = "spark",
+    engine: str = "auto",
     storage: Storage | None = None,
     progress: Progress = quiet,
 ) -> ScoreResult:
-    """Score the snapshot for ``as_of`` (default: the latest) as one batch."""
-    from yws.scoring import arrow as score_arrow
-
+    """Score the snapshot for ``as_of`` (default: the latest) as one batch, on ``engine``
+    (a name in :data:`yws.scoring.engines.CHOICES`; ``auto`` lets the target choose)."""
     started = dt.datetime.now(dt.UTC)
     start = clock = time.perf_counter()
     timings: dict[str, float] = {}
@@ -256,99 +128,41 @@ def score(
         timings[name] = round(now - clock, 3)
         clock = now
 
-    storage = storage or storage_for(settings)
+    ctx = Context(settings, spec, storage or storage_for(settings), progress, spark)
+    storage = ctx.storage
     run_id = uuid.uuid4().hex
     if batch_id is not None:
         check_literal(batch_id, "batch id")
-    located = None  # the local fast path to the model's files, for the arrow engine
-    if engine != "spark" and settings.target == "local":
-        located = registry.locate(settings, alias)
-        model_version = located.version
-    else:
-        registry.configure(settings)
-        model_version = int(registry.resolve(settings, alias).version)
-    snap = None  # the arrow path's look at the snapshot, which auto also needs to choose
-    if engine == "arrow" or (engine == "auto" and settings.target != "databricks"):
-        snap = score_arrow.snapshot(storage, settings, spec, as_of)
-        as_of = snap.as_of
-
-    def load_arrow() -> Any:
-        from yws.model.evaluator import ArrowModel
-
-        if located is not None:
-            return ArrowModel.load(located.path)
-        return ArrowModel.from_registry(f"models:/{settings.model_name}/{model_version}")
-
-    used, arrow_model = choose_engine(engine, settings, load_arrow,
-                                      rows=snap.rows if snap else None, progress=progress)
-    progress(f"loading {settings.model_name}@{alias} (v{model_version}) for the {used} "
-             "engine")
-    if used == "spark":
-        if spark is None:
-            from yws.platform.spark import get_spark
-
-            spark = get_spark(settings)
-        if located is not None:
-            registry.configure(settings)
-        model = registry.load(settings, model_version)
-        categories = category_labels(model)
-    else:
-        categories = arrow_model.categories()
+    engines.candidates(engine, ctx)  # an unknown engine fails before anything is read
+    model = registry.find(settings, alias)
+    chosen, as_of, rows_read, _ = engines.choose(engine, ctx, model, alias, as_of)
     lap("load_model")
-
-    progress(f"reading {settings.features}")
-    scorer = None
-    if used == "spark":
-        from pyspark.sql import functions as F
-
-        assert spark is not None
-        rows, as_of = snapshot(spark, storage, settings, spec, as_of)
-        rows_read = rows.count()
-    else:
-        assert snap is not None
-        rows_read = snap.rows
-    assert as_of is not None
     batch_id = batch_id or as_of.isoformat()
     if rows_read == 0:
         raise _no_rows(settings, as_of)
-    if used == "spark":
-        checked = with_reason(rows, spec, categories)
-        good_rows = predict(model, checked.where(F.col(REASON_COL).isNull()).drop(REASON_COL),
-                            spec, batch_id=batch_id, run_id=run_id,
-                            model_name=settings.model_name,
-                            model_version=model_version, scored_at=started)
-        bad_rows = quarantined(checked.where(F.col(REASON_COL).isNotNull()), spec,
-                               batch_id=batch_id, run_id=run_id, at=started)
-    else:
-        assert snap is not None
-        scorer = score_arrow.Scorer(
-            arrow_model, spec, categories, score_arrow.duplicate_keys(storage, spec, snap),
-            batch_id=batch_id, run_id=run_id, model_name=settings.model_name,
-            model_version=model_version,
-            at=started, total=rows_read, progress=progress)
-        good_rows = scorer.predictions(storage.scan_arrow(
-            settings.features, where=(spec.as_of_column, as_of),
-            batch_rows=score_arrow.BATCH_ROWS, version=snap.version))
+    progress(f"reading {settings.features}")
+    scoring = chosen.score(RunIds(batch_id, run_id, settings.model_name, model.version,
+                                  started), rows_read)
+    model_version = model.version
     lap("read_and_check")
 
     progress(f"scoring {rows_read} rows for as-of {as_of} as batch {batch_id} (run {run_id})")
-    for name, columns in ((settings.predictions, PREDICTIONS), (settings.quarantine, QUARANTINE),
-                          (settings.score_runs, SCORE_RUNS)):
-        storage.ensure_table(name, arrow_schema(columns))
     published = False
     superseded: list[str] = []
     try:
-        written = storage.write(good_rows, settings.predictions, mode="append")
+        for name, columns in ((settings.predictions, PREDICTIONS),
+                              (settings.quarantine, QUARANTINE), (settings.score_runs, SCORE_RUNS)):
+            storage.ensure_table(name, arrow_schema(columns))
+        written = storage.write(scoring.predictions(), settings.predictions, mode="append")
         lap("score_and_write_predictions")
-        if scorer is not None:  # the stream has gone through: what it held back is known
-            bad_rows = scorer.quarantined()
-            if scorer.rows_read != rows_read:
-                raise AccountingError(
-                    f"{settings.features} changed while it was read: {rows_read} rows were "
-                    f"counted for as-of {as_of}, {scorer.rows_read} went through the model; "
-                    "nothing was published — run the score job again"
-                )
-        held = storage.write(bad_rows, settings.quarantine, mode="append")
+        through = scoring.rows_through()
+        if through is not None and through != rows_read:
+            raise AccountingError(
+                f"{settings.features} changed while it was read: {rows_read} rows were "
+                f"counted for as-of {as_of}, {through} went through the model; "
+                "nothing was published — run the score job again"
+            )
+        held = storage.write(scoring.quarantined(), settings.quarantine, mode="append")
         lap("write_quarantine")
         # What this run wrote, read back by its run id: other runs may be writing alongside.
         bands = storage.counts(settings.predictions, ("run_id", run_id), "band")
@@ -383,7 +197,7 @@ def score(
             tables={"predictions": settings.predictions, "quarantine": settings.quarantine,
                     "score_runs": settings.score_runs},
             timings=timings,
-            engine=used,
+            engine=chosen.name,
         )
         with interrupts_held():  # a cancel mid-commit must not leave "cancelled" but published
             superseded = publish(storage, settings, _run_record(result, as_of, started, ended),
@@ -394,8 +208,7 @@ def score(
             undo(storage, settings, run_id, progress=progress)
         raise
     finally:
-        if scorer is not None:
-            scorer.close()
+        scoring.close()
     lap("publish")
     sweep(storage, settings, superseded, progress=progress)
     progress(f"scored {rows_scored} rows, quarantined {rows_quarantined}"

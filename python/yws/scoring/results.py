@@ -10,7 +10,8 @@ import pyarrow as pa
 
 from yws.config import Settings
 from yws.contract.spec import Bands
-from yws.warehouse import QueryError, Warehouse, warehouse_for
+from yws.platform import warehouse_for
+from yws.warehouse import QueryError, Warehouse
 
 BANDS = Bands.NAMES
 VIEWS = {

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from yws.config import check_identifier
+from yws.config import Settings, check_identifier
 from yws.storage.base import (
     PublishConflictError,
     Storage,
@@ -32,14 +32,19 @@ _HISTORY = 50  # commits searched for the one a write just made
 
 
 class DatabricksStorage(Storage):
+    """Tables through a Spark session, asked of ``session`` when first needed (the target
+    passes its own: the job's session on Databricks)."""
+
     _spark: SparkSession | None = None
+
+    def __init__(self, settings: Settings, session: Callable[[], SparkSession]) -> None:
+        super().__init__(settings)
+        self._session = session
 
     @property
     def spark(self) -> SparkSession:
         if self._spark is None:
-            from yws.platform.spark import get_spark
-
-            self._spark = get_spark(self.settings)
+            self._spark = self._session()
         return self._spark
 
     def exists(self, name: str) -> bool:

@@ -6,7 +6,6 @@ named ``:parameters``, which the engine binds (values never become SQL text).
 
 from __future__ import annotations
 
-from yws.config import Settings
 from yws.warehouse.base import (
     ApplyStep,
     QueryError,
@@ -15,16 +14,4 @@ from yws.warehouse.base import (
     check_query,
 )
 
-
-def warehouse_for(settings: Settings) -> Warehouse:
-    if settings.target == "databricks":
-        from yws.warehouse.databricks import DatabricksWarehouse
-
-        return DatabricksWarehouse(settings)
-    from yws.warehouse.local import LocalWarehouse
-
-    return LocalWarehouse(settings)
-
-
-__all__ = ["ApplyStep", "QueryError", "Warehouse", "WarehouseError", "check_query",
-           "warehouse_for"]
+__all__ = ["ApplyStep", "QueryError", "Warehouse", "WarehouseError", "check_query"]
