@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from yws.contract.features import DATE, KEY, LABEL, ColumnKind
 from yws.contract.rules import quarantine_rules
 from yws.contract.spec import Spec
 from yws.errors import YwsError
 
 if TYPE_CHECKING:
     from pyspark.sql import Column, DataFrame
-    from pyspark.sql.types import DataType
 
 REASON_COL = "quarantine_reason"
 
@@ -27,46 +27,22 @@ class InputDataError(YwsError, ValueError):
     """The rows cannot be used as they are (empty, one label class, bad label values, ...)."""
 
 
-def _expected(spec: Spec, need_label: bool) -> dict[str, tuple[str, str]]:
-    """Column -> (kind, description) for every column the job reads."""
-    cols = {
-        spec.entity_key: ("key", "string or integer"),
-        spec.as_of_column: ("date", "date"),
-    }
+def _expected(spec: Spec, need_label: bool) -> dict[str, ColumnKind]:
+    """Column -> what it may hold, for every column the job reads."""
+    cols = {spec.entity_key: KEY, spec.as_of_column: DATE}
     if need_label:
-        cols[spec.label] = ("label", "integer or boolean (0/1)")
+        cols[spec.label] = LABEL
     for f in spec.features:
-        cols[f.name] = {
-            "numeric": ("numeric", "numeric"),
-            "boolean": ("boolean", "boolean"),
-            "categorical": ("categorical", "string"),
-        }[f.type]
+        cols[f.name] = f.kind.column
     return cols
-
-
-def _fits(kind: str, dtype: DataType) -> bool:
-    from pyspark.sql import types as T
-
-    integral = (T.ByteType, T.ShortType, T.IntegerType, T.LongType)
-    if kind == "key":
-        return isinstance(dtype, (T.StringType, *integral))
-    if kind == "date":
-        return isinstance(dtype, T.DateType)
-    if kind == "label":
-        return isinstance(dtype, (T.BooleanType, *integral))
-    if kind == "numeric":
-        return isinstance(dtype, (*integral, T.FloatType, T.DoubleType, T.DecimalType))
-    if kind == "boolean":
-        return isinstance(dtype, T.BooleanType)
-    return isinstance(dtype, T.StringType)
 
 
 def _raise_schema_problems(actual: dict[str, Any], type_name: Any, fits: Any, spec: Spec,
                            table: str, need_label: bool) -> None:
     expected = _expected(spec, need_label)
     missing = [c for c in expected if c not in actual]
-    wrong = [f"{c} is {type_name(actual[c])}, expected {desc}"
-             for c, (kind, desc) in expected.items()
+    wrong = [f"{c} is {type_name(actual[c])}, expected {kind.description}"
+             for c, kind in expected.items()
              if c in actual and not fits(kind, actual[c])]
     problems = []
     if missing:
@@ -82,7 +58,8 @@ def _raise_schema_problems(actual: dict[str, Any], type_name: Any, fits: Any, sp
 def check_schema(df: DataFrame, spec: Spec, table: str, *, need_label: bool) -> None:
     """Raise :class:`FeatureSchemaError` naming every missing or mistyped column."""
     _raise_schema_problems({f.name: f.dataType for f in df.schema.fields},
-                           lambda t: t.simpleString(), _fits, spec, table, need_label)
+                           lambda t: t.simpleString(), ColumnKind.fits_spark, spec, table,
+                           need_label)
 
 
 MAX_DUPLICATE_KEYS = 100_000
@@ -121,27 +98,10 @@ def duplicate_keys(df: DataFrame, spec: Spec) -> DataFrame | None:
     return df.sparkSession.createDataFrame(found, schema=df.select(*keys).schema)
 
 
-def _fits_arrow(kind: str, dtype: Any) -> bool:
-    import pyarrow as pa
-
-    integral = pa.types.is_integer(dtype)
-    if kind == "key":
-        return pa.types.is_string(dtype) or pa.types.is_large_string(dtype) or integral
-    if kind == "date":
-        return pa.types.is_date32(dtype)
-    if kind == "label":
-        return pa.types.is_boolean(dtype) or integral
-    if kind == "numeric":
-        return integral or pa.types.is_floating(dtype) or pa.types.is_decimal(dtype)
-    if kind == "boolean":
-        return pa.types.is_boolean(dtype)
-    return pa.types.is_string(dtype) or pa.types.is_large_string(dtype)
-
-
 def check_arrow_schema(schema: Any, spec: Spec, table: str, *, need_label: bool) -> None:
     """:func:`check_schema` for an Arrow schema (the arrow engine's input)."""
-    _raise_schema_problems({f.name: f.type for f in schema}, str, _fits_arrow, spec, table,
-                           need_label)
+    _raise_schema_problems({f.name: f.type for f in schema}, str, ColumnKind.fits_arrow, spec,
+                           table, need_label)
 
 
 def quarantine_reason(

@@ -52,13 +52,13 @@ def quarantine_rules(spec: Spec, *, unseen: bool, duplicates: bool) -> tuple[Rul
     """
     rules = [Rule("null", spec.entity_key)]
     for f in spec.features:
-        if f.type == "numeric":
+        if f.kind.checks_finite:
             if f.quarantine_nulls:
                 rules.append(Rule("null_or_nan", f.name))
             rules.append(Rule("infinite", f.name))
         elif f.quarantine_nulls:
             rules.append(Rule("null", f.name))
-        if f.type == "categorical" and f.unseen == "quarantine" and unseen:
+        if f.kind.categorical and f.unseen == "quarantine" and unseen:
             rules.append(Rule("unseen", f.name))
     if duplicates:
         rules.append(Rule("duplicate", spec.entity_key))

@@ -15,18 +15,13 @@ from typing import Any, ClassVar
 import yaml
 
 from yws.config import SettingsError, check_identifier
+from yws.contract.features import (
+    FEATURE_TYPES,
+    IMPUTE_STRATEGIES,
+    UNSEEN_POLICIES,
+    FeatureType,
+)
 from yws.errors import YwsError
-
-FEATURE_TYPES = ("numeric", "boolean", "categorical")
-# What to do with a null (or NaN) value: impute it, quarantine the row, or (categoricals only)
-# keep it as its own "unknown" category.
-NULL_POLICIES = {
-    "numeric": ("impute", "quarantine"),
-    "boolean": ("impute", "quarantine"),
-    "categorical": ("keep", "quarantine"),
-}
-IMPUTE_STRATEGIES = ("mean", "median", "mode")
-UNSEEN_POLICIES = ("keep", "quarantine")
 
 # LogisticRegression hyperparameters the spec and ``--param`` may set, with their types.
 LR_PARAMS: dict[str, type] = {
@@ -59,6 +54,10 @@ class Feature:
     @property
     def quarantine_nulls(self) -> bool:
         return self.nulls == "quarantine"
+
+    @property
+    def kind(self) -> FeatureType:
+        return FEATURE_TYPES[self.type]
 
 
 @dataclass(frozen=True)
@@ -101,8 +100,9 @@ class Spec:
     def feature_names(self) -> list[str]:
         return [f.name for f in self.features]
 
-    def of_type(self, kind: str) -> list[Feature]:
-        return [f for f in self.features if f.type == kind]
+    @property
+    def categorical(self) -> list[Feature]:
+        return [f for f in self.features if f.kind.categorical]
 
     @property
     def lr_params(self) -> dict[str, Any]:
@@ -218,22 +218,23 @@ def _feature(raw: Any, i: int) -> Feature:
     kind = _need(raw, "type", where)
     if kind not in FEATURE_TYPES:
         raise SpecError(f"{where}: type {kind!r} is unknown; use one of {', '.join(FEATURE_TYPES)}")
-    nulls = raw.get("nulls", "impute" if kind != "categorical" else "keep")
-    if nulls not in NULL_POLICIES[kind]:
+    ftype = FEATURE_TYPES[kind]
+    nulls = raw.get("nulls", ftype.null_policies[0])
+    if nulls not in ftype.null_policies:
         raise SpecError(
             f"{where}: nulls {nulls!r} is not allowed for a {kind} feature; "
-            f"use one of {', '.join(NULL_POLICIES[kind])}"
+            f"use one of {', '.join(ftype.null_policies)}"
         )
     impute = None
     if nulls == "impute":
-        impute = raw.get("impute", "mode" if kind == "boolean" else "mean")
+        impute = raw.get("impute", ftype.impute_default)
         if impute not in IMPUTE_STRATEGIES:
             raise SpecError(
                 f"{where}: impute {impute!r} is unknown; use one of {', '.join(IMPUTE_STRATEGIES)}"
             )
     unseen = None
-    if kind == "categorical":
-        unseen = raw.get("unseen", "keep")
+    if ftype.categorical:
+        unseen = raw.get("unseen", UNSEEN_POLICIES[0])
         if unseen not in UNSEEN_POLICIES:
             raise SpecError(
                 f"{where}: unseen {unseen!r} is unknown; use one of {', '.join(UNSEEN_POLICIES)}"

@@ -141,8 +141,7 @@ def conform_to_spec(table: pa.Table, spec: Spec, path: Path, name: str,
         )
     defaults = {spec.as_of_column: pa.date32(), spec.label: pa.int32()}
     for f in spec.features:
-        defaults[f.name] = {"numeric": pa.float64(), "boolean": pa.bool_(),
-                            "categorical": pa.string()}[f.type]
+        defaults[f.name] = f.kind.arrow()
     old = {f.name: f for f in existing} if existing is not None else {}
     fields, columns = [], []
     for col in wanted:

@@ -42,7 +42,7 @@ def onehot_col(name: str) -> str:
 def model_input_col(spec: Spec, name: str) -> str:
     """The column a raw feature becomes just before assembly."""
     feature = next(f for f in spec.features if f.name == name)
-    if feature.type == "categorical":
+    if feature.kind.categorical:
         return onehot_col(name)
     return imputed_col(name) if feature.nulls == "impute" else numeric_col(name)
 
@@ -61,7 +61,7 @@ def build_pipeline(spec: Spec, *, seed: int | None = None) -> Pipeline:
     )
 
     stages: list[Any] = []
-    to_double = [f for f in spec.features if f.type in ("numeric", "boolean")]
+    to_double = [f for f in spec.features if not f.kind.categorical]
     if to_double:
         casts = ", ".join(f"CAST(`{f.name}` AS DOUBLE) AS `{numeric_col(f.name)}`"
                           for f in to_double)
@@ -80,7 +80,7 @@ def build_pipeline(spec: Spec, *, seed: int | None = None) -> Pipeline:
             )
         )
 
-    categoricals = [f.name for f in spec.of_type("categorical")]
+    categoricals = [f.name for f in spec.categorical]
     if categoricals:
         stages.append(
             StringIndexer(
@@ -144,7 +144,7 @@ def expanded_feature_names(model: PipelineModel, sample: DataFrame, spec: Spec) 
         (a for group in meta["attrs"].values() for a in group), key=lambda a: a["idx"]
     )
     names = []
-    suffixes = {onehot_col(f.name) + "_": f.name for f in spec.of_type("categorical")}
+    suffixes = {onehot_col(f.name) + "_": f.name for f in spec.categorical}
     plain = {model_input_col(spec, f.name): f.name for f in spec.features}
     for attr in attrs:
         raw = attr["name"]
