@@ -25,7 +25,7 @@ class SettingsError(YwsError, ValueError):
 
 def check_identifier(value: str, what: str) -> str:
     """Return ``value`` if it is a plain SQL identifier (letters, digits, underscore)."""
-    if not isinstance(value, str) or not _IDENT.match(value):
+    if not isinstance(value, str) or not _IDENT.fullmatch(value):
         raise SettingsError(
             f"{what} {value!r} is not a valid identifier: use letters, digits and underscores, "
             "starting with a letter or underscore (at most 255 characters)"

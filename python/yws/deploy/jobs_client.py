@@ -31,6 +31,7 @@ from yws.console import Progress, quiet
 from yws.errors import YwsError
 
 END_STATES = ("TERMINATED", "SKIPPED", "INTERNAL_ERROR")
+SUCCESS_STATE = "SUCCESS"  # the one result state of a run that succeeded
 POLL_SECONDS = 5.0
 
 
@@ -67,7 +68,7 @@ class RunOutcome:
 
     @property
     def succeeded(self) -> bool:
-        return self.life_cycle_state == "TERMINATED" and self.result_state == "SUCCESS"
+        return self.life_cycle_state == "TERMINATED" and self.result_state == SUCCESS_STATE
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "succeeded": self.succeeded}

@@ -95,7 +95,7 @@ def _relation(table: Any, ctes: frozenset[str], catalog: str | None,
             p is not None and not isinstance(p, exp.Identifier) for p in parts[:2]):
         raise denied(f"{table.sql('databricks')[:200]}: {NOT_GRANTABLE}")
     names = [str(p.this) if p is not None else None for p in parts]
-    if any(n is not None and (not _PLAIN.match(n) or _reserved(n)) for n in names):
+    if any(n is not None and (not _PLAIN.fullmatch(n) or _reserved(n)) for n in names):
         raise denied(f"{table.sql('databricks')[:200]} is not a table or view name; "
                      + NOT_GRANTABLE)
     # Identifiers are case-insensitive in Databricks and in DuckDB, quoted or not.
@@ -106,7 +106,7 @@ def _relation(table: Any, ctes: frozenset[str], catalog: str | None,
     if not all(full):
         raise invalid(f"{table.sql('databricks')}: name the catalog and schema, or pass "
                       "them with the statement")
-    if not all(_PLAIN.match(str(p)) for p in full):
+    if not all(_PLAIN.fullmatch(str(p)) for p in full):
         raise invalid("catalog and schema must be plain identifiers")
     # The statement runs with the name it was checked with: the request's catalog and schema
     # complete it here, so the engine can never resolve it to anything else.
@@ -140,7 +140,7 @@ def _walk(node: Any, ctes: frozenset[str], catalog: str | None, schema: str | No
         recursive = bool(with_.args.get("recursive"))
         for cte in with_.expressions:
             name = str(cte.alias_or_name)
-            if not _PLAIN.match(name) or _reserved(name):
+            if not _PLAIN.fullmatch(name) or _reserved(name):
                 raise denied(f"CTE name {name!r} is not allowed here; " + NOT_GRANTABLE)
             name = name.lower()
             # A CTE sees the CTEs before it; itself only under WITH RECURSIVE.

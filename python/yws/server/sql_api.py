@@ -528,7 +528,7 @@ class StatementService:
             raise invalid("The format field must be JSON_ARRAY when the disposition field is "
                           "INLINE. Use disposition EXTERNAL_LINKS for ARROW_STREAM or CSV.")
         wait = body.get("wait_timeout", "10s")
-        m = _WAIT.match(str(wait))
+        m = _WAIT.fullmatch(str(wait))
         if not m or not (int(m.group(1)) == 0 or 5 <= int(m.group(1)) <= 50):
             raise invalid(f"wait_timeout {wait!r} must be 0s or between 5s and 50s")
         on_timeout = body.get("on_wait_timeout", "CONTINUE")

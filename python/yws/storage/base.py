@@ -39,7 +39,7 @@ def check_literal(value: str | dt.date, what: str) -> str:
     """A value that may appear quoted in a Delta predicate: a date or a plain token."""
     if isinstance(value, dt.date):
         return value.isoformat()
-    if not isinstance(value, str) or not _LITERAL.match(value):
+    if not isinstance(value, str) or not _LITERAL.fullmatch(value):
         raise StorageError(
             f"{what} {value!r} is not allowed: use 1-128 letters, digits, '_', '-', '.' or ':'"
         )

@@ -35,7 +35,7 @@ def _check_app_id(value: Value, what: str) -> str | None:
     text = value.literal or ""
     if ANY_REF.search(text):
         return None  # another reference, resolved by the CLI
-    if not UUID_RE.match(text) or _looks_placeholder(text):
+    if not UUID_RE.fullmatch(text) or _looks_placeholder(text):
         kind = "a placeholder" if _looks_placeholder(text) else "not an application id"
         return (f"{what} is {text!r} ({value.origin}), {kind}: run_as and Unity Catalog grants "
                 "name a service principal by its application id (a UUID); use "
@@ -53,7 +53,7 @@ def _check_warehouse_id(value: Value, what: str) -> str | None:
     text = value.literal or ""
     if ANY_REF.search(text):
         return None
-    if not WAREHOUSE_ID_RE.match(text) or _looks_placeholder(text):
+    if not WAREHOUSE_ID_RE.fullmatch(text) or _looks_placeholder(text):
         return (f"{what} is {text!r} ({value.origin}), not a SQL warehouse id: use "
                 "lookup: {warehouse: <warehouse name>} or the 16-character id from the "
                 "warehouse's connection details")
@@ -62,7 +62,7 @@ def _check_warehouse_id(value: Value, what: str) -> str | None:
 
 def _resolve(text: str, values: Mapping[str, Value]) -> Value:
     """A field's value: a lone ``${var.x}`` is that variable's value; anything else a literal."""
-    m = ONLY_VAR_REF.match(text)
+    m = ONLY_VAR_REF.fullmatch(text)
     if m and m.group(1) in values:
         return values[m.group(1)]
     return Value(literal=text, origin="the bundle")
@@ -78,7 +78,7 @@ def identity_problems(bundle: Bundle, target: str, values: dict[str, Value]) -> 
     uses: dict[tuple[str, str], tuple[Value, list[str]]] = {}  # (role, value key) -> uses
 
     def use(role: str, text: str, place: str) -> Value:
-        m = ONLY_VAR_REF.match(text)
+        m = ONLY_VAR_REF.fullmatch(text)
         value = _resolve(text, values)
         key = (role, f"var.{m.group(1)}" if m and m.group(1) in values else text)
         uses.setdefault(key, (value, []))[1].append(place)
