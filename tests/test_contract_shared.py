@@ -13,6 +13,8 @@ import pytest
 from yws.config import SettingsError, check_identifier
 from yws.contract.spec import Bands
 from yws.deploy.jobs_client import END_STATES, SUCCESS_STATE
+from yws.errors import InvalidValueError
+from yws.model.registry import check_alias
 from yws.scoring.results import VIEWS
 from yws.storage import StorageError, check_literal
 
@@ -60,6 +62,23 @@ def test_batch_ids_follow_the_shared_pattern(value):
 def test_identifiers_follow_the_shared_pattern(value):
     expected = re.fullmatch(CONTRACT["identifier_pattern"].strip("^$"), value) is not None
     assert _accepts(lambda v: check_identifier(v, "catalog"), value) == expected
+
+
+ALIAS_PROBES = ["champion", "challenger", "my-alias", "_x", "v1a", "latest", "v1", "v42", "1x",
+                "a b", "a.b", "a\n", "", "a" * 255, "a" * 256]
+
+
+@pytest.mark.parametrize("value", ALIAS_PROBES)
+def test_aliases_follow_the_shared_rule(value):
+    expected = (re.fullmatch(CONTRACT["alias_pattern"].strip("^$"), value) is not None
+                and value not in CONTRACT["reserved_aliases"]
+                and re.fullmatch(CONTRACT["reserved_alias_pattern"].strip("^$"), value) is None)
+    try:
+        check_alias(value)
+        accepted = True
+    except InvalidValueError:
+        accepted = False
+    assert accepted == expected
 
 
 def test_run_end_states_are_the_jobs_clients():

@@ -13,6 +13,11 @@ contract <- list(
   # config's check_identifier), each matched against the whole string
   batch_id_pattern = "^[A-Za-z0-9_.:-]{1,128}$",
   identifier_pattern = "^[A-Za-z_][A-Za-z0-9_]{0,254}$",
+  # a model alias (Python: the registry's check_alias): like an identifier but '-' allowed,
+  # and never "latest" or v<N>, which name versions
+  alias_pattern = "^[A-Za-z_][A-Za-z0-9_-]{0,254}$",
+  reserved_aliases = "latest",
+  reserved_alias_pattern = "^v[0-9]+$",
   # Jobs API: the life-cycle states in which a run (or task) has ended, and the one result
   # state that is a success (Python: the Jobs client's END_STATES and RunOutcome.succeeded)
   run_end_states = c("TERMINATED", "SKIPPED", "INTERNAL_ERROR"),

@@ -42,7 +42,7 @@ yws_score <- function(as_of = Sys.Date(), entities = NULL, wait = TRUE,
   local_deadline(timeout)
   as_of <- check_date(as_of)
   batch_id <- check_batch_id(batch_id %||% new_batch_id())
-  model_alias <- check_identifier(model_alias, "model_alias")
+  model_alias <- check_alias(model_alias)
   yws_host(host)
   yws_token(token)
   if (wait) check_reader(via, con, host = host, token = token)

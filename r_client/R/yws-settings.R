@@ -124,6 +124,16 @@ profile_value <- function(key) {
   NULL
 }
 
+check_alias <- function(x, what = "model_alias") {
+  if (!is.character(x) || length(x) != 1 || is.na(x) || !grepl(contract$alias_pattern, x) ||
+      x %in% contract$reserved_aliases || grepl(contract$reserved_alias_pattern, x)) {
+    yws_abort(paste("{what} {.val {x}} is not a usable model alias: letters, digits, {.code _}",
+                    "or {.code -}, starting with a letter or {.code _}; {.val latest} and",
+                    "{.code v<N>} are reserved."), class = "yws_input_error")
+  }
+  x
+}
+
 check_identifier <- function(x, what) {
   if (!is.character(x) || length(x) != 1 || !grepl(contract$identifier_pattern, x)) {
     yws_abort("{what} {.val {x}} is not a valid identifier (letters, digits, underscore).",

@@ -35,6 +35,13 @@ test_that("the patterns match whole strings, as the Python checks do", {
   expect_identical(check_identifier(strrep("m", 255), "schema"), strrep("m", 255))
 })
 
+test_that("model aliases follow the registry's rule", {
+  for (x in c("champion", "challenger", "my-alias", "_x", "v1a")) expect_identical(check_alias(x), x)
+  for (x in c("latest", "v1", "v42", "1x", "a b", "a.b", "a\n", "", strrep("a", 256))) {
+    expect_error(check_alias(x), class = "yws_input_error")
+  }
+})
+
 test_that("bands and views come from the contract", {
   df <- prediction_types(data.frame(band = c("RED", "GREEN"), previous_band = "YELLOW"))
   expect_identical(levels(df$band), contract$bands)
