@@ -23,7 +23,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
 
-from yws.config import Settings
+from yws.config import TARGETS, Settings
 from yws.errors import InvalidValueError
 from yws.model import registry
 
@@ -38,7 +38,7 @@ class TaskArgumentParser(argparse.ArgumentParser):
 def _base(prog: str, description: str) -> argparse.ArgumentParser:
     p = TaskArgumentParser(prog=prog, description=description)
     p.add_argument("--target", default=os.environ.get("YWS_TARGET") or "databricks",
-                   choices=["local", "databricks"])
+                   choices=list(TARGETS))
     for name in ("catalog", "schema", "home", "spec", "dfs-tmpdir", "warehouse-id", "model"):
         p.add_argument(f"--{name}", default="")
     return p
@@ -70,11 +70,12 @@ def train_parser() -> argparse.ArgumentParser:
 
 
 def score_parser() -> argparse.ArgumentParser:
+    from yws.scoring.engines import CHOICES
     p = _base("yws-score", "Score a feature snapshot (the yws_score job task).")
     p.add_argument("--as-of-date", default="", help="Snapshot to score [the latest].")
     p.add_argument("--batch-id", default="", help="Batch id [the as-of date].")
     p.add_argument("--model-alias", default="", help="Model alias [champion].")
-    p.add_argument("--engine", default="auto", choices=["auto", "spark", "arrow"],
+    p.add_argument("--engine", default="auto", choices=list(CHOICES),
                    help="Scoring engine [auto: arrow locally when it can, Spark on Databricks].")
     p.add_argument("--check-only", default="false", choices=["true", "false"],
                    help="Only check that the request can be scored (snapshot, batch id, model "

@@ -166,6 +166,10 @@ def get_spark(settings: Settings) -> SparkSession:
 
 
 def quiet_mlflow_logs() -> None:
+    """MLflow's and its database migrations' INFO lines off (importing MLflow sets its own
+    loggers' level, so it is imported first)."""
+    import mlflow  # noqa: F401
+
     for name in ("mlflow", "alembic", "py4j"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
