@@ -251,3 +251,43 @@ def _ppid(proc: Path) -> int:
         return int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
     except (OSError, IndexError, ValueError):
         return -1
+
+
+def _commands(group, path=("yws",)):
+    import click
+
+    for name, command in group.commands.items():
+        if isinstance(command, click.Group):
+            yield from _commands(command, (*path, name))
+        else:
+            yield " ".join((*path, name)), command
+
+
+def test_choices_are_read_from_their_owners():
+    """--target lists yws.config.TARGETS and --engine the scoring engines, not copies."""
+    from yws.cli.main import cli
+    from yws.config import TARGETS
+    from yws.scoring.engines import CHOICES
+
+    found = {}
+    for where, command in _commands(cli):
+        for param in command.params:
+            if param.name in ("target", "engine"):
+                found.setdefault(param.name, {})[where] = tuple(param.type.choices)
+    assert len(found["target"]) > 10 and set(found["target"].values()) == {TARGETS}
+    assert found["engine"] == {"yws score": CHOICES}
+
+
+@pytest.mark.integration  # a subprocess
+def test_help_imports_no_engine_server_or_spark():
+    """`yws --help` answers without Spark, Arrow, the scoring engines or the server: each
+    command imports what it runs when it runs."""
+    heavy = ("pyspark", "pyarrow", "numpy", "mlflow", "uvicorn", "yws.scoring", "yws.server",
+             "yws.cli.demo")
+    script = ("import sys\nfrom yws.cli.main import main\nassert main(['--help']) == 0\n"
+              "print('\\n'.join(sorted(sys.modules)))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0, done.stderr
+    loaded = done.stdout.split("Commands:")[-1].splitlines()
+    assert [m for m in loaded if m.startswith(heavy)] == []

@@ -43,7 +43,7 @@ def no_spark(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(settings: Settings) -> None:
         raise AssertionError("the command started Spark before checking its input")
 
-    monkeypatch.setattr("yws.cli.main._spark", refuse)
+    monkeypatch.setattr("yws.cli.train._spark", refuse)
 
 
 @pytest.fixture
@@ -351,7 +351,7 @@ def test_bad_dates_are_refused_before_spark(yws, no_spark, command, value):
 def test_all_null_imputed_column_is_named_before_the_fit(spark, tmp_path):
     from yws.contract.quality import InputDataError
     from yws.contract.spec import load_spec
-    from yws.training.job import load_training_rows
+    from yws.training.rows import load_training_rows
 
     settings = Settings(home=tmp_path / "yws")
     storage = LocalStorage(settings)

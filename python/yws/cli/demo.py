@@ -11,14 +11,14 @@ from yws.contract.spec import Bands, load_spec
 from yws.datasets.ingest import write_snapshot
 from yws.datasets.synthetic import generate
 from yws.model import registry
-from yws.storage import storage_for
+from yws.platform import storage_for
 
 LABEL_LAG_DAYS = 91  # a snapshot's 90-day outcome is known about three months later
 
 
 def run_demo(settings: Settings, rows: int = 20_000, today: dt.date | None = None,
              progress: Progress = quiet) -> dict[str, Any]:
-    from yws.platform.spark import get_spark
+    from yws.platform import get_spark
     from yws.scoring.job import score
     from yws.training.job import train
 
