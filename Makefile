@@ -28,10 +28,10 @@ test: setup lint
 test-r: setup
 	bash scripts/test-r.sh
 
-# The inner loop: unit tests only (no Spark session, no subprocess, no server; see
+# The inner loop: tests/unit/ only (no Spark session, no subprocess, no server; see
 # tests/conftest.py). `make test` runs everything.
 test-fast: setup
-	$(BIN)/python -m pytest -q -m unit
+	$(BIN)/python -m pytest -q tests/unit
 
 lint: setup
 	$(BIN)/ruff check python tests benchmarks tools

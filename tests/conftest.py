@@ -115,28 +115,24 @@ def serving(app: Any) -> Iterator[str]:
         thread.join(10)
 
 
-# Modules whose every test starts `yws serve`, a local HTTP stand-in, task processes or
-# another interpreter.
-INTEGRATION_MODULES = {
-    "test_server.py", "test_server_faults.py", "test_server_hostile.py", "test_security_sql.py",
-    "test_sql_api_resources.py", "test_score_concurrency.py", "test_serverless_env.py",
-    "test_connect.py", "test_conformance_jobs.py", "test_conformance_sql.py",
-    "test_conformance_connector.py", "test_jobs_client.py", "test_warehouse_databricks.py",
-}
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark as ``integration`` every test that needs a Spark session (directly or through a
-    fixture), a server or a subprocess, so ``make test-fast`` (``-m unit``) is the inner loop
-    of plain unit tests; ``make test`` runs everything."""
+    """``tests/unit/`` holds the inner loop (``make test-fast``): no Spark session, no server,
+    no subprocess. ``tests/integration/`` holds the rest. Each test is marked by its folder;
+    a test in ``unit/`` that asks for Spark, or is marked ``slow`` or ``integration``, is an
+    error that says where it belongs."""
     integration, unit = pytest.mark.integration, pytest.mark.unit
     for item in items:
-        fixtures = set(getattr(item, "fixturenames", ()))
-        if item.path.name in INTEGRATION_MODULES or "spark" in fixtures or \
-                item.get_closest_marker("integration") or item.get_closest_marker("slow"):
-            item.add_marker(integration)
-        else:
+        folder = item.path.parent.name
+        heavy = ("spark" in getattr(item, "fixturenames", ()) or item.get_closest_marker("slow")
+                 or item.get_closest_marker("integration"))
+        if folder == "unit":
+            if heavy:
+                raise pytest.UsageError(
+                    f"{item.nodeid} needs Spark, a server or a subprocess: move it to "
+                    "tests/integration/ (tests/unit/ is the inner loop)")
             item.add_marker(unit)
+        else:
+            item.add_marker(integration)
 
 
 def synthetic_home(root: Path, rows: int, seed: int = 0) -> Settings:

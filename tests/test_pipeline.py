@@ -8,7 +8,7 @@ import pytest
 
 from yws.datasets.synthetic import generate
 from yws.model.pipeline import UNKNOWN, build_pipeline, category_labels, coefficients
-from yws.training.job import load_training_rows
+from yws.training.rows import load_training_rows
 
 
 def _numpy_probabilities(model, df, coefs):
@@ -58,8 +58,9 @@ def test_training_recovers_the_generating_coefficients(spark, settings, storage,
     write_snapshot(storage, generate(60_000, day, missing=False), settings.features,
                    "as_of_date", day)
     s = spec.with_params({"regParam": "0", "maxIter": "200", "tol": "1e-8"})
-    usable, _, _ = load_training_rows(spark, storage, settings, s, None)
-    model = build_pipeline(s).fit(usable)
+    with load_training_rows(spark, storage, settings, s, None) as rows:
+        usable = rows.usable
+        model = build_pipeline(s).fit(usable)
     got = dict(zip(coefficients(model, usable, s).names, coefficients(model, usable, s).values,
                    strict=True))
     truth = true_coefficients()

@@ -11,7 +11,8 @@ from yws.contract.quality import FeatureSchemaError, InputDataError
 from yws.datasets.ingest import write_snapshot
 from yws.datasets.synthetic import generate
 from yws.model import registry
-from yws.training.job import TrainingError, gate, train
+from yws.training.gate import gate
+from yws.training.job import TrainingError, train
 
 
 def test_gate_rules():
@@ -70,6 +71,33 @@ def _registered_versions(settings) -> int:
     return len(mlflow.MlflowClient().search_model_versions(f"name='{settings.model_name}'"))
 
 
+def _nothing_cached(spark) -> bool:
+    return spark._jsparkSession.sharedState().cacheManager().isEmpty()
+
+
+def test_every_row_read_is_accounted_for_and_nothing_stays_cached(spark, settings, storage,
+                                                                  spec):
+    """Rows read = rows trained + rows held out + rows left out (unlabelled, or failed a
+    quality check); the cache of the checked rows is gone when the job returns."""
+    import pyarrow as pa
+
+    # 8 anomalies: 2 nulls, 2 infinities and 2 repeated ids (4 rows) fail the checks; the 2
+    # unseen tiers are only judged when scoring. Every 100th row, from the 4th, has no label.
+    table = generate(3000, TRAIN_DAY, anomalies=8)
+    labels = [None if i % 100 == 3 else v
+              for i, v in enumerate(table["defaulted_90d"].to_pylist())]
+    table = table.set_column(table.schema.get_field_index("defaulted_90d"), "defaulted_90d",
+                             pa.array(labels, pa.int32()))
+    write_snapshot(storage, table, settings.features, "as_of_date", TRAIN_DAY)
+    result = train(settings, spec, spark, as_of=TRAIN_DAY, storage=storage)
+    assert result.rows_read == 3000
+    assert result.rows_excluded == {"unlabelled": 30, "failed quality checks": 8}
+    assert result.rows_used == 2962 == result.rows_train + result.rows_test
+    assert 0 < result.rows_test < result.rows_train
+    assert _nothing_cached(spark)
+    assert {"read_and_check", "fit", "evaluate", "log_model"} <= set(result.timings)
+
+
 def test_missing_feature_table(spark, settings, spec):
     with pytest.raises(LookupError, match="yws_features does not exist.*yws data generate"):
         train(settings, spec, spark)
@@ -97,6 +125,7 @@ def test_one_class_label(spark, settings, storage, spec):
     write_snapshot(storage, table, settings.features, "as_of_date", TRAIN_DAY)
     with pytest.raises(InputDataError, match="one class only"):
         train(settings, spec, spark)
+    assert _nothing_cached(spark)  # a refused load releases the rows it cached
 
 
 def test_label_values_outside_0_1(spark, settings, storage, spec):
@@ -134,7 +163,7 @@ def test_the_model_carries_its_pyfunc_code_and_no_pyspark_requirement(trained_ho
     MLflow — never open-source pyspark, which on serverless would break Databricks Connect."""
     import yaml
 
-    from yws.training.job import PYFUNC_MODULE, PYFUNC_PACKAGES
+    from yws.model.flavor import PYFUNC_MODULE, PYFUNC_PACKAGES
 
     registry.configure(trained_home)
     folder = mlflow.artifacts.download_artifacts(f"models:/{trained_home.model_name}/1")
@@ -154,7 +183,7 @@ def test_the_engine_imports_nothing_from_yws():
     import ast
 
     import yws.model.evaluator
-    from yws.training.job import PYFUNC_PACKAGES
+    from yws.model.flavor import PYFUNC_PACKAGES
 
     tree = ast.parse(open(yws.model.evaluator.__file__).read())
     guarded = [node for node in ast.walk(tree) if isinstance(node, ast.Try)

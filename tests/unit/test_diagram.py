@@ -18,7 +18,7 @@ from tools.diagram import (
 from yws.config import Settings
 from yws.deploy.bundle import load
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 

@@ -18,7 +18,7 @@ from yws.model.registry import check_alias
 from yws.scoring.results import VIEWS
 from yws.storage import StorageError, check_literal
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHARED = ROOT / "python" / "yws" / "contract" / "shared.json"
 CONTRACT = json.loads(SHARED.read_text())
 

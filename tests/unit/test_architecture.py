@@ -21,7 +21,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1] / "python"
+ROOT = Path(__file__).resolve().parents[2] / "python"
 PACKAGE = ROOT / "yws"
 
 # Bottom to top. A unit may import units on its own floor or below; an import between two units

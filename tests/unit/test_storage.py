@@ -128,19 +128,6 @@ def test_ensure_table_creates_once_and_refuses_an_old_schema(storage):
         storage.ensure_table(NAME, schema.append(pa.field("extra", pa.string())))
 
 
-def test_spark_reads_the_current_snapshot_only(storage, spark):
-    storage.write(rows("a", 3), NAME)
-    storage.write(rows("a", 2), NAME, mode="overwrite")  # the first file is now removed
-    assert storage.read(spark, NAME).count() == 2
-
-
-def test_spark_reads_an_empty_table(storage, spark):
-    storage.write(rows("a", 0), NAME)
-    df = storage.read(spark, NAME)
-    assert df.count() == 0
-    assert df.columns == ["batch_id", "k", "d"]
-
-
 def test_describe_list_and_missing(storage, settings):
     storage.write(rows("a", 3), NAME)
     info = storage.describe(NAME)

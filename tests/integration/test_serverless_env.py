@@ -38,7 +38,7 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".venv-serverless"
 
 # Environment 4's versions of what the wheel's requirements and the job code touch. sqlglot is

@@ -3,7 +3,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import shutil
-import time
 
 import mlflow
 import numpy as np
@@ -430,20 +429,3 @@ def test_the_spark_band_expression_agrees_with_the_bands_at_every_edge(spark, sp
                                                  "RED"]
 
 
-def test_an_interrupt_while_publishing_is_dropped_once_published_and_delivered_if_not():
-    """Ctrl-C or a job cancel during the commit: a published run stays a success; a commit
-    that failed lets the interrupt through, so the run is cancelled as asked."""
-    import os
-    import signal
-
-    from yws.scoring.job import interrupts_held
-
-    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
-    with interrupts_held():
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)  # the handler runs here, in the main thread
-    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
-    with pytest.raises(KeyboardInterrupt), interrupts_held():
-        os.kill(os.getpid(), signal.SIGINT)
-        time.sleep(0.05)
-        raise RuntimeError("the commit failed")

@@ -11,7 +11,7 @@ import ast
 import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "api-conformance.md"
 VERDICTS = {"same", "differs", "unsupported"}
 REF = re.compile(r"(test_conformance_\w+\.py)::(test_\w+)")
@@ -20,7 +20,7 @@ REF = re.compile(r"(test_conformance_\w+\.py)::(test_\w+)")
 def conformance_tests() -> dict[tuple[str, str], str]:
     """(file, test) -> docstring, for every test function in tests/test_conformance_*.py."""
     out = {}
-    for path in sorted((ROOT / "tests").glob("test_conformance_*.py")):
+    for path in sorted((ROOT / "tests").rglob("test_conformance_*.py")):
         if path.name == Path(__file__).name:
             continue
         for node in ast.parse(path.read_text()).body:

@@ -7,7 +7,6 @@ where the input can be checked without data, starts no Spark session.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import os
 import subprocess
@@ -17,17 +16,12 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
-import yaml
+from tests.support import DAY, FEATURES, one_error, seed_features, spec_with
 
 from yws.cli.main import main
 from yws.config import Settings
-from yws.contract.spec import default_spec_text
 from yws.datasets.synthetic import generate
 from yws.storage.local import LocalStorage
-
-DAY = dt.date(2026, 9, 30)
-NEXT = dt.date(2026, 10, 31)
-FEATURES = "yws_dev.ml.yws_features"
 
 
 @pytest.fixture
@@ -35,6 +29,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "yws"
     monkeypatch.setenv("YWS_HOME", str(path))
     return path
+
+
+@pytest.fixture
+def storage(home: Path) -> LocalStorage:
+    return LocalStorage(Settings(home=home))
+
+
+NEXT = dt.date(2026, 10, 31)
 
 
 @pytest.fixture
@@ -55,30 +57,6 @@ def yws(home: Path, capsys: pytest.CaptureFixture[str]):
         return code, out, err
 
     return run
-
-
-@pytest.fixture
-def storage(home: Path) -> LocalStorage:
-    return LocalStorage(Settings(home=home))
-
-
-def one_error(err: str) -> str:
-    """The single ``error: …`` line a refusal prints."""
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: "), err
-    assert "Traceback" not in err and "Py4J" not in err
-    return lines[0]
-
-
-def seed_features(storage: LocalStorage) -> int:
-    """The features table with one snapshot; returns its version."""
-    from yws.datasets.ingest import write_snapshot
-
-    write_snapshot(storage, generate(60, DAY), FEATURES, "as_of_date", DAY)
-    version = storage.version(FEATURES)
-    assert version is not None
-    return version
 
 
 def snapshot_csv(path: Path, day: dt.date = NEXT, rows: int = 40, **changes: object) -> Path:
@@ -251,43 +229,30 @@ def test_schema_change_of_another_table_needs_the_flag(yws, storage, tmp_path):
     assert storage.arrow_schema("yws_dev.ml.other").names == ["key", "score"]
 
 
-# -- specs -------------------------------------------------------------------------------------
-def _default() -> dict:
-    return yaml.safe_load(default_spec_text())
-
-
-def _set(**changes: object) -> str:
-    raw = copy.deepcopy(_default())
-    for dotted, value in changes.items():
-        *parents, last = dotted.split("__")
-        target = raw
-        for p in parents:
-            target = target[p]
-        target[last] = value
-    return yaml.safe_dump(raw)
-
-
 BAD_SPECS = {
-    "bands is a number": (_set(bands=5), "bands: expected a mapping with yellow and red"),
-    "bands is a list": (_set(bands=[0.1, 0.2]), "bands: expected a mapping"),
-    "split is a word": (_set(split="half"), "split: expected a mapping with test_fraction"),
-    "split has an unknown field": (_set(split={"fraction": 0.3}),
+    "bands is a number": (spec_with(bands=5), "bands: expected a mapping with yellow and red"),
+    "bands is a list": (spec_with(bands=[0.1, 0.2]), "bands: expected a mapping"),
+    "split is a word": (spec_with(split="half"), "split: expected a mapping with test_fraction"),
+    "split has an unknown field": (spec_with(split={"fraction": 0.3}),
                                    "split: unknown field(s) fraction"),
-    "validation is a list": (_set(validation=[1, 2]), "validation: expected a mapping"),
-    "maxIter is a fraction": (_set(model__maxIter=1.5),
+    "validation is a list": (spec_with(validation=[1, 2]), "validation: expected a mapping"),
+    "maxIter is a fraction": (spec_with(model__maxIter=1.5),
                               "model.maxIter: expected a whole number, got 1.5"),
-    "maxIter is huge": (_set(model__maxIter=10**12),
+    "maxIter is huge": (spec_with(model__maxIter=10**12),
                         "model: maxIter must be between 1 and 1,000,000"),
-    "maxIter is a boolean": (_set(model__maxIter=True), "model.maxIter: expected a whole number"),
-    "maxIter is a list": (_set(model__maxIter=[[[1]]]), "model.maxIter: expected a whole number"),
-    "regParam is a mapping": (_set(model__regParam={"a": 1}), "model.regParam: expected a number"),
-    "regParam beyond a double": (_set(model__regParam=10**400),
+    "maxIter is a boolean": (spec_with(model__maxIter=True),
+                             "model.maxIter: expected a whole number"),
+    "maxIter is a list": (spec_with(model__maxIter=[[[1]]]),
+                          "model.maxIter: expected a whole number"),
+    "regParam is a mapping": (spec_with(model__regParam={"a": 1}),
+                              "model.regParam: expected a number"),
+    "regParam beyond a double": (spec_with(model__regParam=10**400),
                                  "model.regParam: expected a number"),
-    "regParam is a boolean": (_set(model__regParam=True), "model.regParam: expected a number"),
-    "seed beyond 64 bits": (_set(split__seed=2**70), "split.seed must fit in 64 bits"),
+    "regParam is a boolean": (spec_with(model__regParam=True), "model.regParam: expected a number"),
+    "seed beyond 64 bits": (spec_with(split__seed=2**70), "split.seed must fit in 64 bits"),
     "deep nesting": ("bands: " + "[" * 50_000 + "]" * 50_000 + "\n", "nested too deeply"),
     "deep nesting in a value": (
-        _set().replace("maxIter: 100", "maxIter: " + "[" * 3000 + "1" + "]" * 3000),
+        spec_with().replace("maxIter: 100", "maxIter: " + "[" * 3000 + "1" + "]" * 3000),
         "nested too deeply"),
     "not YAML": ("bands: [\n", "not valid YAML"),
     "not UTF-8": (None, "not UTF-8 text"),
@@ -301,7 +266,7 @@ def test_bad_specs_are_one_line_before_spark(yws, no_spark, tmp_path, case, comm
     text, why = BAD_SPECS[case]
     path = tmp_path / "spec.yaml"
     if text is None:
-        path.write_bytes(_set().encode() + "# caf\u00e9\n".encode("latin-1"))
+        path.write_bytes(spec_with().encode() + "# caf\u00e9\n".encode("latin-1"))
     else:
         path.write_text(text)
     code, _, err = yws(*command, "--spec", str(path))
@@ -330,7 +295,7 @@ def test_spec_and_param_agree_on_whole_numbers(yws, no_spark, tmp_path):
     from yws.contract.spec import load_spec
 
     path = tmp_path / "spec.yaml"
-    path.write_text(_set(model__maxIter=20.0))  # a whole float is a whole number
+    path.write_text(spec_with(model__maxIter=20.0))  # a whole float is a whole number
     assert yws("spec", "check", "--spec", str(path))[0] == 0
     spec = load_spec(path)
     assert spec.model["maxIter"] == 20 and type(spec.model["maxIter"]) is int
@@ -347,28 +312,6 @@ def test_bad_dates_are_refused_before_spark(yws, no_spark, command, value):
     assert "Traceback" not in err
 
 
-# -- training: an imputed column with no value -------------------------------------------------
-def test_all_null_imputed_column_is_named_before_the_fit(spark, tmp_path):
-    from yws.contract.quality import InputDataError
-    from yws.contract.spec import load_spec
-    from yws.training.rows import load_training_rows
-
-    settings = Settings(home=tmp_path / "yws")
-    storage = LocalStorage(settings)
-    table = generate(400, DAY)
-    empty = pa.nulls(table.num_rows, pa.float64())
-    table = table.set_column(table.schema.get_field_index("tenure_months"), "tenure_months",
-                             empty)
-    storage.write(table, settings.features, mode="overwrite")
-    spec = load_spec()
-    with pytest.raises(InputDataError, match=(
-            r"feature\(s\) tenure_months hold no value in the usable rows of "
-            r"yws_dev\.ml\.yws_features \(as-of 2026-09-30\)")):
-        load_training_rows(spark, storage, settings, spec, DAY)
-    with pytest.raises(InputDataError, match=r"\(all snapshots\)"):
-        load_training_rows(spark, storage, settings, spec, None)
-
-
 # -- end to end, as a user runs it ----------------------------------------------------------------
 def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "YWS_HOME": str(home)}
@@ -376,17 +319,3 @@ def _run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           text=True, env=env, timeout=120)
 
 
-@pytest.mark.integration  # a subprocess or Spark through the CLI
-def test_end_to_end_refusals_have_no_traceback(home, storage, tmp_path):
-    before = seed_features(storage)
-    semi = tmp_path / "semi.csv"
-    semi.write_bytes(b"customer_id;as_of_date\nc1;2026-10-31\n")
-    done = _run(home, "tables", "import", str(semi), "yws_features")
-    assert done.returncode == 1 and "separated by semicolons" in one_error(done.stderr)
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(_set(model__maxIter=10**12))
-    done = _run(home, "train", "--spec", str(spec))
-    assert done.returncode == 1 and "maxIter must be between" in one_error(done.stderr)
-    done = _run(home, "train", "--as-of", "2026-02-30")
-    assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert storage.version(FEATURES) == before
