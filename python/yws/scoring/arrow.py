@@ -31,7 +31,7 @@ import pyarrow.parquet as pq
 from yws.config import Settings
 from yws.console import Progress, quiet
 from yws.contract.quality import InputDataError, check_arrow_schema, check_duplicate_count
-from yws.contract.rules import quarantine_rules
+from yws.contract.rules import Rule, quarantine_rules
 from yws.contract.spec import Spec
 from yws.contract.tables import FEATURES_HINT, PREDICTIONS, QUARANTINE, arrow_schema
 from yws.model.evaluator import ArrowModel
@@ -144,11 +144,13 @@ def duplicate_keys(storage: Storage, spec: Spec, snap: Snapshot) -> pa.Array:
 
 
 def reasons(table: pa.Table, spec: Spec, categories: dict[str, list[str]],
-            duplicates: pa.Array) -> tuple[np.ndarray, list[str]]:
+            duplicates: pa.Array, rules: Iterable[Rule] | None = None,
+            ) -> tuple[np.ndarray, list[str]]:
     """(mask of the rows that cannot be scored, why — '; '-joined — for each of them, in order).
 
     Vectorised: only the flagged rows, usually few, are visited one by one. ``duplicates``
     holds the snapshot's repeated keys (:func:`duplicate_keys`), so a batch needs no other.
+    ``rules``: the batch job's (the default), or a subset of them (on-demand scoring).
     """
     n = table.num_rows
     checks: list[tuple[np.ndarray, str | Any]] = []  # (mask, text or per-row texts)
@@ -158,7 +160,9 @@ def reasons(table: pa.Table, spec: Spec, categories: dict[str, list[str]],
             checks.append((mask, text))
 
     floats: dict[str, np.ndarray] = {}  # each numeric column converted once per batch
-    for rule in quarantine_rules(spec, unseen=True, duplicates=len(duplicates) > 0):
+    if rules is None:
+        rules = quarantine_rules(spec, unseen=True, duplicates=len(duplicates) > 0)
+    for rule in rules:
         col = table[rule.column]
         if rule.check == "null":
             add(_nulls(col), rule.reason())
