@@ -1,9 +1,11 @@
 """Core pipeline benchmark: train overhead over a bare fit, model logging, scoring end to end.
 
     .venv/bin/python benchmarks/bench_core.py [--rows 1000000 10000000] [--json out.json]
+                                              [--train-only]
 
-For each size: train end to end vs a bare fit, `yws score` (a process of its own, start
-included) on each engine with its peak RSS, and the I/O floor. Prints a table and the JSON.
+For each size: train end to end vs a bare fit (``train_over_fit``, with where the train time
+goes), `yws score` (a process of its own, start included) on each engine with its peak RSS,
+and the I/O floor. Prints a table and the JSON. ``--train-only`` stops after training.
 Each size has its own YWS_HOME in a temporary folder.
 """
 
@@ -28,10 +30,11 @@ from yws.contract.spec import load_spec  # noqa: E402
 from yws.datasets.ingest import write_snapshot  # noqa: E402
 from yws.datasets.synthetic import generate  # noqa: E402
 from yws.model.pipeline import build_pipeline  # noqa: E402
-from yws.platform.spark import get_spark  # noqa: E402
+from yws.platform import get_spark  # noqa: E402
 from yws.scoring.arrow import available_memory  # noqa: E402
 from yws.storage.local import LocalStorage  # noqa: E402
-from yws.training.job import split, train  # noqa: E402
+from yws.training.job import train  # noqa: E402
+from yws.training.rows import split  # noqa: E402
 
 TRAIN_DAY = dt.date(2026, 8, 31)
 SCORE_DAY = dt.date(2026, 11, 30)
@@ -60,7 +63,7 @@ def say(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
-def run(rows: int) -> dict[str, Any] | None:
+def run(rows: int, train_only: bool = False) -> dict[str, Any] | None:
     home = Path(tempfile.mkdtemp(prefix="yws-bench-")) / "yws"
     settings = Settings(home=home)
     storage = LocalStorage(settings)
@@ -99,6 +102,10 @@ def run(rows: int) -> dict[str, Any] | None:
     out["train_fit_s"] = result.timings["fit"]
     out["log_model_s"] = result.timings["log_model"]
     out["auc_roc"] = result.metrics["auc_roc"]
+    out["train_timings"] = result.timings
+    if train_only:
+        shutil.rmtree(home.parent, ignore_errors=True)
+        return out
 
     yws_bin = str(Path(sys.executable).with_name("yws"))
     env = {**os.environ, "YWS_HOME": str(home)}
@@ -134,7 +141,6 @@ def run(rows: int) -> dict[str, Any] | None:
     start = time.perf_counter()
     exec(floor, {})
     out["io_floor_s"] = time.perf_counter() - start
-    out["train_timings"] = result.timings
     out["arrow_over_io_floor"] = out["score_arrow_cli_s"] / out["io_floor_process_s"]
     out["spark_over_arrow"] = out["score_spark_cli_s"] / out["score_arrow_cli_s"]
     shutil.rmtree(home.parent, ignore_errors=True)
@@ -154,6 +160,10 @@ def table(results: list[dict[str, Any]]) -> str:
         ("train / bare fit (goal ≤ 1.3×)", fmt("train_over_fit", "×")),
         ("of which saving + logging the model (goal < 3 s)", fmt("log_model_s")),
     ]
+    steps = list(dict.fromkeys(k for r in results for k in r.get("train_timings", {})))
+    lines += [(f"`yws train` step: {step}",
+               [f"{r['train_timings'][step]:,.2f} s" if step in r.get("train_timings", {})
+                else "—" for r in results]) for step in steps]
     lines.append(("`yws score --engine arrow`, first run after training",
                   fmt("score_arrow_first_cli_s")))
     for engine in ("arrow", "spark"):
@@ -169,7 +179,7 @@ def table(results: list[dict[str, Any]]) -> str:
         ("arrow CLI / I/O floor process (goal ≤ 3×)", fmt("arrow_over_io_floor", "×")),
         ("spark / arrow (goal ≥ 5×)", fmt("spark_over_arrow", "×")),
     ]
-    if len(results) > 1:
+    if len(results) > 1 and all("score_arrow_cli_s" in r for r in results):
         base = results[0]["score_arrow_cli_s"]
         lines.append((f"arrow time / {results[0]['rows']:,}-row time",
                       [f"{r['score_arrow_cli_s'] / base:.2f} ×" for r in results]))
@@ -183,10 +193,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--rows", type=int, nargs="+", default=[1_000_000, 10_000_000])
     ap.add_argument("--json", type=Path, default=None, help="also write the JSON here")
+    ap.add_argument("--train-only", action="store_true",
+                    help="stop after training (bare fit vs yws train): no scoring runs")
     args = ap.parse_args()
     results = []
     for rows in args.rows:
-        out = run(rows)
+        out = run(rows, args.train_only)
         if out is None:
             return 1
         results.append(out)

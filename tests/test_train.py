@@ -75,10 +75,23 @@ def _nothing_cached(spark) -> bool:
     return spark._jsparkSession.sharedState().cacheManager().isEmpty()
 
 
+@pytest.fixture(params=["cached", "uncached"])
+def caching(request, monkeypatch):
+    """Train on a target whose session caches the checked rows, and on one that cannot."""
+    from yws.platform import LocalTarget
+
+    if request.param == "cached":
+        monkeypatch.setattr(LocalTarget, "cached", lambda self, df: df.cache(), raising=False)
+    else:
+        monkeypatch.delattr(LocalTarget, "cached", raising=False)
+    return request.param
+
+
 def test_every_row_read_is_accounted_for_and_nothing_stays_cached(spark, settings, storage,
-                                                                  spec):
+                                                                  spec, caching):
     """Rows read = rows trained + rows held out + rows left out (unlabelled, or failed a
-    quality check); the cache of the checked rows is gone when the job returns."""
+    quality check), whether or not the session caches the checked rows; the cache is gone
+    when the job returns, and when it refuses the rows."""
     import pyarrow as pa
 
     # 8 anomalies: 2 nulls, 2 infinities and 2 repeated ids (4 rows) fail the checks; the 2
@@ -96,6 +109,13 @@ def test_every_row_read_is_accounted_for_and_nothing_stays_cached(spark, setting
     assert 0 < result.rows_test < result.rows_train
     assert _nothing_cached(spark)
     assert {"read_and_check", "fit", "evaluate", "log_model"} <= set(result.timings)
+
+    one_class = table.set_column(table.schema.get_field_index("defaulted_90d"),
+                                 "defaulted_90d", pa.array([0] * 3000, pa.int32()))
+    write_snapshot(storage, one_class, settings.features, "as_of_date", TRAIN_DAY)
+    with pytest.raises(InputDataError, match="one class only"):
+        train(settings, spec, spark, as_of=TRAIN_DAY, storage=storage)
+    assert _nothing_cached(spark)
 
 
 def test_missing_feature_table(spark, settings, spec):
@@ -125,7 +145,6 @@ def test_one_class_label(spark, settings, storage, spec):
     write_snapshot(storage, table, settings.features, "as_of_date", TRAIN_DAY)
     with pytest.raises(InputDataError, match="one class only"):
         train(settings, spec, spark)
-    assert _nothing_cached(spark)  # a refused load releases the rows it cached
 
 
 def test_label_values_outside_0_1(spark, settings, storage, spec):

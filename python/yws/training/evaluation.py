@@ -15,6 +15,17 @@ if TYPE_CHECKING:
 PROBABILITY_COL = "probability__p1"
 
 
+def preload() -> None:
+    """Import what :func:`metrics` and :func:`plots` need (about a second of imports): the
+    training job does it in a thread while Spark fits, when this process is only waiting."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.figure  # noqa: F401
+    import sklearn.calibration  # noqa: F401
+    import sklearn.metrics  # noqa: F401
+
+
 def scored_arrays(model: PipelineModel, df: DataFrame, label: str) -> tuple[np.ndarray, np.ndarray]:
     """(labels, P(label = 1)) for ``df`` in one Spark job."""
     from pyspark.ml.functions import vector_to_array
