@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar
 from yws.config import TARGETS, Settings
 
 if TYPE_CHECKING:
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
     from yws.storage import Storage
     from yws.warehouse import Warehouse
@@ -48,6 +48,11 @@ class Target:
     def configure_mlflow(self) -> None:
         """Point MLflow at this target's tracking server and registry, with the experiment."""
         raise NotImplementedError
+
+    def cached(self, df: DataFrame) -> DataFrame | None:
+        """``df`` cached in the session, or ``None`` where the session cannot cache (serverless
+        environment 4 refuses ``cache()``): callers then read it again on every pass."""
+        return None
 
 
 class LocalTarget(Target):
@@ -95,6 +100,9 @@ class LocalTarget(Target):
 
     def tracking_uri(self) -> str:
         return f"sqlite:///{self.settings.mlflow_db}"
+
+    def cached(self, df: DataFrame) -> DataFrame | None:
+        return df.cache()
 
     def configure_mlflow(self) -> None:
         import mlflow

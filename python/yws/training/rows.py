@@ -94,11 +94,9 @@ def _split_once(rows: DataFrame, spec: Spec) -> DataFrame:
 def _cache(df: DataFrame, settings: Settings) -> DataFrame | None:
     """``df`` cached in the session, or ``None`` where the target's session cannot cache
     (serverless environments before version 5 refuse ``cache()``): the rows are then read and
-    checked again on every pass. The target decides (``Target.cached``); a target without that
-    method does not cache.
+    checked again on every pass. The target decides (:meth:`yws.platform.Target.cached`).
     """
-    cached = getattr(target_for(settings), "cached", None)
-    return None if cached is None else cached(df)
+    return target_for(settings).cached(df)
 
 
 def load_training_rows(
