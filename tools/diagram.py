@@ -121,10 +121,18 @@ def _wrap(text: str, width: int = 24) -> str:
     return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False))
 
 
+# Tasks that follow a job's main task without being its work: the train job's last task
+# points the Model Serving endpoint at the new champion.
+FOLLOW_UP_ENTRY_POINTS = ("yws-serving-update",)
+
+
 def _job_for(bundle: Bundle, entry_point: str) -> dict[str, Any]:
-    """The job whose tasks all run ``entry_point`` (the score job's check task runs it too)."""
+    """The job whose tasks all run ``entry_point`` (the score job's check task runs it too),
+    follow-up tasks aside."""
     for job in bundle.jobs.values():
-        tasks = job.get("tasks") or []
+        tasks = [t for t in job.get("tasks") or []
+                 if (t.get("python_wheel_task") or {}).get("entry_point")
+                 not in FOLLOW_UP_ENTRY_POINTS]
         if tasks and all((t.get("python_wheel_task") or {}).get("entry_point") == entry_point
                          for t in tasks):
             return job

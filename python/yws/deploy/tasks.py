@@ -177,9 +177,39 @@ def sql_apply_main(argv: Sequence[str] | None = None) -> None:
     _run(go)
 
 
+def serving_update_parser() -> argparse.ArgumentParser:
+    p = _base("yws-serving-update", "Point the Model Serving endpoint at the version a model "
+              "alias names, if it serves another (the last task of the yws_train job).")
+    p.add_argument("--endpoint", required=True, help="The serving endpoint's name.")
+    p.add_argument("--model-alias", default="", help="Model alias [champion].")
+    return p
+
+
+def serving_update_main(argv: Sequence[str] | None = None) -> None:
+    args = serving_update_parser().parse_args(argv)
+
+    def go() -> dict[str, Any]:
+        settings = _settings(args)
+        alias = registry.check_alias(args.model_alias or registry.CHAMPION)
+
+        from yws.deploy import serving_client
+        from yws.platform import target_for
+
+        if target_for(settings).embedded and not serving_client.credentials_given():
+            # A task run by `yws serve` gets no workspace credentials: nothing to call.
+            return {"endpoint": args.endpoint, "updated": False,
+                    "reason": "no workspace to update: set DATABRICKS_HOST and "
+                              "DATABRICKS_TOKEN (yws serve's address and a token of a "
+                              "principal with CAN_MANAGE on the endpoint)"}
+        return serving_client.follow_alias(settings, args.endpoint, alias).as_dict()
+
+    _run(go)
+
+
 # entry point name (pyproject [project.scripts]) -> its parameter parser, for bundle checks
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "yws-train": train_parser,
     "yws-score": score_parser,
     "yws-sql-apply": sql_apply_parser,
+    "yws-serving-update": serving_update_parser,
 }

@@ -1,4 +1,5 @@
-"""``yws serve``: the Jobs API 2.2 and SQL Statement Execution API 2.0 subsets, locally.
+"""``yws serve``: the Jobs API 2.2, SQL Statement Execution API 2.0 and Model Serving
+subsets, locally.
 
 Every request needs a bearer token made by ``yws tokens create``; tokens are never logged.
 Errors come back in the Databricks shape so the official clients raise their usual exceptions.
@@ -17,11 +18,12 @@ from fastapi.responses import JSONResponse
 
 from yws.config import Settings
 from yws.deploy.bundle import load
-from yws.server import jobs_routes, sessions, sql_routes
+from yws.server import jobs_routes, serving_routes, sessions, sql_routes
 from yws.server.context import Api
 from yws.server.errors import ApiError, unauthenticated
-from yws.server.jobs import Runner, catalog
+from yws.server.jobs import Runner, catalog, deployer
 from yws.server.limits import install, parse_object
+from yws.server.serving import ServingService
 from yws.server.sql_api import StatementService
 from yws.server.store import Principal, Store
 
@@ -52,7 +54,9 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
     ``target``'s variables, overridden by ``variables``), their tasks' console scripts taken
     from ``bin_dir`` (default: beside this Python)."""
     store = Store(settings.home.resolve() / "server.db")
-    runner = Runner(settings, store, catalog(load(bundle_root), target, variables), bin_dir)
+    bundle = load(bundle_root)
+    runner = Runner(settings, store, catalog(bundle, target, variables), bin_dir)
+    serving = ServingService(settings, bundle, target, variables, deployer())
     statements = StatementService(settings)
     limiter = RateLimiter()
     app = FastAPI(title="yws serve", docs_url=None, redoc_url=None, openapi_url=None)
@@ -96,6 +100,8 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
     jobs_routes.add_routes(app, api)
     sql_routes.add_routes(app, api)
     sessions.add_routes(app, api)  # SQL sessions (databricks-sql-connector), Thrift refused
+    # Model Serving: invocations have a limiter of their own, sized for on-demand scoring
+    serving_routes.add_routes(app, api, serving, RateLimiter(per_second=5000, burst=5000).check)
 
     @app.on_event("shutdown")
     def stop_tasks() -> None:

@@ -83,9 +83,16 @@ def too_large(limit: int) -> ApiError:
                     "endpoint")
 
 
+# Model Serving: "Payload size | Per request | 16 MB" (Model Serving limits and regions).
+MAX_INVOCATION_BYTES = 16 * MiB
+
+
 def body_limit(method: str, path: str) -> int:
     if method == "POST" and path.rstrip("/") == STATEMENTS_PATH:
         return MAX_STATEMENT_BODY_BYTES
+    if method == "POST" and path.startswith("/serving-endpoints/") and \
+            path.rstrip("/").endswith("/invocations"):
+        return MAX_INVOCATION_BYTES
     return MAX_BODY_BYTES
 
 

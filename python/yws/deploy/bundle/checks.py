@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from yws.deploy.bundle.endpoints import endpoint_problems, target_endpoint_problems
 from yws.deploy.bundle.identities import (
     identity_problems,
     lookup_problems,
@@ -270,6 +271,7 @@ def validate(bundle: Bundle, overrides: Mapping[str, str] | None = None,
         problems.append(f"{pyproject}: missing, so the wheel artifact cannot be built")
 
     problems.extend(_job_problems(bundle, declared, scripts))
+    problems.extend(endpoint_problems(bundle, declared))
     artifacts = predict_artifacts(bundle, problems)
     problems.extend(path_problems(bundle, artifacts))
 
@@ -284,6 +286,7 @@ def validate(bundle: Bundle, overrides: Mapping[str, str] | None = None,
                 problems.append(f"targets.{tname}: variable {var} has no value: set it in "
                                 f"databricks.yml, with --var {var}=… or BUNDLE_VAR_{var}")
         problems.extend(identity_problems(bundle, tname, values))
+        problems.extend(target_endpoint_problems(bundle, tname, values))
         for problem in _sql_problems(bundle, tname, values):
             if problem not in problems:
                 problems.append(problem)

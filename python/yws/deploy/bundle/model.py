@@ -57,6 +57,9 @@ class Bundle:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: dict[str, str] = field(default_factory=dict)  # job key -> file, relative to root
     artifacts: dict[str, tuple[dict[str, Any], str]] = field(default_factory=dict)  # -> file
+    # resources.model_serving_endpoints: key -> the endpoint as written, and its file
+    endpoints: dict[str, dict[str, Any]] = field(default_factory=dict)
+    endpoint_sources: dict[str, str] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)  # found while loading
 
     @property
@@ -97,6 +100,13 @@ def load(root: Path | None = None) -> Bundle:
                 raise BundleError(f"job {key} is defined twice ({bundle.sources[key]}, {path})")
             bundle.jobs[key] = job
             bundle.sources[key] = source
+        endpoints = (data.get("resources") or {}).get("model_serving_endpoints") or {}
+        for key, endpoint in endpoints.items():
+            if key in bundle.endpoints:
+                raise BundleError(f"model serving endpoint {key} is defined twice "
+                                  f"({bundle.endpoint_sources[key]}, {path})")
+            bundle.endpoints[key] = endpoint
+            bundle.endpoint_sources[key] = source
         for name, spec in (data.get("artifacts") or {}).items():
             bundle.artifacts[name] = (spec or {}, source)
     return bundle
