@@ -9,6 +9,8 @@ GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_predictions_latest TO `{{anal
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_warnings TO `{{analysts_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_score_runs TO `{{analysts_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_quarantine TO `{{analysts_group}}`;
+-- On-demand scoring through the Model Serving endpoint (30_functions/30_yws_score_row.sql).
+GRANT EXECUTE ON FUNCTION {{catalog}}.{{schema}}.yws_score_row TO `{{analysts_group}}`;
 
 GRANT USE CATALOG ON CATALOG {{catalog}} TO `{{r_users_group}}`;
 GRANT USE SCHEMA ON SCHEMA {{catalog}}.{{schema}} TO `{{r_users_group}}`;
@@ -17,6 +19,7 @@ GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_predictions_latest TO `{{r_us
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_warnings TO `{{r_users_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_score_runs TO `{{r_users_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_quarantine TO `{{r_users_group}}`;
+GRANT EXECUTE ON FUNCTION {{catalog}}.{{schema}}.yws_score_row TO `{{r_users_group}}`;
 
 GRANT USE CATALOG ON CATALOG {{catalog}} TO `{{jobs_principal}}`;
 GRANT USE SCHEMA ON SCHEMA {{catalog}}.{{schema}} TO `{{jobs_principal}}`;

@@ -50,7 +50,7 @@ def test_every_file_parses_starts_with_a_comment_and_comments_every_column():
         if describe(stmt).kind == "VOLUME":  # sqlglot keeps CREATE VOLUME as a command
             assert "\nCOMMENT '" in stmt.text, stmt.where
     kinds = [describe(s).kind for s in stmts if s.text.startswith("CREATE")]
-    assert kinds == ["SCHEMA", "VOLUME"] + ["TABLE"] * 4 + ["VIEW"] * 5
+    assert kinds == ["SCHEMA", "VOLUME"] + ["TABLE"] * 4 + ["VIEW"] * 5 + ["FUNCTION"]
     names = [p.relative_to(sql_dir()).as_posix() for p in files()]
     assert names == sorted(names) and names[0] == "00_schema.sql" and names[-1] == "90_grants.sql"
 
@@ -78,11 +78,15 @@ def test_grants_parse_into_principal_privilege_object():
         selects = {g.securable for g in grants if g.principal == group and
                    g.privilege == "SELECT"}
         assert selects == {f"yws_dev.ml.{v}" for v in VIEWS}, group
-        # views only: nothing on a base table, and nothing but SELECT / USE
+        # views only: nothing on a base table, and nothing but SELECT / USE, and EXECUTE on
+        # the on-demand scoring function (ai_query through the Model Serving endpoint)
         assert not {g for g in grants if g.principal == group and
                     g.securable.split(".")[-1] in TABLES}
         assert {g.privilege for g in grants if g.principal == group} == {
-            "SELECT", "USE CATALOG", "USE SCHEMA"}
+            "SELECT", "USE CATALOG", "USE SCHEMA", "EXECUTE"}
+        assert {(g.securable_type, g.securable) for g in grants
+                if g.principal == group and g.privilege == "EXECUTE"} == {
+            ("FUNCTION", "yws_dev.ml.yws_score_row")}
     modify = {g.securable for g in grants if g.privilege == "MODIFY"}
     assert modify == {f"yws_dev.ml.{t}" for t in TABLES}
     assert {g.principal for g in grants if g.privilege == "MODIFY"} == {"yws_jobs"}
@@ -138,7 +142,7 @@ def test_apply_twice_from_an_empty_warehouse(settings):
     assert [s.action for s in again if s.kind == "TABLE"] == ["exists"] * 4
     assert [(s.kind, s.object) for s in again] == [(s.kind, s.object) for s in first]
     state2 = json.loads(wh.state_path.read_text())
-    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 28
+    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 30
     # A volume has no DuckDB counterpart: recorded, so grants on it are checked and kept.
     assert state2["volumes"] == ["yws_dev.ml.mlflow_tmp"]
     assert [(s.kind, s.action) for s in again if s.kind == "VOLUME"] == [

@@ -11,29 +11,9 @@ import pyarrow as pa
 
 from yws.config import Settings
 from yws.contract.sqlfiles import Grant, Statement
-from yws.errors import YwsError
+from yws.warehouse.errors import QueryError, SqlError, WarehouseError
 
-
-class WarehouseError(YwsError, RuntimeError):
-    """A statement failed in the warehouse; the message names the file, line and object."""
-
-
-class QueryError(YwsError, ValueError):
-    """A query or its parameters are not acceptable: the message says what to change."""
-
-
-class SqlError(QueryError):
-    """A statement failed as Databricks reports it: an error class, a message and a SQLSTATE.
-
-    The text is Databricks' own form, ``[TABLE_OR_VIEW_NOT_FOUND] The table or view ... cannot
-    be found. SQLSTATE: 42P01`` (the error classes of the Databricks SQL error reference).
-    """
-
-    def __init__(self, error_class: str, message: str, sql_state: str) -> None:
-        super().__init__(f"[{error_class}] {message} SQLSTATE: {sql_state}")
-        self.error_class = error_class
-        self.message = message
-        self.sql_state = sql_state
+__all__ = ["ApplyStep", "QueryError", "SqlError", "Warehouse", "WarehouseError", "check_query"]
 
 
 @dataclass(frozen=True)
@@ -65,6 +45,9 @@ def check_query(sql: str, params: Mapping[str, Any]) -> Any:
             f"only queries (SELECT / WITH) run here, not {type(tree).__name__.upper()}; "
             "tables, views and grants are changed with `yws sql apply`"
         )
+    from yws.warehouse import ai_query
+
+    ai_query.check(tree)  # what Databricks refuses before it runs (SqlError)
     used = {p.name for p in tree.find_all(exp.Placeholder)}
     if "" in used or any(not p.name for p in tree.find_all(exp.Placeholder)):
         raise QueryError("use named parameters (:name), not positional ones (?)")
@@ -102,6 +85,14 @@ class Warehouse(ABC):
         if first is None:
             raise WarehouseError("the query returned no schema")
         return pa.Table.from_batches([first, *batches])
+
+    def serve_endpoints(self, scorer: Any) -> Warehouse:
+        """Answer ``ai_query`` with ``scorer`` (a :data:`yws.warehouse.ai_query.Scorer`).
+
+        Databricks' warehouses call the Model Serving endpoints themselves: nothing to do
+        there. The local warehouse has no model of its own and needs one passed in.
+        """
+        return self
 
     @abstractmethod
     def grants(self) -> list[Grant]:

@@ -11,6 +11,8 @@ rewritten here so DuckDB answers as Databricks does, or fails with Databricks' e
   Databricks coerces a string;
 * ``/``, ``div`` and ``%`` by zero fail with ``DIVIDE_BY_ZERO`` (Databricks SQL runs with ANSI
   mode on; DuckDB answers ``inf`` or NULL);
+* ``ai_query('<endpoint>', named_struct(...))`` calls the local warehouse's own function,
+  answered by the scorer passed to it (:mod:`yws.warehouse.ai_query`);
 * ``current_user()`` (and ``user()``, ``session_user()``) is the caller's principal,
   not DuckDB's ``duckdb``;
 * a column without an alias is named as Spark names it (``count(1)`` for ``count(*)``,
@@ -244,7 +246,9 @@ def to_duckdb(tree: Any, params: Mapping[str, Any], *, user: str | None = None
     """
     from sqlglot import exp
 
-    tree = tree.copy()
+    from yws.warehouse import ai_query
+
+    tree = ai_query.rewrite(tree.copy())
     _name_outputs(tree)
     values = {k: (v.value if isinstance(v, Typed) else v) for k, v in params.items()}
 

@@ -25,9 +25,11 @@ from typing import Any
 import pyarrow as pa
 
 from yws.contract.sqlfiles import Grant, SqlFileError, Statement, columns_of, describe, parse_grant
-from yws.contract.tables import arrow_type
+from yws.contract.tables import PREDICTIONS, arrow_type
 from yws.storage.local import LocalStorage
-from yws.warehouse.base import ApplyStep, Warehouse, WarehouseError, check_query
+from yws.warehouse import ai_query
+from yws.warehouse.ai_query import Scorer
+from yws.warehouse.base import ApplyStep, QueryError, Warehouse, WarehouseError, check_query
 from yws.warehouse.dialect import sql_error, to_duckdb
 
 STATE_FILE = "_sql_state.json"
@@ -58,11 +60,34 @@ def _kind(t: pa.DataType) -> str:
 
 
 class LocalWarehouse(Warehouse):
-    def __init__(self, settings: Any) -> None:
+    def __init__(self, settings: Any, endpoints: Scorer | None = None) -> None:
+        """``endpoints``: what answers ``ai_query`` (see :meth:`serve_endpoints`)."""
         super().__init__(settings)
         self._lock = threading.Lock()
         self._base: Any = None
         self._base_stamp: int | None = None
+        self.endpoints = endpoints
+        self._request: pa.Schema | None = None
+
+    def serve_endpoints(self, scorer: Scorer | None) -> LocalWarehouse:
+        """Answer ``ai_query`` with ``scorer`` from now on, in every cursor (the functions
+        look it up when a query calls them). Returns the warehouse, so a caller can write
+        ``warehouse_for(settings).serve_endpoints(...)``."""
+        self.endpoints = scorer
+        return self
+
+    def _ai_query_types(self) -> tuple[pa.Schema, pa.StructType]:
+        """The request ``ai_query`` takes (the spec's features) and the result STRUCT a scored
+        row returns (``probability``, ``prediction``, ``band`` typed as the predictions table
+        declares them)."""
+        if self._request is None:
+            from yws.contract.spec import load_spec
+
+            spec = load_spec(self.settings.spec)
+            self._request = pa.schema([pa.field(f.name, f.kind.arrow()) for f in spec.features])
+        result = pa.struct([pa.field(c, arrow_type(PREDICTIONS[c][0]))
+                            for c in ("probability", "prediction", "band")])
+        return self._request, result
 
     @property
     def state_path(self) -> Path:
@@ -86,6 +111,8 @@ class LocalWarehouse(Warehouse):
         con.execute("SET TimeZone = 'UTC'")  # a DBSQL session's default, whatever the host's
         con.execute(f"LOAD '{delta_extension()}'")
         con.execute(f"ATTACH ':memory:' AS {self.settings.catalog}")
+        request, result = self._ai_query_types()
+        ai_query.register(con, request, result, lambda: self.endpoints)
         for sql in replay or []:
             con.execute(sql)
         return con
@@ -172,7 +199,8 @@ class LocalWarehouse(Warehouse):
                                        "recorded (no DuckDB equivalent)"))
             elif isinstance(tree, exp.Create):
                 kind = str(tree.args.get("kind")).upper()
-                target = tree.this.this if isinstance(tree.this, exp.Schema) else tree.this
+                wrapped = isinstance(tree.this, exp.Schema | exp.UserDefinedFunction)
+                target = tree.this.this if wrapped else tree.this
                 name = target.sql("databricks")
                 if kind == "SCHEMA":
                     duck = f"CREATE SCHEMA IF NOT EXISTS {name}"
@@ -184,6 +212,9 @@ class LocalWarehouse(Warehouse):
                     duck = self._view(stmt, tree, name)
                     action = "replaced"
                     comments[name] = [c.name for c in tree.this.expressions]
+                elif kind == "FUNCTION":
+                    duck = self._function(stmt, tree, name)
+                    action = "replaced"
                 else:
                     raise SqlFileError(f"{stmt.where}: CREATE {kind} is not supported locally")
                 self._run(con, stmt, duck, kind, name)
@@ -266,7 +297,38 @@ class LocalWarehouse(Warehouse):
                 f"{stmt.where}: view {name} declares columns {columns} but its query returns "
                 f"{outputs}"
             )
+        try:
+            query = ai_query.rewrite(query)
+        except QueryError as e:
+            raise SqlFileError(f"{stmt.where}: view {name}: {e}") from None
         return f"CREATE OR REPLACE VIEW {name} AS {query.sql('duckdb')}"
+
+    @staticmethod
+    def _function(stmt: Statement, tree: Any, name: str) -> str:
+        """A SQL function (``CREATE FUNCTION … RETURNS <type> RETURN <expression>``) as a DuckDB
+        macro: each parameter cast to its declared type, the result to the declared return
+        type, ``ai_query`` calls rewritten (:mod:`yws.warehouse.ai_query`)."""
+        from sqlglot import exp
+
+        params = {c.name: c.args["kind"] for c in tree.this.expressions}
+        body = tree.expression
+        returns = tree.find(exp.ReturnsProperty)
+        if not isinstance(body, exp.Return) or returns is None or tree.find(exp.Select):
+            raise SqlFileError(f"{stmt.where}: function {name}: only SQL functions of the form "
+                               "RETURNS <type> RETURN <expression> run locally")
+
+        def typed(node: Any) -> Any:
+            if isinstance(node, exp.Column) and not node.table and node.name in params:
+                return exp.Cast(this=exp.column(node.name), to=params[node.name].copy())
+            return node
+
+        try:
+            expression = ai_query.rewrite(body.this.copy().transform(typed))
+        except QueryError as e:
+            raise SqlFileError(f"{stmt.where}: function {name}: {e}") from None
+        result = exp.Cast(this=expression, to=returns.this.copy())
+        return (f"CREATE OR REPLACE MACRO {name}({', '.join(params)}) AS "
+                f"{result.sql('duckdb')}")
 
     @staticmethod
     def _run(con: Any, stmt: Statement, sql: str, kind: str, name: str) -> None:
