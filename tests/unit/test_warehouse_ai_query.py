@@ -192,3 +192,28 @@ def test_the_analysts_function_is_databricks_sql_and_runs_locally(warehouse, set
     got = warehouse.query("SELECT yws_dev.ml.yws_score_row('40', 50, 0.3, 1, 0, 1000, 2, true, "
                           "false, 'north', 'gold', 'web').result.band AS b")
     assert got.to_pylist() == [{"b": "RED"}]
+
+
+def test_routes_come_from_the_served_endpoints_or_default_to_the_champion(settings):
+    """yws serve's endpoints (the bundle's served_entities, version moved by update_config)
+    become ai_query's routes; without them, endpoint_name serves the model @champion."""
+    from types import SimpleNamespace
+
+    from yws.errors import InvalidValueError
+    from yws.scoring.ai_query import Endpoints, Route, served_routes
+
+    served = {"yws_lr": SimpleNamespace(entities=[{"entity_name": "yws_dev.ml.yws_lr",
+                                                   "entity_version": "3"}]),
+              "empty": SimpleNamespace(entities=[])}
+    assert served_routes(served) == {"yws_lr": Route("yws_dev.ml.yws_lr", "3")}
+    moving = {"v": "1"}
+    endpoints = Endpoints(settings, SPEC, routes=lambda: {"e": ("yws_dev.ml.yws_lr", moving["v"])})
+    assert endpoints.routes == {"e": Route("yws_dev.ml.yws_lr", "1")}
+    moving["v"] = "2"  # read when a query runs, not when the warehouse was made
+    assert endpoints.routes == {"e": Route("yws_dev.ml.yws_lr", "2")}
+    assert Endpoints(settings, SPEC).routes == {"yws_lr": Route("yws_dev.ml.yws_lr",
+                                                                "champion")}
+    with pytest.raises(InvalidValueError, match="reserved"):
+        Route("yws_dev.ml.yws_lr", "latest")
+    with pytest.raises(SqlError, match="RESOURCE_DOES_NOT_EXIST.*'nope'.*served here: e"):
+        endpoints.model("nope")
