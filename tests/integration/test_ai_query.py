@@ -129,3 +129,33 @@ def test_an_endpoint_serves_a_version_or_an_alias(trained_home, spec, batch):
         wh.query(f"SELECT ai_query('nope', {_request(spec)}) AS r "
                  "FROM yws_dev.ml.yws_features LIMIT 1")
     wh.close()
+
+
+def test_the_sql_api_answers_ai_query_once_given_the_endpoints(trained_home, spec, warehouse,
+                                                                batch):
+    """The SQL Statement Execution API's path (grants, dialect, stream) with the scorer passed
+    the way ``yws serve`` passes it (``statements.warehouse.serve_endpoints(...)``): an
+    analyst calls the granted function; as JSON_ARRAY every value is a string."""
+    from yws.server.sql_api import LOCAL_WAREHOUSE_ID, StatementService
+    from yws.server.store import Principal
+
+    service = StatementService(trained_home)
+    try:
+        service.warehouse.serve_endpoints(Endpoints(trained_home, spec))
+        scored, _ = batch
+        key, row = next(iter(scored.items()))
+        features = warehouse.query(
+            "SELECT * FROM yws_dev.ml.yws_features WHERE customer_id = :k AND as_of_date = :d",
+            {"k": key, "d": SCORE_DAY.isoformat()}).to_pylist()[0]
+        args = ", ".join("NULL" if features[f.name] is None else
+                         str(features[f.name]).lower() if isinstance(features[f.name], bool)
+                         else repr(features[f.name]) for f in spec.features)
+        analyst = Principal("ann", (trained_home.analysts_group,))
+        answer = service.submit({
+            "warehouse_id": LOCAL_WAREHOUSE_ID, "wait_timeout": "30s",
+            "statement": f"SELECT yws_dev.ml.yws_score_row({args}).result.probability AS p"},
+            analyst)
+        assert answer["status"]["state"] == "SUCCEEDED", answer["status"]
+        assert abs(float(answer["result"]["data_array"][0][0]) - row["probability"]) <= 1e-9
+    finally:
+        service.shutdown()
