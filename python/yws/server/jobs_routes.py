@@ -35,7 +35,7 @@ from yws.server.limits import (
     served_fields,
     task_keys,
 )
-from yws.server.store import ACTIVE, Principal
+from yws.server.store import ACTIVE, Principal, Store
 
 STATUS = {"PENDING": "PENDING", "QUEUED": "QUEUED", "RUNNING": "RUNNING",
           "TERMINATING": "TERMINATING", "TERMINATED": "TERMINATED", "SKIPPED": "TERMINATED",
@@ -99,92 +99,100 @@ def paged(items: list[T], page_token: str | None, offset: Any,
     return page, more
 
 
+def task_json(t: Any, job_id: int, base: str, spec: dict[str, Any]) -> dict[str, Any]:
+    """One task run, as runs/get shows it."""
+    return {
+        "task_key": t["task_key"], "run_id": t["run_id"],
+        "depends_on": [{"task_key": d} for d in json.loads(t["depends_on"])],
+        "start_time": t["start_time"], "end_time": t["end_time"],
+        "attempt_number": t["attempt"], "queue_duration": 0, **_durations(t),
+        "run_page_url": f"{base}#job/{job_id}/run/{t['run_id']}",
+        "state": _state(t["life_cycle_state"], t["result_state"], t["state_message"]),
+        "status": _status(t["life_cycle_state"], t["result_state"], None,
+                          t["state_message"]),
+        **{k: spec[k] for k in TASK_RUN_FIELDS if k in spec},
+    }
+
+
+def history_json(store: Store, row: Any, tasks: list[Any]) -> list[dict[str, Any]]:
+    """repair_history: the run itself (ORIGINAL), then each repair (REPAIR, with its id);
+    the last item is live (the run's current state), the others as they ended."""
+    items: list[Any] = store.query("SELECT * FROM repairs WHERE run_id = ? ORDER BY seq",
+                                   (row["run_id"],))
+    if not items:  # never repaired: the run alone
+        items = [{"repair_id": None, "start_time": row["start_time"]}]
+    out = []
+    for i, item in enumerate(items):
+        src = row if i == len(items) - 1 else item  # the last item is live
+        entry: dict[str, Any] = {
+            "type": "REPAIR" if item["repair_id"] is not None else "ORIGINAL",
+            "start_time": item["start_time"], "end_time": src["end_time"],
+            "state": _state(src["life_cycle_state"], src["result_state"],
+                            src["state_message"]),
+            "status": _status(src["life_cycle_state"], src["result_state"],
+                              src["termination_code"], src["state_message"]),
+            "task_run_ids": [t["run_id"] for t in tasks
+                             if t["repair_id"] == item["repair_id"]],
+        }
+        if item["repair_id"] is not None:
+            entry["id"] = item["repair_id"]
+        out.append(entry)
+    return out
+
+def run_json(api: Api, row: Any, base: str, expand_tasks: bool = True,
+             include_history: bool = False) -> dict[str, Any]:
+    """One run, as runs/get and runs/list show it."""
+    store, runner = api.store, api.runner
+    tasks = store.query("SELECT * FROM task_runs WHERE parent_run_id = ? ORDER BY run_id",
+                        (row["run_id"],))
+    job = runner.jobs.get(row["job_id"])
+    defaults = job.parameters if job else {}
+    specs = job.tasks if job else {}
+    values = json.loads(row["params"])
+    ended = row["end_time"] and row["life_cycle_state"] not in ACTIVE
+    latest = latest_attempts(tasks)
+    single = _durations(next(iter(latest.values()))) if len(latest) == 1 else {}
+    out: dict[str, Any] = {
+        "job_id": row["job_id"], "run_id": row["run_id"], "number_in_job": row["run_id"],
+        "original_attempt_run_id": row["run_id"], "attempt_number": 0,
+        "run_name": row["job_name"], "creator_user_name": row["creator"],
+        "run_as_user_name": job.run_as if job else row["creator"],
+        "run_type": "JOB_RUN", "trigger": "ONE_TIME", "start_time": row["start_time"],
+        "end_time": row["end_time"], "queue_duration": row["queue_duration"],
+        # "set to 0 for multitask job runs"; run_duration is the run with its repairs
+        "setup_duration": single.get("setup_duration", 0),
+        "execution_duration": single.get("execution_duration", 0),
+        "cleanup_duration": single.get("cleanup_duration", 0),
+        "run_duration": row["end_time"] - row["start_time"] if ended else 0,
+        "run_page_url": f"{base}#job/{row['job_id']}/run/{row['run_id']}",
+        "job_parameters": [{"name": k, "value": v, "default": defaults.get(k, "")}
+                           for k, v in values.items()],
+        "state": _state(row["life_cycle_state"], row["result_state"],
+                        row["state_message"]),
+        "status": _status(row["life_cycle_state"], row["result_state"],
+                          row["termination_code"], row["state_message"]),
+    }
+    if expand_tasks:
+        out["tasks"] = [task_json(t, row["job_id"], base, specs.get(t["task_key"], {}))
+                        for t in tasks]
+    if include_history:
+        out["repair_history"] = history_json(store, row, tasks)
+    return out
+
+def run_row(api: Api, run_id: Any, principal: Principal) -> Any:
+    """The run ``run_id``, if ``principal`` may see it."""
+    store, runner = api.store, api.runner
+    rows = store.query("SELECT * FROM runs WHERE run_id = ?",
+                       (positive_id(run_id, "run_id"),))
+    if not rows:
+        raise not_found(f"Run {run_id} does not exist.")
+    check_run_access(runner, rows[0], principal)
+    return rows[0]
+
+
 def add_routes(app: FastAPI, api: Api) -> None:
-    store, runner, who, body = api.store, api.runner, api.who, api.body
-
-    def task_json(t: Any, job_id: int, base: str, spec: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "task_key": t["task_key"], "run_id": t["run_id"],
-            "depends_on": [{"task_key": d} for d in json.loads(t["depends_on"])],
-            "start_time": t["start_time"], "end_time": t["end_time"],
-            "attempt_number": t["attempt"], "queue_duration": 0, **_durations(t),
-            "run_page_url": f"{base}#job/{job_id}/run/{t['run_id']}",
-            "state": _state(t["life_cycle_state"], t["result_state"], t["state_message"]),
-            "status": _status(t["life_cycle_state"], t["result_state"], None,
-                              t["state_message"]),
-            **{k: spec[k] for k in TASK_RUN_FIELDS if k in spec},
-        }
-
-    def history_json(row: Any, tasks: list[Any]) -> list[dict[str, Any]]:
-        """repair_history: the run itself (ORIGINAL), then each repair (REPAIR, with its id);
-        the last item is live (the run's current state), the others as they ended."""
-        items: list[Any] = store.query("SELECT * FROM repairs WHERE run_id = ? ORDER BY seq",
-                                       (row["run_id"],))
-        if not items:  # never repaired: the run alone
-            items = [{"repair_id": None, "start_time": row["start_time"]}]
-        out = []
-        for i, item in enumerate(items):
-            src = row if i == len(items) - 1 else item  # the last item is live
-            entry: dict[str, Any] = {
-                "type": "REPAIR" if item["repair_id"] is not None else "ORIGINAL",
-                "start_time": item["start_time"], "end_time": src["end_time"],
-                "state": _state(src["life_cycle_state"], src["result_state"],
-                                src["state_message"]),
-                "status": _status(src["life_cycle_state"], src["result_state"],
-                                  src["termination_code"], src["state_message"]),
-                "task_run_ids": [t["run_id"] for t in tasks
-                                 if t["repair_id"] == item["repair_id"]],
-            }
-            if item["repair_id"] is not None:
-                entry["id"] = item["repair_id"]
-            out.append(entry)
-        return out
-
-    def run_json(row: Any, base: str, expand_tasks: bool = True,
-                 include_history: bool = False) -> dict[str, Any]:
-        tasks = store.query("SELECT * FROM task_runs WHERE parent_run_id = ? ORDER BY run_id",
-                            (row["run_id"],))
-        job = runner.jobs.get(row["job_id"])
-        defaults = job.parameters if job else {}
-        specs = job.tasks if job else {}
-        values = json.loads(row["params"])
-        ended = row["end_time"] and row["life_cycle_state"] not in ACTIVE
-        latest = latest_attempts(tasks)
-        single = _durations(next(iter(latest.values()))) if len(latest) == 1 else {}
-        out: dict[str, Any] = {
-            "job_id": row["job_id"], "run_id": row["run_id"], "number_in_job": row["run_id"],
-            "original_attempt_run_id": row["run_id"], "attempt_number": 0,
-            "run_name": row["job_name"], "creator_user_name": row["creator"],
-            "run_as_user_name": job.run_as if job else row["creator"],
-            "run_type": "JOB_RUN", "trigger": "ONE_TIME", "start_time": row["start_time"],
-            "end_time": row["end_time"], "queue_duration": row["queue_duration"],
-            # "set to 0 for multitask job runs"; run_duration is the run with its repairs
-            "setup_duration": single.get("setup_duration", 0),
-            "execution_duration": single.get("execution_duration", 0),
-            "cleanup_duration": single.get("cleanup_duration", 0),
-            "run_duration": row["end_time"] - row["start_time"] if ended else 0,
-            "run_page_url": f"{base}#job/{row['job_id']}/run/{row['run_id']}",
-            "job_parameters": [{"name": k, "value": v, "default": defaults.get(k, "")}
-                               for k, v in values.items()],
-            "state": _state(row["life_cycle_state"], row["result_state"],
-                            row["state_message"]),
-            "status": _status(row["life_cycle_state"], row["result_state"],
-                              row["termination_code"], row["state_message"]),
-        }
-        if expand_tasks:
-            out["tasks"] = [task_json(t, row["job_id"], base, specs.get(t["task_key"], {}))
-                            for t in tasks]
-        if include_history:
-            out["repair_history"] = history_json(row, tasks)
-        return out
-
-    def run_row(run_id: Any, principal: Principal) -> Any:
-        rows = store.query("SELECT * FROM runs WHERE run_id = ?",
-                           (positive_id(run_id, "run_id"),))
-        if not rows:
-            raise not_found(f"Run {run_id} does not exist.")
-        check_run_access(runner, rows[0], principal)
-        return rows[0]
+    """The Jobs API 2.2: jobs (list, get, run-now), then their runs."""
+    runner, who, body = api.runner, api.who, api.body
 
     # -- host metadata -------------------------------------------------------------------
     @app.get("/.well-known/databricks-config")
@@ -227,6 +235,13 @@ def add_routes(app: FastAPI, api: Api) -> None:
                                 queue=queue_setting(data.get("queue")))
         return {"run_id": run_id, "number_in_job": run_id}
 
+    _add_run_routes(app, api)
+
+
+def _add_run_routes(app: FastAPI, api: Api) -> None:
+    """runs/repair, get, list, get-output, cancel, ..."""
+    store, runner, who, body = api.store, api.runner, api.who, api.body
+
     @app.post("/api/2.2/jobs/runs/repair")
     async def runs_repair(request: Request) -> dict[str, Any]:
         principal = who(request)
@@ -234,7 +249,7 @@ def add_routes(app: FastAPI, api: Api) -> None:
         served_fields(data, REPAIR_FIELDS, "runs/repair")
         if "run_id" not in data:
             raise invalid("Missing required field: run_id")
-        row = run_row(data["run_id"], principal)
+        row = run_row(api, data["run_id"], principal)
         job = runner.job(row["job_id"], principal, run=True)
         repair_id = runner.repair(
             job, int(row["run_id"]), rerun_tasks=task_keys(data.get("rerun_tasks"),
@@ -250,7 +265,7 @@ def add_routes(app: FastAPI, api: Api) -> None:
                  include_resolved_values: bool = False) -> dict[str, Any]:
         if include_resolved_values:
             raise invalid("include_resolved_values is not supported by this server")
-        return run_json(run_row(run_id, who(request)), str(request.base_url),
+        return run_json(api, run_row(api, run_id, who(request)), str(request.base_url),
                         include_history=include_history)
 
     @app.get("/api/2.2/jobs/runs/list")
@@ -286,7 +301,7 @@ def add_routes(app: FastAPI, api: Api) -> None:
             keep.append(r)
         page, more = paged(keep, page_token, offset, size)
         base = str(request.base_url)
-        return {"runs": [run_json(r, base, expand_tasks) for r in page], **more}
+        return {"runs": [run_json(api, r, base, expand_tasks) for r in page], **more}
 
     @app.get("/api/2.2/jobs/runs/get-output")
     def runs_get_output(request: Request, run_id: int) -> dict[str, Any]:
@@ -294,14 +309,14 @@ def add_routes(app: FastAPI, api: Api) -> None:
         run_id = positive_id(run_id, "run_id")
         tasks = store.query("SELECT * FROM task_runs WHERE run_id = ?", (run_id,))
         if not tasks:
-            parent = run_row(run_id, principal)
+            parent = run_row(api, run_id, principal)
             n = store.query("SELECT count(*) AS n FROM task_runs WHERE parent_run_id = ?",
                             (parent["run_id"],))[0]["n"]
             raise invalid(f"Retrieving the output of runs with multiple tasks is not supported. "
                           f"Please retrieve the output of each individual task run instead "
                           f"({n} task run(s)).")
         t = tasks[0]
-        parent = run_row(t["parent_run_id"], principal)
+        parent = run_row(api, t["parent_run_id"], principal)
         base = str(request.base_url)
         job = runner.jobs.get(parent["job_id"])
         spec = job.tasks.get(t["task_key"], {}) if job else {}
@@ -319,7 +334,7 @@ def add_routes(app: FastAPI, api: Api) -> None:
         principal = who(request)
         data = await body(request)
         served_fields(data, ("run_id",), "runs/cancel")
-        row = run_row(data.get("run_id"), principal)
+        row = run_row(api, data.get("run_id"), principal)
         runner.job(row["job_id"], principal, run=True)
         runner.cancel(int(row["run_id"]))
         return {}
