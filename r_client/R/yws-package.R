@@ -1,9 +1,10 @@
 #' yws: trigger YWS scoring and read its predictions from R
 #'
-#' One call, [yws_score()], starts the scoring job and returns the predictions. The package is
-#' thin: the Databricks jobs and the SQL views do the work. Settings come from the standard
-#' `DATABRICKS_HOST` / `DATABRICKS_TOKEN` variables (or a `~/.databrickscfg` profile) and can be
-#' overridden per call.
+#' One call, [yws_score()], starts the scoring job and returns the predictions; [yws_predict()]
+#' scores the rows you have in hand on a Model Serving endpoint. The package is thin: the
+#' Databricks jobs, the serving endpoint and the SQL views do the work. Settings come from the
+#' standard `DATABRICKS_HOST` / `DATABRICKS_TOKEN` variables (or a `~/.databrickscfg` profile)
+#' and can be overridden per call.
 #'
 #' @section Error classes:
 #' Every error the package raises is an rlang error of class `yws_error` with one more
@@ -12,7 +13,8 @@
 #'
 #' * `yws_config_error`: no host or token, or a SQL warehouse that cannot be used or picked.
 #' * `yws_input_error`: an argument the package cannot use (a date, a batch id, a band, a
-#'   name, job parameters, a connection).
+#'   name, job parameters, a connection, rows to score); from [yws_predict()] also an
+#'   endpoint's HTTP 400 (a feature column missing), then also `yws_http_400` and `yws_http`.
 #' * `yws_connection_error`: the host cannot be reached (field `host`).
 #' * `yws_timeout`: the call's `timeout` ran out (a run still going was cancelled);
 #'   `yws_http_timeout`, also a `yws_timeout`: one request got no answer in time (field
@@ -28,9 +30,13 @@
 #' * `yws_run_mismatch`: the run or the rows that came back are not those that were asked
 #'   for (field `run_id`).
 #' * `yws_odbc_error`: an ODBC or DBI connection or query failed.
+#' * `yws_response_error`: a serving endpoint's answer is not one prediction per row sent.
+#' * `yws_rejected_rows`: with `yws_predict(on_error = "abort")`, the endpoint refused rows
+#'   (fields `rows`, `reasons`, `data`).
 #'
-#' Not errors: the warning `yws_empty_batch` (a run succeeded with no rows) and the message
-#' `yws_quarantined_rows` (a batch set rows aside).
+#' Not errors: the warnings `yws_empty_batch` (a run succeeded with no rows) and
+#' `yws_rejected_rows` (`yws_predict()` returned rows the endpoint refused, fields `rows` and
+#' `reasons`), and the message `yws_quarantined_rows` (a batch set rows aside).
 #'
 #' @keywords internal
 #' @importFrom rlang %||%

@@ -48,8 +48,9 @@ yws_perform <- function(req, call = rlang::caller_env()) {
 }
 
 # `rows = TRUE`: a statement result, whose `data_array` becomes a character matrix in
-# jsonlite's C parser (5x faster than lists of lists at 50,000 rows).
-perform_json <- function(req, call = rlang::caller_env(), rows = FALSE) {
+# jsonlite's C parser (5x faster than lists of lists at 50,000 rows). `frames = TRUE`: arrays
+# of objects become data frames (a serving endpoint's predictions).
+perform_json <- function(req, call = rlang::caller_env(), rows = FALSE, frames = FALSE) {
   force(req)  # settings errors (no host, no token) surface as themselves, here
   max_tries <- 4
   for (try in seq_len(max_tries)) {
@@ -64,6 +65,9 @@ perform_json <- function(req, call = rlang::caller_env(), rows = FALSE) {
     if (rows) {
       jsonlite::fromJSON(httr2::resp_body_string(resp), simplifyVector = TRUE,
                          simplifyDataFrame = FALSE, simplifyMatrix = TRUE)
+    } else if (frames) {
+      jsonlite::fromJSON(httr2::resp_body_string(resp), simplifyVector = TRUE,
+                         simplifyDataFrame = TRUE, simplifyMatrix = FALSE)
     } else {
       httr2::resp_body_json(resp)
     },
@@ -73,7 +77,7 @@ perform_json <- function(req, call = rlang::caller_env(), rows = FALSE) {
     message <- body$message %||% httr2::resp_status_desc(resp)
     yws_abort(c("Databricks answered {status} {code}.", x = "{message}"),
               class = c(paste0("yws_http_", status), "yws_http"), status = status,
-              error_code = code, call = call)
+              error_code = code, server_message = message, call = call)
   }
   body
 }

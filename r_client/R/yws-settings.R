@@ -11,6 +11,7 @@
 #' | warehouse id | `yws.warehouse_id` | `YWS_WAREHOUSE_ID` | the only warehouse visible |
 #' | catalog | `yws.catalog` | `YWS_CATALOG` | `yws_dev` (`""` in the option: the connection's default catalog, for ODBC) |
 #' | schema | `yws.schema` | `YWS_SCHEMA` | `ml` |
+#' | serving endpoint ([yws_predict()]) | `yws.serving_endpoint` | `YWS_SERVING_ENDPOINT` | `yws_lr` (the bundle's) |
 #'
 #' @param host Workspace URL, e.g. `https://adb-123.azuredatabricks.net`.
 #' @param token A personal access token or service principal token.

@@ -162,3 +162,87 @@ test_that("Ctrl-C while yws_score waits cancels the run on the server (item 6)",
   expect_equal(nrow(yws_predictions(batch_id = "r-e2e-ctrl-c")), 0)
   expect_equal(suppressMessages(yws_wait(ahead, timeout = 600))$result_state, "SUCCESS")
 })
+
+# Issue 16: on-demand scoring through yws serve's Model Serving API. It runs after the first
+# test trained the model; it skips while the server has no serving endpoint.
+serving_endpoint_e2e <- function() {
+  listed <- tryCatch(yws_perform(yws_request("/api/2.0/serving-endpoints")),
+                     yws_http_404 = function(e) NULL, yws_http_405 = function(e) NULL,
+                     yws_http_501 = function(e) NULL)
+  names <- vapply(listed$endpoints %||% list(), function(e) e$name %||% "", character(1))
+  skip_if(!length(names), "yws serve has no serving endpoint (yet)")
+  expect_true("yws_lr" %in% names)  # the bundle's name, yws_predict()'s default
+  "yws_lr"
+}
+
+# The feature rows of a day, read as the local stack's owner through the yws command (the
+# R users' token may read the views only, not the base table).
+features_e2e <- function(day) {
+  yws <- file.path(dirname(Sys.getenv("RETICULATE_PYTHON")), "yws")
+  skip_if_not(file.exists(yws), "no yws command beside RETICULATE_PYTHON")
+  sql <- paste0("SELECT * FROM ", yws_table("yws_features"),
+                " WHERE as_of_date = DATE '", day, "' ORDER BY customer_id")
+  csv <- system2(yws, c("sql", "query", "--format", "csv", shQuote(sql)), stdout = TRUE)
+  features <- utils::read.csv(text = csv, stringsAsFactors = FALSE, na.strings = c("", "NA"))
+  features$as_of_date <- as.Date(features$as_of_date)
+  for (col in c("has_autopay", "is_business")) {  # the table's BOOLEANs, as R's logicals
+    features[[col]] <- as.logical(toupper(features[[col]]))
+  }
+  tibble::as_tibble(features)
+}
+
+test_that("yws_predict() scores rows on yws serve's endpoint and says why it refuses some", {
+  skip_unless_e2e()
+  endpoint <- serving_endpoint_e2e()
+  day <- as.Date(Sys.getenv("YWS_E2E_SCORE_DAY"))
+  rows <- tibble::tibble(
+    customer_id = c("W1", "W2", "W3", "W4", "W5"), as_of_date = day,
+    tenure_months = c(40, 12, Inf, 40, 40), monthly_spend = 55.5,
+    balance_utilization = c(0.3, 0.95, 0.3, 0.3, 0.3), days_past_due_avg = c(0, 25, 0, 0, 0),
+    late_payments_12m = c(0L, 6L, 0L, 0L, 0L), credit_limit = c(5000, 800, 5000, NA, 5000),
+    support_calls_90d = c(1, 7, 1, 1, 1), has_autopay = c(TRUE, FALSE, TRUE, TRUE, TRUE),
+    is_business = FALSE, region = factor(c("north", "west", "north", "north", "north")),
+    product_tier = c("gold", "bronze", "gold", "gold", "diamond"),
+    channel = c("web", "phone", "web", "web", "web"))
+  w <- expect_warning(out <- yws_predict(rows), class = "yws_rejected_rows")
+  expect_identical(w$rows, 3:5)
+  expect_named(out, c(names(rows), "probability", "prediction", "band", "error"))
+  expect_identical(out$customer_id, rows$customer_id)
+  expect_true(all(out$probability[1:2] > 0 & out$probability[1:2] < 1))
+  expect_gt(out$probability[2], out$probability[1])  # the troubled account is riskier
+  expect_identical(levels(out$band), contract$bands)
+  expect_false(anyNA(out$band[1:2]))
+  expect_identical(out$error[1:2], c(NA_character_, NA_character_))
+  expect_true(all(is.na(out$probability[3:5])) && all(is.na(out$band[3:5])))
+  expect_match(out$error[3], "tenure_months")
+  expect_match(out$error[4], "credit_limit")
+  expect_match(out$error[5], "product_tier")
+  # a request per row gives the same answer, in the same order
+  again <- suppressWarnings(yws_predict(rows, endpoint = endpoint, chunk_size = 1))
+  expect_identical(again, out)
+  expect_error(yws_predict(rows, endpoint = endpoint, on_error = "abort"),
+               class = "yws_rejected_rows")
+  expect_error(yws_predict(rows[, c("customer_id", "tenure_months")], endpoint = endpoint),
+               "credit_limit", class = "yws_input_error")
+  expect_error(yws_predict(rows, endpoint = "yws-no-such-endpoint"), class = "yws_http_404")
+})
+
+test_that("yws_predict() gives the batch job's probabilities for the rows it scored", {
+  skip_unless_e2e()
+  endpoint <- serving_endpoint_e2e()
+  day <- Sys.getenv("YWS_E2E_SCORE_DAY")
+  batch <- yws_predictions(as_of = day)
+  features <- features_e2e(day)
+  expect_gt(nrow(features), 1000)
+  scored <- withCallingHandlers(yws_predict(features, endpoint = endpoint, chunk_size = 500),
+                                yws_rejected_rows = function(w) invokeRestart("muffleWarning"))
+  expect_identical(scored$customer_id, features$customer_id)
+  at <- match(batch$entity_id, scored$customer_id)
+  expect_false(anyNA(at))
+  expect_true(all(is.na(scored$error[at])))
+  expect_equal(scored$probability[at], batch$probability, tolerance = 1e-9)
+  expect_identical(scored$band[at], batch$band)
+  # a row the endpoint refuses is one the batch set aside
+  held <- yws_quarantine(unique(batch$batch_id))
+  expect_true(all(scored$customer_id[!is.na(scored$error)] %in% held$entity_id))
+})
