@@ -11,7 +11,8 @@ wrong type, gets its reason in ``error`` and no probability; a request that is n
 shapes is a 400 ``BAD_REQUEST`` saying what is wrong.
 
 The path is kept short: the token is checked against the store (a read), the served model is
-loaded once per version and kept, and nothing is written per call.
+loaded once per version and kept, nothing is written per call, and small requests that arrive
+together are scored in one call (:mod:`yws.server.coalesce`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable
+from itertools import chain
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -27,9 +29,9 @@ from starlette.concurrency import run_in_threadpool
 
 from yws.errors import InvalidValueError
 from yws.scoring.records import score_records
+from yws.server.coalesce import Coalescer
 from yws.server.context import Api
-from yws.server.errors import ApiError, unauthenticated
-from yws.server.limits import parse_object
+from yws.server.errors import unauthenticated
 from yws.server.serving import ServingService, bad_request
 from yws.server.store import Principal
 
@@ -37,7 +39,7 @@ FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")
 # Fields Databricks accepts beside the input: recorded there (inference and usage tables),
 # accepted and not recorded here.
 PASSED_OVER = ("client_request_id", "usage_context")
-INLINE_ROWS = 64  # a request of at most this many rows is scored on the event loop
+BATCHED_ROWS = 64  # a request of at most this many rows may share a call with others
 MAX_COLUMNS = 10_000
 
 
@@ -54,21 +56,76 @@ class _Refused:
         return self.what
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+_LARGEST_INT = 2**1023  # an integer a double can hold; past it float() fails
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def parse(raw: bytes) -> tuple[dict[str, Any], bool]:
+    """The request body as a JSON object, and whether it may hold a lone surrogate (a
+    ``\\u`` escape: no Arrow string can hold an unpaired \\ud800-\\udfff).
+
+    The same refusals as the other endpoints' bounded parser (not UTF-8, not JSON, NaN or
+    Infinity literals, too deep, not an object), at the cost of ``json.loads`` alone: the cells
+    are checked once, by :func:`records`, where only a suspect body is checked cell by cell.
+    """
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise bad_request(f"the request body is not valid UTF-8 (byte {e.start})") from None
+    if not text.strip():
+        raise bad_request("the request body is empty: send a JSON object with one of the "
+                          f"input fields {', '.join(FORMATS)}")
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        raise bad_request("the request body nests too deeply to read") from None
+    except ValueError as e:  # JSONDecodeError, NaN/Infinity, an integer of 4300+ digits
+        raise bad_request(f"the request body is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise bad_request("the request body must be a JSON object")
+    return data, "\\u" in text
+
+
 def _cell(value: Any) -> Any:
-    if isinstance(value, str | bool | float) or value is None:
+    kind = type(value)
+    if kind is float:
+        if not math.isfinite(value):
+            raise bad_request("the request body holds a number out of range (past a double)")
         return value
-    if isinstance(value, int):
-        return value if abs(value) <= 2**1023 else _Refused("an integer out of range")
-    if isinstance(value, list):
+    if kind is str:
+        if not value.isascii():
+            try:
+                value.encode()
+            except UnicodeEncodeError:
+                raise bad_request("the request body holds a lone UTF-16 surrogate (an "
+                                  "unpaired \\ud800-\\udfff escape)") from None
+        return value
+    if kind is int:
+        return value if abs(value) <= _LARGEST_INT else _Refused("an integer out of range")
+    if value is None or kind is bool:
+        return value
+    if kind is list:
         return _Refused("a JSON array")
     return _Refused("a JSON object")
 
 
-def _row(row: Any, where: str) -> dict[str, Any]:
-    if not isinstance(row, dict):
-        raise bad_request(f"{where} must be an object of column name to value, not "
-                          f"{_kind(row)}")
-    return {k: _cell(v) for k, v in row.items()}
+def _clean(rows: list[dict[str, Any]], escapes: bool) -> list[dict[str, Any]]:
+    """Rows whose every cell is a JSON scalar a feature can take, else a refusal marker.
+
+    The common case is proved with C-level passes over the cells (their types, the largest
+    float and integer: json reads 1e999 as infinity), and only a request that fails it, or
+    holds ``\\u`` escapes, is checked cell by cell."""
+    cells = list(chain.from_iterable(r.values() for r in rows))
+    if set(map(type, cells)) <= _SCALARS and not escapes:
+        largest_float = max(map(abs, filter(float.__instancecheck__, cells)), default=0.0)
+        largest_int = max(map(abs, filter(int.__instancecheck__, cells)), default=0)
+        if math.isfinite(largest_float) and largest_int <= _LARGEST_INT:
+            return rows
+    return [{k: _cell(v) for k, v in r.items()} for r in rows]
 
 
 def _kind(value: Any) -> str:
@@ -89,7 +146,11 @@ def _rows(value: Any, field: str) -> list[dict[str, Any]]:
     if not isinstance(value, list):
         raise bad_request(f"{field} must be an array of rows (objects of column name to "
                           f"value), not {_kind(value)}")
-    return [_row(row, f"{field}[{i}]") for i, row in enumerate(value)]
+    for i, row in enumerate(value):
+        if type(row) is not dict:
+            raise bad_request(f"{field}[{i}] must be an object of column name to value, not "
+                              f"{_kind(row)}")
+    return value
 
 
 def _split(value: Any) -> list[dict[str, Any]]:
@@ -113,13 +174,12 @@ def _split(value: Any) -> list[dict[str, Any]]:
     index = value.get("index")
     if index is not None and (not isinstance(index, list) or len(index) != len(data)):
         raise bad_request("dataframe_split.index must be an array with one entry per row")
-    out = []
+    width = len(columns)
     for i, row in enumerate(data):
-        if not isinstance(row, list) or len(row) != len(columns):
-            raise bad_request(f"dataframe_split.data[{i}] must be an array of "
-                              f"{len(columns)} values, one per column")
-        out.append({c: _cell(v) for c, v in zip(columns, row, strict=True)})
-    return out
+        if type(row) is not list or len(row) != width:
+            raise bad_request(f"dataframe_split.data[{i}] must be an array of {width} values, "
+                              "one per column")
+    return [dict(zip(columns, row, strict=True)) for row in data]
 
 
 def _columns(value: dict[str, Any], field: str) -> list[dict[str, Any]]:
@@ -127,12 +187,13 @@ def _columns(value: dict[str, Any], field: str) -> list[dict[str, Any]]:
     if -1 in lengths or len(lengths) > 1:
         raise bad_request(f"{field} as columns must map each column name to an array of "
                           "values, all of the same length")
-    n = lengths.pop() if lengths else 0
-    return [{c: _cell(v[i]) for c, v in value.items()} for i in range(n)]
+    names = list(value)
+    return [dict(zip(names, cells, strict=True)) for cells in zip(*value.values(), strict=True)]
 
 
-def records(payload: dict[str, Any]) -> list[dict[str, Any]]:
-    """The rows of an invocation request, each cell a JSON scalar (or a refusal marker)."""
+def records(payload: dict[str, Any], escapes: bool = True) -> list[dict[str, Any]]:
+    """The rows of an invocation request, each cell a JSON scalar (or a refusal marker).
+    ``escapes``: whether the body holds ``\\u`` escapes (a string may be a lone surrogate)."""
     given = [f for f in FORMATS if f in payload]
     if len(given) != 1:
         raise bad_request(
@@ -147,13 +208,17 @@ def records(payload: dict[str, Any]) -> list[dict[str, Any]]:
     field = given[0]
     value = payload[field]
     if field == "dataframe_split":
-        return _split(value)
-    if field == "inputs" and isinstance(value, dict):
-        return _columns(value, field)
-    return _rows(value, field)
+        rows = _split(value)
+    elif field == "inputs" and isinstance(value, dict):
+        rows = _columns(value, field)
+    else:
+        rows = _rows(value, field)
+    return _clean(rows, escapes)
 
 
-def score(service: ServingService, model: Any, rows: list[dict[str, Any]]) -> bytes:
+def predictions(service: ServingService, model: Any, rows: list[dict[str, Any]]
+                ) -> list[dict[str, Any]]:
+    """One ``{probability, prediction, band, error}`` per row, in order."""
     try:
         out = score_records(model, service.spec(), rows)
     except InvalidValueError as e:  # a feature column missing from every row
@@ -162,13 +227,24 @@ def score(service: ServingService, model: Any, rows: list[dict[str, Any]]) -> by
         p = row.get("probability")
         if isinstance(p, float) and not math.isfinite(p):
             row["probability"] = None
+    return out
+
+
+def encode(out: list[dict[str, Any]]) -> bytes:
     # ASCII: a text a row carried back in its error cannot fail to encode
     return json.dumps({"predictions": out}, separators=(",", ":")).encode()
+
+
+def complete(service: ServingService, rows: list[dict[str, Any]]) -> bool:
+    """Whether every feature the model reads is in some row (else the request is refused
+    whole, by :func:`predictions`, and must not share a batch)."""
+    return bool(rows) and all(any(n in r for r in rows) for n in service.spec().feature_names)
 
 
 def add_routes(app: FastAPI, api: Api, service: ServingService,
                limit: Callable[[str], None]) -> None:
     """The Serving routes; ``limit(principal)`` raises 429 past the invocation rate."""
+    batches = Coalescer()
 
     def who(request: Request) -> Principal:
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
@@ -205,18 +281,16 @@ def add_routes(app: FastAPI, api: Api, service: ServingService,
         principal = who(request)
         limit(principal.name)
         endpoint = service.endpoint(name, principal, "CAN_QUERY")
-        try:
-            payload = parse_object(await request.body())
-        except ApiError as e:  # the shared parser's MALFORMED_REQUEST, as Serving words it
-            raise bad_request(e.message) from None
-        rows = records(payload)
+        payload, escapes = parse(await request.body())
+        rows = records(payload, escapes)
         loaded = service.cached_model(endpoint)
         if loaded is None:
             loaded = await run_in_threadpool(service.model, endpoint)
         served, model = loaded
-        if len(rows) <= INLINE_ROWS:
-            body = score(service, model, rows)
+        if len(rows) <= BATCHED_ROWS and complete(service, rows):
+            out = await batches.score(model, rows,
+                                      lambda rs: predictions(service, model, rs))
         else:
-            body = await run_in_threadpool(score, service, model, rows)
-        return Response(body, media_type="application/json",
+            out = await run_in_threadpool(predictions, service, model, rows)
+        return Response(encode(out), media_type="application/json",
                         headers={"served-model-name": served})
