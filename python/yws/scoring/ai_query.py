@@ -94,6 +94,7 @@ class Endpoints:
         if routes is None:
             routes = {endpoint_name(settings): Route(settings.model_name)}
         self._routes = routes
+        self._static = None if callable(routes) else self._typed(routes)
         self._lock = threading.Lock()
         self._models: dict[tuple[str, int], ArrowModel] = {}
         self._resolved: dict[str, tuple[float, tuple[str, int], Path | None]] = {}
@@ -103,9 +104,15 @@ class Endpoints:
 
     @property
     def routes(self) -> dict[str, Route]:
-        given = self._routes() if callable(self._routes) else self._routes
+        if self._static is not None:
+            return self._static
+        assert callable(self._routes)
+        return self._typed(self._routes())
+
+    @staticmethod
+    def _typed(routes: Routes) -> dict[str, Route]:
         return {name: r if isinstance(r, Route) else Route(r[0], str(r[1]))
-                for name, r in given.items()}
+                for name, r in routes.items()}
 
     def model(self, endpoint: str) -> ArrowModel:
         """The evaluator of the version ``endpoint`` serves now."""
