@@ -217,3 +217,33 @@ def test_routes_come_from_the_served_endpoints_or_default_to_the_champion(settin
         Route("yws_dev.ml.yws_lr", "latest")
     with pytest.raises(SqlError, match="RESOURCE_DOES_NOT_EXIST.*'nope'.*served here: e"):
         endpoints.model("nope")
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("CREATE FUNCTION yws_dev.ml.f(x DOUBLE) RETURNS DOUBLE RETURN SELECT max(x) FROM t",
+     "only SQL functions of the form RETURNS <type> RETURN <expression>"),
+    ("CREATE FUNCTION yws_dev.ml.f(x DOUBLE) RETURNS DOUBLE "
+     "RETURN ai_query(ep, named_struct('x', x)).probability",
+     "endpoint must be a STRING literal"),
+])
+def test_sql_functions_the_local_warehouse_cannot_run_are_refused_with_their_file(settings,
+                                                                                  text,
+                                                                                  message):
+    from yws.contract.sqlfiles import SqlFileError, Statement
+
+    schema = next(s for s in statements(settings) if s.text.startswith("CREATE SCHEMA"))
+    with pytest.raises(SqlFileError, match=f"sql/30_f.sql:1: .*{message}"):
+        LocalWarehouse(settings).apply([schema, Statement("30_f.sql", 1, text)])
+
+
+def test_a_sql_function_casts_its_arguments_and_its_result(settings):
+    from yws.contract.sqlfiles import Statement
+
+    schema = next(s for s in statements(settings) if s.text.startswith("CREATE SCHEMA"))
+    wh = LocalWarehouse(settings, FakeEndpoints())
+    steps = wh.apply([schema, Statement(
+        "30_f.sql", 1, "CREATE FUNCTION yws_dev.ml.half(x DOUBLE) RETURNS INT RETURN x / 2")])
+    assert steps[-1].kind == "FUNCTION" and steps[-1].action == "replaced"
+    got = wh.query("SELECT yws_dev.ml.half('8') AS h")  # text in, cast to DOUBLE first
+    assert got.to_pylist() == [{"h": 4}] and got.schema.field("h").type == pa.int32()
+    wh.close()
