@@ -241,7 +241,7 @@ def test_an_unknown_endpoint_is_resource_does_not_exist(server, rows):
     assert "nope" in answer["message"]
 
 
-@pytest.mark.parametrize("body, words", [
+MALFORMED = [
     (b"not json", "not valid JSON"),
     (b"[1, 2]", "JSON object"),
     (b'{"dataframe_records": [{"x": NaN}]}', "not valid JSON"),
@@ -270,7 +270,16 @@ def test_an_unknown_endpoint_is_resource_does_not_exist(server, rows):
     (b'{"dataframe_records": [{"x": "\\ud800"}]}', "surrogate"),
     (b'{"dataframe_records": ' + b"[" * 5000 + b"]" * 5000 + b"}", "nests"),
     (b"\xff\xfe", "UTF-8"),
-])
+    (json.dumps({"inputs": {"a": [0] * 100_001}}).encode(), "at most 100000 rows"),
+    (json.dumps({"dataframe_records": [{}] * 100_001}).encode(), "at most 100000 rows"),
+    (json.dumps({"dataframe_split": {"columns": [f"c{i}" for i in range(100)],
+                                     "data": [[0] * 100] * 20_001}}).encode(),
+     "2000000 values"),
+]
+
+
+@pytest.mark.parametrize("body, words", MALFORMED,
+                         ids=[f"{i}-{words[:24]}" for i, (_, words) in enumerate(MALFORMED)])
 def test_malformed_requests_are_400_bad_request(server, body, words):
     """A request that is not one of the input shapes is refused whole with 400 and the
     Databricks error shape `{"error_code", "message"}` (`BAD_REQUEST`, as MLflow's scoring server
@@ -331,6 +340,31 @@ def test_update_config_moves_the_served_version(server, rows, spec, home, monkey
                                                                    served_entities=[entity])
     assert client(server, "analyst").serving_endpoints.get(ENDPOINT) \
         .config.served_entities[0].entity_version == "1"
+    good = {"name": "yws_lr", "entity_name": MODEL, "entity_version": "1",
+            "workload_size": "Small", "scale_to_zero_enabled": True}
+    for body in (b"not json", b"[]", {"served_entities": []}, {"served_entities": [1]},
+                 {"served_entities": [{**good, "entity_version": "champion"}]},
+                 {"served_entities": [{**good, "entity_version": {"a": 1}}]},
+                 {"served_entities": [{**good, "entity_name": ["x"]}]},
+                 {"served_entities": [{**good, "workload_size": "Huge"}]},
+                 {"served_entities": [{**good, "scale_to_zero_enabled": "yes"}]},
+                 {"served_entities": [{**good, "bogus": 1}]},
+                 {"served_entities": [good], "traffic_config": 5},
+                 {"served_entities": [good], "traffic_config": {"routes": [
+                     {"served_model_name": "other", "traffic_percentage": 100}]}},
+                 {"served_entities": [good], "traffic_config": {"routes": [
+                     {"served_model_name": "yws_lr", "traffic_percentage": "x"}]}},
+                 {"served_entities": [good], "served_models": [{"a": 1}]},
+                 {"served_entities": [good], "extra": 1}):
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        request = urllib.request.Request(
+            f"{host}/api/2.0/serving-endpoints/{ENDPOINT}/config", data=data, method="PUT",
+            headers={"Authorization": f"Bearer {tokens['yws_jobs']}"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=30)
+        assert refused.value.code == 400, body
+        assert json.loads(refused.value.read())["error_code"] in (
+            "INVALID_PARAMETER_VALUE", "MALFORMED_REQUEST"), body
 
     monkeypatch.setenv("DATABRICKS_HOST", host)
     monkeypatch.setenv("DATABRICKS_TOKEN", tokens["yws_jobs"])

@@ -199,7 +199,7 @@ class ServingService:
     # -- config updates -------------------------------------------------------------------
     def update_config(self, endpoint: Endpoint, payload: dict[str, Any]) -> None:
         """``PUT …/config``: new served entities (and traffic routes) for the endpoint."""
-        from yws.deploy.bundle.endpoints import typed
+        from yws.deploy.bundle.endpoints import UC_NAME, WORKLOAD_SIZES, typed
 
         allowed = {"served_entities", "traffic_config", "served_models", "auto_capture_config"}
         unknown = sorted(set(payload) - allowed)
@@ -212,30 +212,63 @@ class ServingService:
                 raise ApiError(400, "INVALID_PARAMETER_VALUE",
                                f"{field} is not supported here: send served_entities")
         entities = payload.get("served_entities")
-        if not isinstance(entities, list) or not entities:
+        if not isinstance(entities, list) or not entities or \
+                not all(isinstance(e, dict) for e in entities):
             raise ApiError(400, "INVALID_PARAMETER_VALUE",
-                           "served_entities must be a non-empty list")
-        config = {"served_entities": entities}
+                           "served_entities must be a non-empty list of objects")
+        config: dict[str, Any] = {"served_entities": entities}
         if payload.get("traffic_config") is not None:
             config["traffic_config"] = payload["traffic_config"]
         try:
             typed({"name": endpoint.name, "config": config})
         except (ValueError, TypeError, KeyError) as e:
             raise ApiError(400, "INVALID_PARAMETER_VALUE", f"config: {e}"[:1000]) from None
+
+        def refuse(message: str) -> ApiError:
+            return ApiError(400, "INVALID_PARAMETER_VALUE", message)
+
+        names: list[str] = []
         for i, entity in enumerate(entities):
             version = entity.get("entity_version")
-            if not entity.get("entity_name") or not isinstance(version, str | int) or \
+            if not isinstance(entity.get("entity_name"), str) or \
+                    not UC_NAME.fullmatch(entity["entity_name"]) or \
+                    not isinstance(version, str | int) or isinstance(version, bool) or \
                     not str(version).isdigit():
-                raise ApiError(400, "INVALID_PARAMETER_VALUE",
-                               f"served_entities[{i}]: name a model (entity_name) and a "
-                               "version number (entity_version)")
-            self.version_folder(str(entity["entity_name"]), str(version))  # 404 if absent
+                raise refuse(f"served_entities[{i}]: name a Unity Catalog model "
+                             "(entity_name <catalog>.<schema>.<model>) and a version number "
+                             "(entity_version)")
+            if entity.get("workload_size") not in (None, *WORKLOAD_SIZES):
+                raise refuse(f"served_entities[{i}].workload_size must be one of "
+                             f"{', '.join(WORKLOAD_SIZES)}")
+            if not isinstance(entity.get("scale_to_zero_enabled", False), bool):
+                raise refuse(f"served_entities[{i}].scale_to_zero_enabled must be true or "
+                             "false")
+            if not isinstance(entity.get("name", ""), str):
+                raise refuse(f"served_entities[{i}].name must be a string")
+            names.append(self._served_name(entity))
+        try:
+            routes = (config.get("traffic_config") or {}).get("routes") or []
+            bad = routes and (
+                any(r.get("served_model_name", r.get("served_entity_name")) not in names
+                    for r in routes)
+                or sum(int(r.get("traffic_percentage") or 0) for r in routes) != 100)
+        except (AttributeError, TypeError, ValueError):
+            bad = True
+        if bad:
+            raise refuse("traffic_config.routes must name served entities and add up to 100 "
+                         "percent")
+        for entity in entities:
+            self.version_folder(entity["entity_name"], str(entity["entity_version"]))  # 404
         with self._lock:
             bundle = {name: self._bundle_config(e) for name, e in self.endpoints.items()}
             endpoint.config = config
             endpoint.config_version += 1
             endpoint.updated = now_ms()
             self._write_state(bundle)
+            served = {(str(x.get("entity_name")), str(x.get("entity_version")))
+                      for e in self.endpoints.values() for x in e.entities}
+            for key in [k for k in self._models if k not in served]:
+                del self._models[key]  # a version no endpoint serves any more
 
     def _bundle_config(self, endpoint: Endpoint) -> dict[str, Any]:
         return dict(endpoint.settings.get("config") or {})

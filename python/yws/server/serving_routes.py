@@ -41,6 +41,10 @@ FORMATS = ("dataframe_split", "dataframe_records", "inputs", "instances")
 PASSED_OVER = ("client_request_id", "usage_context")
 BATCHED_ROWS = 64  # a request of at most this many rows may share a call with others
 MAX_COLUMNS = 10_000
+# Bounds on what one request may make this server build and score (a 16 MiB body of short
+# values could hold millions): split a larger request.
+MAX_ROWS = 100_000
+MAX_CELLS = 2_000_000
 
 
 class _Refused:
@@ -150,7 +154,14 @@ def _rows(value: Any, field: str) -> list[dict[str, Any]]:
         if type(row) is not dict:
             raise bad_request(f"{field}[{i}] must be an object of column name to value, not "
                               f"{_kind(row)}")
+    _bounded(len(value), sum(map(len, value)))
     return value
+
+
+def _bounded(rows: int, cells: int) -> None:
+    if rows > MAX_ROWS or cells > MAX_CELLS:
+        raise bad_request(f"the request holds {rows} rows ({cells} values): at most {MAX_ROWS} "
+                          f"rows and {MAX_CELLS} values are scored per request; split it")
 
 
 def _split(value: Any) -> list[dict[str, Any]]:
@@ -175,6 +186,7 @@ def _split(value: Any) -> list[dict[str, Any]]:
     if index is not None and (not isinstance(index, list) or len(index) != len(data)):
         raise bad_request("dataframe_split.index must be an array with one entry per row")
     width = len(columns)
+    _bounded(len(data), len(data) * width)
     for i, row in enumerate(data):
         if type(row) is not list or len(row) != width:
             raise bad_request(f"dataframe_split.data[{i}] must be an array of {width} values, "
@@ -188,6 +200,8 @@ def _columns(value: dict[str, Any], field: str) -> list[dict[str, Any]]:
         raise bad_request(f"{field} as columns must map each column name to an array of "
                           "values, all of the same length")
     names = list(value)
+    rows = next(iter(lengths), 0)
+    _bounded(rows, rows * len(names))
     return [dict(zip(names, cells, strict=True)) for cells in zip(*value.values(), strict=True)]
 
 
