@@ -421,3 +421,30 @@ def test_concurrent_invocations_each_get_their_own_rows(server, rows, spec, home
             continue
         assert status == 200, answer
         assert same(answer["predictions"], expected[start:start + len(sent)])
+
+
+def test_ai_query_scores_with_the_version_each_endpoint_serves(home, spec, rows):
+    """`ai_query('<endpoint>', ...)` on the local warehouse reaches the bundle's endpoints and
+    scores with the version each serves now, as its invocations do; moving the served version
+    (`update_config`) moves ai_query's too
+    (https://docs.databricks.com/en/sql/language-manual/functions/ai_query.html)."""
+    import pyarrow as pa
+
+    app = create_app(home, bundle_root=ROOT / "jobs", target="dev")
+    service, endpoints = app.state.serving, app.state.statements.warehouse.endpoints
+    endpoint = service.endpoints[ENDPOINT]
+    for version in ("1", "2"):
+        entity = {**endpoint.entities[0], "entity_version": version}
+        service.update_config(endpoint, {"served_entities": [entity]})
+        assert endpoints.routes[ENDPOINT].version == version
+        table = pa.Table.from_pylist(
+            [r for r in rows if all(isinstance(v, str | int | float | bool) or v is None
+                                    for v in r.values())][:50])
+        table = pa.table({f.name: pa.array(
+            [None if isinstance(v, str) and f.kind.checks_finite else v
+             for v in table.column(f.name).to_pylist()], f.kind.arrow())
+            for f in spec.features})
+        got = endpoints(ENDPOINT, table).to_pylist()
+        expected = score_records(version_model(home, int(version)), spec, table.to_pylist())
+        assert same(got, expected)
+    app.state.statements.shutdown()

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 
 from yws.config import Settings
 from yws.deploy.bundle import load
+from yws.scoring.ai_query import Endpoints, served_routes
 from yws.server import jobs_routes, serving_routes, sessions, sql_routes
 from yws.server.context import Api
 from yws.server.errors import ApiError, unauthenticated
@@ -58,9 +59,13 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
     runner = Runner(settings, store, catalog(bundle, target, variables), bin_dir)
     serving = ServingService(settings, bundle, target, variables, deployer())
     statements = StatementService(settings)
+    if serving.endpoints:  # ai_query scores with the version each endpoint serves now
+        statements.warehouse.serve_endpoints(
+            Endpoints(settings, routes=lambda: served_routes(serving.endpoints)))
     limiter = RateLimiter()
     app = FastAPI(title="yws serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.runner, app.state.store, app.state.statements = runner, store, statements
+    app.state.serving = serving
     install(app)  # body-size limits; every other error Databricks-shaped, 500s included
 
     @app.exception_handler(ApiError)
