@@ -42,7 +42,9 @@ def test_train_registers_logs_and_promotes(trained_home, spec):
     assert set(coefs) == {"intercept", "coefficients", "feature_order"}
     info = mlflow.models.get_model_info(f"models:/{trained_home.model_name}/1")
     assert [c.name for c in info.signature.inputs.inputs] == spec.feature_names
-    assert [c.name for c in info.signature.outputs.inputs] == ["prediction"]
+    assert [c.name for c in info.signature.outputs.inputs] == [
+        "probability", "prediction", "band", "error"]
+    assert info.saved_input_example_info["type"] == "dataframe"
 
 
 @pytest.mark.slow
@@ -196,7 +198,7 @@ def test_the_model_carries_its_pyfunc_code_and_no_pyspark_requirement(trained_ho
 
 
 def test_the_engine_imports_nothing_from_yws():
-    """yws/engine.py is logged as each model's pyfunc code: it must stand alone."""
+    """yws/model/evaluator.py is logged as each model's pyfunc code: it must stand alone."""
     import ast
 
     import yws.model.evaluator

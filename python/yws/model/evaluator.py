@@ -7,9 +7,12 @@ It reads the fitted parameters from the saved model itself (each stage's ``metad
 parameter value it does not implement — is a :class:`UnsupportedModelError`, never an
 approximation; ``--engine auto`` then falls back to Spark.
 
-This file is also each registered model's pyfunc code (``yws.training.job.pyfunc_code`` logs it as
-``code/yws_arrow_engine.py``), so it imports nothing from ``yws`` but the errors' root, and
-that only when it is there; and only packages listed in ``yws.training.job.PYFUNC_PACKAGES``.
+This file is also each registered model's pyfunc code (:func:`yws.model.flavor.pyfunc_code` logs
+it as ``code/yws_arrow_engine.py``), so it imports nothing from ``yws`` but the errors' root, and
+that only when it is there; and only packages listed in :data:`yws.model.flavor.PYFUNC_PACKAGES`.
+With it travels the spec's row contract (:class:`RowContract`: which rows the batch job would
+quarantine, and the bands), so the pyfunc answers what on-demand scoring answers
+(probability, prediction, band, error per row) with no ``yws`` installed.
 """
 
 from __future__ import annotations
@@ -383,21 +386,249 @@ class ArrowModel:
         return cols["probability__p1"], cols["prediction"]
 
 
-class ArrowPyfunc:
-    """The MLflow pyfunc face of :class:`ArrowModel` (see ``yws.training.job.arrow_pyfunc``)."""
+# -- what one row gets: the spec's row contract, logged with the model ----------------------
+CONTRACT_FILE = "row_contract.json"
+"""The :class:`RowContract` in the model folder (beside ``sparkml/``), as JSON."""
 
-    def __init__(self, model: ArrowModel) -> None:
-        self.model = model
+OUTPUTS = {"probability": pa.float64(), "prediction": pa.int32(), "band": pa.string(),
+           "error": pa.string()}
+"""What each scored row carries, in order: a refused row has an error and nothing else."""
+
+ROW_CHECKS = ("null", "null_or_nan", "infinite", "unseen")
+"""The quarantine checks that concern one row (a duplicated key is the batch's concern)."""
+
+
+@dataclass(frozen=True)
+class RowRule:
+    """One check of one feature; its reason is ``before + <the value, for unseen> + after``."""
+
+    check: str
+    column: str
+    before: str
+    after: str
+
+
+@dataclass(frozen=True)
+class ContractFeature:
+    name: str
+    arrow: str  # a pyarrow type factory: pa.<arrow>()
+    categorical: bool  # a value must be text
+    checks_finite: bool  # a value must be a number ("NaN", "Infinity", "-Infinity" too)
+    # neither: a value must be true or false
+
+
+@dataclass(frozen=True)
+class RowContract:
+    """Which rows the model refuses and how it bands a probability: the batch job's quarantine
+    rules on the features (``yws.contract.rules``) and the spec's bands, compiled to data by
+    :func:`yws.model.flavor.row_contract` and logged with the model as :data:`CONTRACT_FILE`.
+
+    :meth:`score` is on-demand scoring: a row the batch job would quarantine, or holding a
+    value of the wrong type, gets no probability and says why in ``error``.
+    """
+
+    features: tuple[ContractFeature, ...]
+    rules: tuple[RowRule, ...]
+    band_names: tuple[str, ...]
+    thresholds: tuple[float, ...]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RowContract:
+        rules = tuple(RowRule(**r) for r in d["rules"])
+        unknown = sorted({r.check for r in rules} - set(ROW_CHECKS))
+        if unknown:
+            raise UnsupportedModelError(f"the model's row contract has check(s) "
+                                        f"{', '.join(unknown)}, which this code does not know")
+        return cls(tuple(ContractFeature(**f) for f in d["features"]), rules,
+                   tuple(d["bands"]["names"]), tuple(float(t) for t in d["bands"]["thresholds"]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": [f.__dict__ for f in self.features],
+                "rules": [r.__dict__ for r in self.rules],
+                "bands": {"names": list(self.band_names), "thresholds": list(self.thresholds)}}
+
+    @classmethod
+    def load(cls, model_folder: str | Path) -> RowContract | None:
+        """The contract logged in ``model_folder``; None for a model logged without one."""
+        path = Path(model_folder) / CONTRACT_FILE
+        return cls.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+    # -- the input, typed ---------------------------------------------------------------------
+    def typed(self, data: Any) -> tuple[pa.Table, list[str | None]]:
+        """The feature columns of ``data`` (an Arrow table, a pandas DataFrame, or what
+        ``pandas.DataFrame`` takes) as the features' Arrow types; and per row, why a value
+        could not be taken (that value is left null). A missing feature refuses the whole
+        input; other columns are ignored."""
+        if not isinstance(data, pa.Table):
+            import pandas as pd
+
+            data = data if isinstance(data, pd.DataFrame) else pd.DataFrame(data)
+            names = [str(c) for c in data.columns]
+        else:
+            names = data.column_names
+        missing = [f.name for f in self.features if f.name not in names]
+        if missing and len(data):
+            raise InvalidInputError(
+                f"the rows have no column {', '.join(missing)}: send every feature the model "
+                f"reads ({', '.join(f.name for f in self.features)}); a missing value is null")
+        n = len(data)
+        errors: list[str | None] = [None] * n
+        columns = {}
+        for f in self.features:
+            kind = getattr(pa, f.arrow)()
+            if f.name not in names:
+                columns[f.name] = pa.nulls(n, kind)
+            elif isinstance(data, pa.Table):
+                columns[f.name] = pc.cast(data[f.name], kind)
+            else:
+                columns[f.name] = _typed_column(data[f.name], f, kind, errors)
+        return pa.table(columns), errors
+
+    # -- the rules and the bands --------------------------------------------------------------
+    def refusals(self, table: pa.Table, categories: dict[str, list[str]],
+                 errors: list[str | None] | None = None) -> list[str | None]:
+        """Per row, why the batch job would hold it back ('; '-joined, after ``errors``, in the
+        rules' order), or None."""
+        texts: list[str | None] = list(errors) if errors is not None else [None] * len(table)
+        floats: dict[str, np.ndarray] = {}
+        for rule in self.rules:
+            col = table[rule.column]
+            values = None
+            if rule.check == "null":
+                mask = np.asarray(pc.is_null(col).to_numpy(zero_copy_only=False), dtype=bool)
+            elif rule.check in ("null_or_nan", "infinite"):
+                if rule.column not in floats:
+                    floats[rule.column] = np.asarray(
+                        pc.cast(col, pa.float64()).to_numpy(zero_copy_only=False),
+                        dtype=np.float64)
+                x = floats[rule.column]
+                mask = np.isnan(x) if rule.check == "null_or_nan" else np.isinf(x)
+            else:  # unseen (from_dict admits nothing else)
+                known = pa.array(categories.get(rule.column, []), pa.string())
+                values = pc.cast(col, pa.string())
+                mask = np.asarray(pc.and_(pc.is_valid(values), pc.invert(
+                    pc.is_in(values, value_set=known))).to_numpy(zero_copy_only=False),
+                                  dtype=bool)
+            for i in np.nonzero(mask)[0]:
+                value = values[int(i)].as_py() if values is not None else ""
+                text = f"{rule.before}{value}{rule.after}"
+                texts[i] = text if texts[i] is None else f"{texts[i]}; {text}"
+        return texts
+
+    def bands(self, p: np.ndarray) -> pa.Array:
+        """Each probability's band: ``band_names[number of thresholds it reaches]``."""
+        level = np.zeros(len(p), dtype=np.int8)
+        for threshold in self.thresholds:
+            level += p >= threshold
+        return pa.array(self.band_names, pa.string()).take(pa.array(level))
+
+    def score(self, model: ArrowModel, table: pa.Table,
+              errors: list[str | None] | None = None) -> pa.Table:
+        """:data:`OUTPUTS` for every row of ``table`` (the features, typed), in order.
+        ``errors``: rows already refused (a value of the wrong type)."""
+        n = table.num_rows
+        texts = self.refusals(table, model.categories(), errors)
+        refused = np.array([t is not None for t in texts], dtype=bool)
+        p = np.full(n, np.nan)
+        y = np.zeros(n, dtype=np.int32)
+        good = np.nonzero(~refused)[0]
+        if len(good):
+            p_good, y_good = model.predict(table.take(pa.array(good)))
+            p[good], y[good] = p_good, y_good
+        band = self.bands(np.where(refused, 0.0, p)).to_pylist()
+        return pa.table({
+            "probability": pa.array(p, pa.float64(), mask=refused),
+            "prediction": pa.array(y, pa.int32(), mask=refused),
+            "band": pa.array([None if r else b for r, b in zip(refused, band, strict=True)],
+                             pa.string()),
+            "error": pa.array(texts, pa.string()),
+        }, schema=pa.schema(OUTPUTS))
+
+
+def _missing(raw: Any) -> bool:
+    """None, and pandas' other marks of a missing value (NaN, NA, NaT) — but a float NaN is a
+    value of a numeric feature, kept as NaN."""
+    if raw is None:
+        return True
+    try:
+        return bool(raw != raw) and not isinstance(raw, float)  # pd.NA, pd.NaT
+    except TypeError:
+        return True  # pd.NA refuses a truth value
+    except ValueError:
+        return False  # an array: a value, of the wrong type
+
+
+def _value(raw: Any, f: ContractFeature) -> tuple[Any, str | None]:
+    """(the value as the feature's type, or None with why it cannot be) — the same verdicts
+    and words as on-demand scoring's JSON rows (``yws.scoring.records``)."""
+    if _missing(raw):
+        return None, None
+    if isinstance(raw, np.generic):
+        raw = raw.item()
+    if f.categorical:
+        if isinstance(raw, str):
+            return raw, None
+        if isinstance(raw, float) and raw != raw:
+            return None, None  # pandas' NaN for a missing text
+        return None, f"{f.name}: {raw!r} is not a category name (text)"
+    if f.checks_finite:
+        if isinstance(raw, bool) or not isinstance(raw, int | float):
+            if isinstance(raw, str) and raw in ("NaN", "Infinity", "-Infinity"):
+                return float(raw.replace("Infinity", "inf")), None
+            return None, f"{f.name}: {raw!r} is not a number"
+        return float(raw), None
+    if isinstance(raw, bool):
+        return raw, None
+    if isinstance(raw, float) and raw != raw:
+        return None, None  # pandas' NaN for a missing boolean
+    return None, f"{f.name}: {raw!r} is not true or false"
+
+
+def _typed_column(series: Any, f: ContractFeature, kind: pa.DataType,
+                  errors: list[str | None]) -> pa.Array:
+    """A pandas column as ``kind``: at once when its dtype is the feature's, else value by
+    value (a wrong value left null, its row's error said)."""
+    dtype = series.dtype
+    if (f.checks_finite and dtype.kind in "iuf") or \
+            (not f.checks_finite and not f.categorical and dtype.kind == "b"):
+        return pa.array(series, kind, from_pandas=not f.checks_finite)
+    values = []
+    for i, raw in enumerate(series.tolist()):
+        value, why = _value(raw, f)
+        if why is not None:
+            errors[i] = why if errors[i] is None else f"{errors[i]}; {why}"
+        values.append(value)
+    return pa.array(values, kind)
+
+
+class ArrowPyfunc:
+    """The MLflow pyfunc face of :class:`ArrowModel` (see :func:`yws.model.flavor.arrow_pyfunc`).
+
+    With the model's :class:`RowContract` it answers what Model Serving answers: a row per
+    input row with ``probability``, ``prediction``, ``band`` and ``error``; a refused row has
+    an error and None elsewhere (JSON null: the columns are Python objects, so a served answer
+    holds null, never NaN). A model logged without a contract answers ``prediction`` and
+    ``probability`` as it always did.
+    """
+
+    def __init__(self, model: ArrowModel, contract: RowContract | None = None) -> None:
+        self.model, self.contract = model, contract
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
         import pandas as pd
 
-        table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(
-            pd.DataFrame(data), preserve_index=False)
-        p, y = self.model.predict(table)
-        return pd.DataFrame({"prediction": y.astype(np.float64), "probability": p})
+        if self.contract is None:
+            table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(
+                pd.DataFrame(data), preserve_index=False)
+            p, y = self.model.predict(table)
+            return pd.DataFrame({"prediction": y.astype(np.float64), "probability": p})
+        table, errors = self.contract.typed(data)
+        out = self.contract.score(self.model, table, errors)
+        return pd.DataFrame({name: pd.Series(out[name].to_pylist(), dtype=object)
+                             for name in OUTPUTS})
 
 
 def _load_pyfunc(path: str) -> ArrowPyfunc:
-    """MLflow's pyfunc loader hook: ``path`` is the model's ``sparkml`` folder."""
-    return ArrowPyfunc(ArrowModel.load(path))
+    """MLflow's pyfunc loader hook: ``path`` is the model's ``sparkml`` folder; its row
+    contract, when the model has one, is beside it."""
+    return ArrowPyfunc(ArrowModel.load(path), RowContract.load(Path(path).parent))

@@ -2,23 +2,32 @@
 
 The ``spark`` flavour is the fitted ``PipelineModel`` (``mlflow.spark.load_model``, for jobs,
 where Spark is present). The ``python_function`` flavour is the arrow engine
-(``yws/model/evaluator.py``) logged as code in the model's ``code/`` folder: the model carries
-the code that evaluates it, and ``mlflow.pyfunc.load_model`` (or Model Serving) needs neither
-Spark nor the yws wheel, only :func:`pip_requirements`.
+(``yws/model/evaluator.py``) logged as code in the model's ``code/`` folder, with the spec's row
+contract beside it (``row_contract.json``: the quarantine rules a single row must pass and the
+bands, compiled from the spec by :func:`row_contract`). The model carries the code and the data
+that evaluate it: ``mlflow.pyfunc.load_model`` (or Model Serving) needs neither Spark nor the
+yws wheel, only :func:`pip_requirements`, and answers what on-demand scoring
+(``yws.scoring.records``) answers — probability, prediction, band and error per row — as the
+signature says; an input example shows the rows it takes.
 """
 
 from __future__ import annotations
 
+import json
 from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from yws.contract.rules import quarantine_rules
 from yws.contract.spec import Spec
 from yws.errors import YwsError
+from yws.model.evaluator import CONTRACT_FILE, ContractFeature, RowContract, RowRule
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from mlflow.models.signature import ModelSignature
     from pyspark.ml import PipelineModel
+    from pyspark.sql import DataFrame
 
 PYFUNC_MODULE = "yws_arrow_engine"
 """The name the arrow engine (``yws/model/evaluator.py``) is logged under, in the model's
@@ -36,14 +45,41 @@ class ModelFolderError(YwsError, RuntimeError):
     """A saved model folder lacks what its pyfunc flavour needs."""
 
 
+EXAMPLE_ROWS = 5
+"""Rows of the training data logged as the model's input example."""
+
+# The MLflow type of each output the pyfunc returns (evaluator.OUTPUTS), in order; every one is
+# absent somewhere: a refused row has only an error, a scored one no error.
+OUTPUT_TYPES = {"probability": "double", "prediction": "integer", "band": "string",
+                "error": "string"}
+
+
 def signature(spec: Spec) -> ModelSignature:
-    """Inputs: the raw feature columns (nullable where the spec allows); output: prediction."""
+    """Inputs: the raw feature columns (each may be null: the row contract says which nulls
+    refuse the row); outputs: every column the pyfunc returns."""
     from mlflow.models.signature import ModelSignature
     from mlflow.types import ColSpec, Schema
 
-    kinds = {"numeric": "double", "boolean": "boolean", "categorical": "string"}
-    inputs = Schema([ColSpec(kinds[f.type], f.name, required=False) for f in spec.features])
-    return ModelSignature(inputs=inputs, outputs=Schema([ColSpec("double", "prediction")]))
+    inputs = Schema([ColSpec(f.kind.mlflow_type, f.name, required=False)
+                     for f in spec.features])
+    outputs = Schema([ColSpec(kind, name, required=False)
+                      for name, kind in OUTPUT_TYPES.items()])
+    return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+def row_contract(spec: Spec) -> RowContract:
+    """The spec's rules for one row and its bands, as the logged model applies them: the batch
+    job's quarantine rules (:func:`yws.contract.rules.quarantine_rules`, with their wording)
+    on the features — the entity key and duplicates are a batch's concern — and the bands."""
+    rules = []
+    for rule in quarantine_rules(spec, unseen=True, duplicates=False):
+        if rule.column == spec.entity_key:
+            continue
+        before, after = rule.around_value()
+        rules.append(RowRule(rule.check, rule.column, before, after))
+    features = tuple(ContractFeature(f.name, f.kind.arrow_type, f.kind.categorical,
+                                     f.kind.checks_finite) for f in spec.features)
+    return RowContract(features, tuple(rules), spec.bands.NAMES, spec.bands.thresholds)
 
 
 def pip_requirements() -> list[str]:
@@ -82,8 +118,24 @@ def arrow_pyfunc(saved: Path) -> None:
     mlmodel.save(str(saved / "MLmodel"))
 
 
-def save(model: PipelineModel, spec: Spec, folder: Path, dfs_tmpdir: str | None) -> Path:
-    """Save ``model`` with both flavours as ``folder/model``, ready for :func:`log`.
+def input_example(saved: Path, example: pa.Table) -> None:
+    """Log ``example`` (feature rows) as the model's input example, in MLflow's files
+    (``input_example.json``, and ``serving_input_example.json`` where MLflow writes one).
+
+    Written after the model is saved, not through ``save_model(input_example=...)``: that
+    would check it by loading the model with its original pyfunc flavour, Spark's."""
+    from mlflow.models import Model
+    from mlflow.models.utils import _save_example
+
+    mlmodel = Model.load(str(saved / "MLmodel"))
+    _save_example(mlmodel, example.to_pandas(), str(saved))
+    mlmodel.save(str(saved / "MLmodel"))
+
+
+def save(model: PipelineModel, spec: Spec, folder: Path, dfs_tmpdir: str | None,
+         example: pa.Table | None = None) -> Path:
+    """Save ``model`` with both flavours, its row contract and ``example`` (a few rows of
+    the features, see :func:`example_rows`) as ``folder/model``, ready for :func:`log`.
 
     Needs no active run: the training job saves while it evaluates the model.
     """
@@ -95,8 +147,17 @@ def save(model: PipelineModel, spec: Spec, folder: Path, dfs_tmpdir: str | None)
     mlflow.spark.save_model(model, str(saved), signature=signature(spec),
                             pip_requirements=pip_requirements(),
                             code_paths=[str(pyfunc_code(folder))], dfs_tmpdir=dfs_tmpdir)
+    (saved / CONTRACT_FILE).write_text(json.dumps(row_contract(spec).to_dict(), indent=1))
     arrow_pyfunc(saved)
+    if example is not None:
+        input_example(saved, example)
     return saved
+
+
+def example_rows(df: DataFrame, spec: Spec) -> pa.Table:
+    """The first :data:`EXAMPLE_ROWS` rows of ``df``'s features (rows the model scores: the
+    training rows passed the checks), for :func:`save`."""
+    return df.select(*spec.feature_names).limit(EXAMPLE_ROWS).toArrow()
 
 
 def log(saved: Path) -> str:

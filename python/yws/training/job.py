@@ -33,7 +33,7 @@ from yws.training.rows import load_training_rows
 if TYPE_CHECKING:
     from mlflow import MlflowClient
     from pyspark.ml import PipelineModel
-    from pyspark.sql import SparkSession
+    from pyspark.sql import DataFrame, SparkSession
 
 
 class TrainingError(YwsError, RuntimeError):
@@ -115,7 +115,7 @@ def train(
             lap("fit")
 
             saving = background.submit(_save_timed, model, spec, Path(tmp), dfs_tmpdir,
-                                       lap.timings)
+                                       lap.timings, train_df)
             progress("evaluating on the held-out rows")
             y, p = scored_arrays(model, test_df, spec.label)
             rows_test = len(y)
@@ -193,9 +193,9 @@ def train(
 
 
 def _save_timed(model: PipelineModel, spec: Spec, folder: Path, dfs_tmpdir: str | None,
-                timings: dict[str, float]) -> Path:
+                timings: dict[str, float], rows: DataFrame) -> Path:
     start = time.perf_counter()
-    saved = flavor.save(model, spec, folder, dfs_tmpdir)
+    saved = flavor.save(model, spec, folder, dfs_tmpdir, flavor.example_rows(rows, spec))
     timings["save_model_in_background"] = round(time.perf_counter() - start, 3)
     return saved
 
