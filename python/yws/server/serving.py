@@ -157,7 +157,7 @@ class ServingService:
 
     def as_api(self, endpoint: Endpoint, principal: Principal, detailed: bool,
                base_url: str = "") -> dict[str, Any]:
-        ready, why = self.ready(endpoint) if detailed else (True, "")
+        ready, why = self.ready(endpoint)
         entities = []
         for entity in endpoint.entities:
             out = {k: v for k, v in entity.items() if k != "environment_vars"}
