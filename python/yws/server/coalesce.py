@@ -23,6 +23,7 @@ Score = Callable[[Rows], list[dict[str, Any]]]
 Waiting = tuple[Rows, "asyncio.Future[list[dict[str, Any]]]"]
 
 MAX_BATCH_ROWS = 2048
+INLINE_ROWS = 256
 
 
 class Coalescer:
@@ -61,7 +62,10 @@ class Coalescer:
     async def _run(batch: list[Waiting], fn: Score) -> None:
         everything = [row for rows, _ in batch for row in rows]
         try:
-            out = await run_in_threadpool(fn, everything)
+            # a few hundred rows take a millisecond or two: scored on the event loop, where a
+            # hop to a thread and back would cost about as much; more in the thread pool
+            out = fn(everything) if len(everything) <= INLINE_ROWS else \
+                await run_in_threadpool(fn, everything)
         except Exception:  # noqa: BLE001 — each request again, alone, to get its own answer
             for rows, future in batch:
                 try:
