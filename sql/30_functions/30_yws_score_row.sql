@@ -1,10 +1,11 @@
 -- Score rows on demand, without a job: the @champion model behind the Model Serving
 -- endpoint yws_lr (jobs/resources/yws_serving.yml), called with ai_query. Pass the features
--- of any rows you select: SELECT yws_score_row(tenure_months, ...).result.probability ...
+-- of any rows you select: SELECT yws_score_row(tenure_months, ...).probability ...
 -- A row the batch job would quarantine (a null, NaN or infinite value, a category the model
--- never saw) gets result NULL and its reason in errorMessage, never a silent probability.
--- Rows the batch job scores get its probability exactly. The function's owner needs CAN QUERY
--- on the endpoint; callers need EXECUTE on the function (90_grants.sql).
+-- never saw) gets its reason in error and NULL elsewhere, never a silent probability; rows
+-- the batch job scores get its probability exactly. The result has the served model's
+-- outputs (its signature). The function's owner needs CAN QUERY on the endpoint; callers
+-- need EXECUTE on the function (90_grants.sql).
 CREATE OR REPLACE FUNCTION {{catalog}}.{{schema}}.yws_score_row(
   tenure_months DOUBLE COMMENT 'Months since the account opened',
   monthly_spend DOUBLE COMMENT 'Average monthly spend over the last quarter',
@@ -19,9 +20,8 @@ CREATE OR REPLACE FUNCTION {{catalog}}.{{schema}}.yws_score_row(
   product_tier STRING COMMENT 'Product tier: bronze, silver, gold or platinum',
   channel STRING COMMENT 'Acquisition channel'
 )
-RETURNS STRUCT<result: STRUCT<probability: DOUBLE, prediction: INT, band: STRING>,
-               errorMessage: STRING>
-COMMENT 'YWS: score one row with the @champion model through Model Serving (ai_query); result is NULL and errorMessage says why for a row the batch job would quarantine'
+RETURNS STRUCT<probability: DOUBLE, prediction: INT, band: STRING, error: STRING>
+COMMENT 'YWS: score one row with the @champion model through Model Serving (ai_query); error says why, and the rest is NULL, for a row the batch job would quarantine'
 RETURN ai_query(
   'yws_lr',
   named_struct(
@@ -30,5 +30,4 @@ RETURN ai_query(
     'late_payments_12m', late_payments_12m, 'credit_limit', credit_limit,
     'support_calls_90d', support_calls_90d, 'has_autopay', has_autopay,
     'is_business', is_business, 'region', region, 'product_tier', product_tier,
-    'channel', channel),
-  failOnError => false);
+    'channel', channel));

@@ -5,8 +5,10 @@ Syntax (https://docs.databricks.com/en/sql/language-manual/functions/ai_query.ht
 ``ai_query(endpoint, request)`` for a custom model endpoint with a model schema, and
 ``ai_query(endpoint, request, returnType, failOnError)`` without one; ``endpoint`` is a STRING
 literal; ``request`` a struct whose field names match the model's input features; with
-``failOnError => false`` the answer is ``STRUCT<result, errorMessage>``. A predictive model
-called with ``named_struct`` is the guide's example
+``failOnError => false`` the answer is ``STRUCT<result, errorMessage>``; without
+``returnType`` the result's type is the served model's signature (here probability,
+prediction, band, error: ``yws.model.flavor``). A predictive model called with
+``named_struct`` is the guide's example
 (https://docs.databricks.com/en/large-language-models/how-to-ai-query.html).
 """
 
@@ -107,20 +109,22 @@ def test_calls_databricks_would_refuse_are_refused_before_they_run(sql, message)
         check(sqlglot.parse_one(sql, read="databricks"))
 
 
+RESULT = pa.struct([("probability", pa.float64()), ("prediction", pa.int32()),
+                    ("band", pa.string()), ("error", pa.string())])
+
+
 def test_rows_score_in_vectors_with_typed_results(warehouse):
     got = warehouse.query(f"""
         WITH rows AS (SELECT {ROW} FROM range(5000))
         SELECT ai_query('ep', {REQUEST}) AS r,
                ai_query('ep', {REQUEST}, failOnError => false) AS s FROM rows""")
     assert got.num_rows == 5000
-    assert got.schema.field("r").type == pa.struct([
-        ("probability", pa.float64()), ("prediction", pa.int32()), ("band", pa.string())])
-    assert got.schema.field("s").type == pa.struct([
-        ("result", got.schema.field("r").type), ("errorMessage", pa.string())])
-    assert got.slice(0, 1).to_pylist() == [{
-        "r": {"probability": 0.12, "prediction": 0, "band": "GREEN"},
-        "s": {"result": {"probability": 0.12, "prediction": 0, "band": "GREEN"},
-              "errorMessage": None}}]
+    assert got.schema.field("r").type == RESULT
+    assert got.schema.field("s").type == pa.struct([("result", RESULT),
+                                                    ("errorMessage", pa.string())])
+    scored = {"probability": 0.12, "prediction": 0, "band": "GREEN", "error": None}
+    assert got.slice(0, 1).to_pylist() == [{"r": scored,
+                                            "s": {"result": scored, "errorMessage": None}}]
     calls = warehouse.endpoints.calls
     assert sum(n for _, n, _ in calls) == 10_000 and len(calls) < 20  # vectors, not rows
     # the scorer gets the spec's features, typed as the spec says, whatever the SQL types
@@ -137,14 +141,16 @@ def test_fields_are_taken_by_name_cast_to_the_features_types_extra_ones_ignored(
     assert got == [{"p": 0.12}]
 
 
-def test_a_refused_row_fails_the_query_or_says_why_with_fail_on_error_false(warehouse):
+def test_a_refused_row_says_why_and_has_no_probability(warehouse):
+    """The served model answers a refused row (error set, the rest NULL): the query does not
+    fail, with failOnError true or false, as on Databricks with this model's signature."""
     null_tenure = ROW.replace("12.0 AS tenure_months", "NULL::DOUBLE AS tenure_months")
-    with pytest.raises(SqlError, match=r"\[AI_FUNCTION_HTTP_REQUEST_ERROR\] The endpoint 'ep' "
-                                       r"refused a row: tenure_months is null or NaN"):
-        warehouse.query(f"SELECT ai_query('ep', {REQUEST}) AS r FROM (SELECT {null_tenure})")
-    got = warehouse.query(f"SELECT ai_query('ep', {REQUEST}, failOnError => false) AS r "
+    refused = {"probability": None, "prediction": None, "band": None,
+               "error": "tenure_months is null or NaN"}
+    got = warehouse.query(f"SELECT ai_query('ep', {REQUEST}) AS r, "
+                          f"ai_query('ep', {REQUEST}, failOnError => false) AS s "
                           f"FROM (SELECT {null_tenure})").to_pylist()
-    assert got == [{"r": {"result": None, "errorMessage": "tenure_months is null or NaN"}}]
+    assert got == [{"r": refused, "s": {"result": refused, "errorMessage": None}}]
 
 
 def test_a_missing_feature_or_an_unknown_endpoint_is_an_error(warehouse):
@@ -185,12 +191,12 @@ def test_the_analysts_function_is_databricks_sql_and_runs_locally(warehouse, set
     assert f"ai_query(\n  '{endpoint_name(settings)}'," in stmt.text
     args = ", ".join(f.name for f in SPEC.features)
     got = warehouse.query(f"SELECT yws_dev.ml.yws_score_row({args}) AS s FROM (SELECT {ROW})")
-    assert got.to_pylist() == [{"s": {
-        "result": {"probability": 0.12, "prediction": 0, "band": "GREEN"},
-        "errorMessage": None}}]
+    assert got.to_pylist() == [{"s": {"probability": 0.12, "prediction": 0, "band": "GREEN",
+                                      "error": None}}]
+    assert got.schema.field("s").type == RESULT
     # numbers as text, as an analyst may pass them: cast to the parameters' types first
     got = warehouse.query("SELECT yws_dev.ml.yws_score_row('40', 50, 0.3, 1, 0, 1000, 2, true, "
-                          "false, 'north', 'gold', 'web').result.band AS b")
+                          "false, 'north', 'gold', 'web').band AS b")
     assert got.to_pylist() == [{"b": "RED"}]
 
 

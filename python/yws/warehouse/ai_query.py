@@ -25,14 +25,16 @@ call ``ai_query`` still apply, and read when the call is not reached.
 
 Error classes: ``AI_FUNCTION_INVALID_MODEL_PARAMETERS.UNSUPPORTED_ENDPOINT_TYPE`` is
 Databricks' documented one; ``RESOURCE_DOES_NOT_EXIST`` is Model Serving's REST error code for
-an unknown endpoint; ``AI_FUNCTION_HTTP_REQUEST_ERROR`` (a refused row) and
+an unknown endpoint; ``AI_FUNCTION_HTTP_REQUEST_ERROR`` (no model to serve) and
 ``INVALID_PARAMETER_VALUE.AI_QUERY`` (a malformed call) are the closest we know, not checked
 against a workspace; ``AI_FUNCTION_UNAVAILABLE`` is ours.
 
-A row the endpoint's model refuses (the batch job would quarantine it) never gets a silent
-probability: with ``failOnError`` true (the default) the query fails naming the row's reason,
-with ``failOnError => false`` the row's ``result`` is NULL and ``errorMessage`` says why.
-Here the error is per row; a real endpoint may fail the whole request a row arrived in.
+The result is what the served model returns per row, as its signature declares
+(``yws.model.flavor``): ``probability``, ``prediction``, ``band`` and ``error``. A row the
+model refuses (the batch job would quarantine it) is answered, not failed: ``error`` says why
+and the other fields are NULL, never a silent probability. ``failOnError => false`` wraps the
+result in ``STRUCT<result, errorMessage>``; ``errorMessage`` is for a failed call of the
+endpoint, which here fails the query in both forms (an unknown endpoint, no model to serve).
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ does not serve."""
 
 NAME = "ai_query"
 CALL = "yws_ai_query"
-"""The macro a call becomes: the result STRUCT; a refused row fails the query."""
+"""The macro a call becomes: the result STRUCT."""
 CALL_OR_ERROR = "yws_ai_query_or_error"
 """The macro a call with ``failOnError => false`` becomes: ``STRUCT(result, errorMessage)``."""
 _UDF = "__yws_ai_query_udf"
@@ -214,13 +216,11 @@ def _scored(scorer: Scorer | None, endpoints: pa.Array, columns: tuple[Any, ...]
     return answer
 
 
-def _result(answer: pa.Table, result: pa.StructType) -> tuple[pa.StructArray, pa.Array]:
-    """(the result STRUCT per row, NULL where refused; the error per row)."""
-    errors = _combine(answer[ERROR_FIELD])
-    refused = pc.is_valid(errors)
+def _result(answer: pa.Table, result: pa.StructType) -> pa.StructArray:
+    """The result STRUCT per row: the model's outputs, ``error`` set and the rest NULL for a
+    row it refuses (the served model answers such a row; it does not fail the request)."""
     fields = [_combine(answer[f.name]).cast(f.type) for f in result]
-    return pa.StructArray.from_arrays(fields, fields=list(result),
-                                      mask=refused), errors
+    return pa.StructArray.from_arrays(fields, fields=list(result))
 
 
 def register(con: Any, request: pa.Schema, result: pa.StructType,
@@ -238,22 +238,12 @@ def register(con: Any, request: pa.Schema, result: pa.StructType,
     or_error = pa.struct([pa.field("result", result), pa.field("errorMessage", pa.string())])
 
     def fail_on_error(endpoints: Any, *columns: Any) -> pa.Array:
-        eps = _combine(endpoints)
-        answer = _scored(scorer(), eps, columns, request)
-        values, errors = _result(answer, result)
-        if errors.null_count < len(errors):
-            first = pc.index(pc.is_valid(errors), True).as_py()
-            raise SqlError(
-                "AI_FUNCTION_HTTP_REQUEST_ERROR",
-                f"The endpoint {eps[first].as_py()!r} refused a row: {errors[first].as_py()}. "
-                "The batch job would quarantine it; call ai_query with failOnError => false "
-                "to get each row's errorMessage instead.", "22000")
-        return values
+        return _result(_scored(scorer(), _combine(endpoints), columns, request), result)
 
     def or_error_message(endpoints: Any, *columns: Any) -> pa.Array:
-        answer = _scored(scorer(), _combine(endpoints), columns, request)
-        values, errors = _result(answer, result)
-        return pa.StructArray.from_arrays([values, errors], fields=list(or_error))
+        values = fail_on_error(endpoints, *columns)
+        return pa.StructArray.from_arrays([values, pa.nulls(len(values), pa.string())],
+                                          fields=list(or_error))
 
     # DuckDB checks a UDF's arity against its Python signature: one parameter per feature.
     signature = inspect.Signature([

@@ -77,16 +77,17 @@ class LocalWarehouse(Warehouse):
         return self
 
     def _ai_query_types(self) -> tuple[pa.Schema, pa.StructType]:
-        """The request ``ai_query`` takes (the spec's features) and the result STRUCT a scored
-        row returns (``probability``, ``prediction``, ``band`` typed as the predictions table
-        declares them)."""
+        """The request ``ai_query`` takes (the spec's features) and the result STRUCT a row
+        returns, the served model's outputs: ``probability``, ``prediction``, ``band`` typed as
+        the predictions table declares them, and ``error`` (why a row was refused)."""
         if self._request is None:
             from yws.contract.spec import load_spec
 
             spec = load_spec(self.settings.spec)
             self._request = pa.schema([pa.field(f.name, f.kind.arrow()) for f in spec.features])
-        result = pa.struct([pa.field(c, arrow_type(PREDICTIONS[c][0]))
-                            for c in ("probability", "prediction", "band")])
+        result = pa.struct([*(pa.field(c, arrow_type(PREDICTIONS[c][0]))
+                              for c in ("probability", "prediction", "band")),
+                            pa.field(ai_query.ERROR_FIELD, pa.string())])
         return self._request, result
 
     @property
