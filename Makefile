@@ -44,6 +44,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_sql.py
 	$(BIN)/python benchmarks/bench_serve.py
 	$(BIN)/python benchmarks/bench_serve_memory.py --json benchmarks/out/serve_memory.json
+	$(BIN)/python benchmarks/bench_serving.py
+	$(BIN)/python benchmarks/bench_ai_query.py
 
 # The architecture pictures in docs/, drawn from the bundle and the settings (tools/diagram.py).
 diagram: setup

@@ -7,7 +7,7 @@ session from ``SparkSession.builder.getOrCreate()``, the feature table read thro
 ``DatabricksStorage``, the fit, the evaluation, ``mlflow.spark.save_model`` with MLflow 2.22's
 serverless branch, the registration and the aliases), the ``yws-score --check-only true`` entry
 point, and the Spark scoring path (``mlflow.spark.load_model`` through the same branch, then
-``yws.scoring.job.predict``), checked against the arrow engine.
+the Spark engine of ``yws.scoring.spark``), checked against the arrow engine.
 
 Three stand-ins for what only a workspace has, each the least that makes it local:
 - Unity Catalog's model registry: an MLflow file store (``registry.configure``);
@@ -101,8 +101,10 @@ def main(work: Path) -> int:
     from yws.model import registry
     from yws.model.evaluator import ArrowModel
     from yws.model.pipeline import category_labels
+    from yws.model.registry import Located
     from yws.platform import get_spark, storage_for
-    from yws.scoring.job import predict, snapshot
+    from yws.scoring.base import Context, RunIds
+    from yws.scoring.spark import SparkEngine
 
     settings = Settings(target="databricks", catalog="spark_catalog", schema="ml")
     spark = get_spark(settings)  # SparkSession.builder.getOrCreate(): SPARK_REMOTE
@@ -118,12 +120,15 @@ def main(work: Path) -> int:
         # The Spark scoring path, against the arrow engine on the same rows.
         spec = load_spec()
         model = registry.load(settings, trained["version"])
-        rows, as_of = snapshot(spark, storage_for(settings), settings, spec, None)
-        good = with_reason(rows, spec, category_labels(model))
+        engine = SparkEngine(Context(settings, spec, storage_for(settings), spark=spark))
+        as_of, count = engine.count(None)
+        engine.load(Located(int(trained["version"]), None))
+        scored = engine.score(RunIds("env4", "env4-replica", settings.model_name,
+                                     int(trained["version"]), dt.datetime.now(dt.UTC)),
+                              count).predictions().toArrow()
+        assert engine.rows is not None
+        good = with_reason(engine.rows, spec, category_labels(model))
         good = good.where(good[REASON_COL].isNull()).drop(REASON_COL)
-        scored = predict(model, good, spec, batch_id="env4", run_id="env4-replica",
-                         model_name=settings.model_name, model_version=int(trained["version"]),
-                         scored_at=dt.datetime.now(dt.UTC)).toArrow()
         arrow = ArrowModel.from_registry(f"models:/{settings.model_name}/{trained['version']}")
         table = good.toArrow()
         p, _ = arrow.predict(table)

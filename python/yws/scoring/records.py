@@ -15,19 +15,14 @@ import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 
 from yws.contract.features import FeatureType
-from yws.contract.rules import quarantine_rules
 from yws.contract.spec import Spec
 from yws.errors import InvalidValueError
+from yws.model.evaluator import OUTPUTS as OUTPUTS
 from yws.model.evaluator import ArrowModel
-from yws.scoring.arrow import bands, reasons
-
-OUTPUTS = {"probability": pa.float64(), "prediction": pa.int32(), "band": pa.string(),
-           "error": pa.string()}
-"""What each scored row carries, in order."""
+from yws.model.flavor import row_contract
 
 
 def _value(raw: Any, kind: FeatureType, name: str) -> tuple[Any, str | None]:
@@ -77,29 +72,9 @@ def table_from_records(records: Sequence[Mapping[str, Any]], spec: Spec,
 def score_table(model: ArrowModel, spec: Spec, table: pa.Table,
                 errors: Sequence[str | None] | None = None) -> pa.Table:
     """Score every row of ``table`` (the spec's feature columns): ``OUTPUTS`` per row, in
-    order. ``errors``: rows already refused (a value of the wrong type)."""
-    n = table.num_rows
-    rules = [r for r in quarantine_rules(spec, unseen=True, duplicates=False)
-             if r.column != spec.entity_key]
-    bad, why = reasons(table, spec, model.categories(), pa.array([], pa.string()), rules)
-    texts: list[str | None] = list(errors) if errors is not None else [None] * n
-    for i, text in zip(np.nonzero(bad)[0], why, strict=True):
-        texts[i] = text if texts[i] is None else f"{texts[i]}; {text}"
-    refused = np.array([t is not None for t in texts], dtype=bool)
-    p = np.full(n, np.nan)
-    y = np.zeros(n, dtype=np.int32)
-    good = np.nonzero(~refused)[0]
-    if len(good):
-        p_good, y_good = model.predict(table.take(pa.array(good)))
-        p[good], y[good] = p_good, y_good
-    band = bands(np.where(refused, 0.0, p), spec).to_pylist()
-    return pa.table({
-        "probability": pa.array(p, pa.float64(), mask=refused),
-        "prediction": pa.array(y, pa.int32(), mask=refused),
-        "band": pa.array([None if r else b for r, b in zip(refused, band, strict=True)],
-                         pa.string()),
-        "error": pa.array(texts, pa.string()),
-    })
+    order. ``errors``: rows already refused (a value of the wrong type). The logged model's
+    pyfunc runs the same code on the same contract (:func:`yws.model.flavor.row_contract`)."""
+    return row_contract(spec).score(model, table, list(errors) if errors is not None else None)
 
 
 def score_records(model: ArrowModel, spec: Spec,
