@@ -66,7 +66,9 @@ def sql_grants(settings: Settings, as_json: bool) -> None:
 def sql_query(settings: Settings, statement: str, params: tuple[str, ...], fmt: str) -> None:
     """Run one query (Databricks SQL, named :parameters) and print the rows."""
     from yws.platform import warehouse_for
+    from yws.scoring.ai_query import endpoints_for
     from yws.warehouse.output import write_batches
 
-    batches = warehouse_for(settings).batches(statement, key_values(params))
+    warehouse = warehouse_for(settings).serve_endpoints(endpoints_for(settings))
+    batches = warehouse.batches(statement, key_values(params))
     write_batches(batches, fmt, sys.stdout)
