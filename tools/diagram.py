@@ -2,9 +2,11 @@
 
 Two steps with a seam between them: :func:`databricks_architecture` and
 :func:`local_architecture` build a plain description (nodes, clusters, edges, caption) whose
-labels come from the bundle in ``jobs/``, :class:`~yws.config.Settings` and the views in
-``sql/20_views/``; :func:`render` draws a description with the ``diagrams`` package and Graphviz.
-Tests check the description without drawing it.
+labels come from the bundle in ``jobs/`` (its jobs, and its ``model_serving_endpoints``: the
+Phase-2 path, on-demand scoring through ``ai_query`` and ``yws_predict``),
+:class:`~yws.config.Settings` and the views in ``sql/20_views/``; :func:`render` draws a
+description with the ``diagrams`` package and Graphviz. Tests check the description without
+drawing it.
 
 ``python tools/diagram.py`` (``make diagram``) writes ``docs/architecture.{png,svg}`` and
 ``docs/architecture-local.{png,svg}`` for the default settings, so the committed pictures do
@@ -27,7 +29,7 @@ from typing import Any
 
 from yws.config import Settings
 from yws.contract import sqlfiles
-from yws.deploy.bundle import Bundle, load
+from yws.deploy.bundle import Bundle, load, local_variables, substitute
 from yws.errors import YwsError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -157,6 +159,44 @@ def view_names(settings: Settings) -> list[str]:
     return names
 
 
+def _default_target(bundle: Bundle) -> str:
+    for name, target in bundle.targets.items():
+        if (target or {}).get("default"):
+            return str(name)
+    return next(iter(bundle.targets), "dev")
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """A ``model_serving_endpoints`` resource as the pictures show it."""
+
+    key: str
+    name: str  # the endpoint's name, its variables resolved as in the default target
+    workload: str  # "Small, scale to zero"
+    updater: str | None  # the train job's task that moves the served version, if any
+
+
+def serving_endpoints(bundle: Bundle) -> list[Endpoint]:
+    """The bundle's Model Serving endpoints, names resolved with the default target's
+    variables (a lookup stands for the looked-up name, as in ``yws serve``)."""
+    variables = local_variables(bundle, _default_target(bundle))
+    updater = None
+    for job in bundle.jobs.values():
+        for task in job.get("tasks") or []:
+            if (task.get("python_wheel_task") or {}).get("entry_point") in FOLLOW_UP_ENTRY_POINTS:
+                updater = str(task.get("task_key"))
+    out = []
+    for key, endpoint in bundle.endpoints.items():
+        entities = ((endpoint.get("config") or {}).get("served_entities") or [{}])
+        first = entities[0] or {}
+        workload = str(first.get("workload_size", "?"))
+        if first.get("scale_to_zero_enabled"):
+            workload += ", scale to zero"
+        out.append(Endpoint(key, str(substitute(endpoint.get("name", key), variables)),
+                            workload, updater))
+    return out
+
+
 def _jobs_label(bundle: Bundle, head: str) -> str:
     names = ", ".join(str(job.get("name", key)) for key, job in bundle.jobs.items())
     return f"{head}\n{_wrap(names)}"
@@ -206,6 +246,18 @@ def databricks_architecture(settings: Settings | None = None,
         Edge("features", "train", "read", main=False),
         Edge("features", "score", "read", main=False),
     )
+    for ep in serving_endpoints(bundle):  # the Phase-2 path: scoring on demand
+        key = f"serving_{ep.key}"
+        nodes += (Node(key, f"Model Serving endpoint\n{ep.name}\n{ep.workload}", "serving"),)
+        platform = dataclasses.replace(platform, nodes=(*platform.nodes, key))
+        edges += (
+            Edge("model", key, "served version", main=False),
+            Edge(key, "dbsql", f"ai_query('{ep.name}')", main=False, ranked=False),
+            Edge(key, "r_client", "yws_predict()", main=False, ranked=False),
+        )
+        if ep.updater:
+            edges += (Edge("train", key, f"task {ep.updater}: update_config", main=False,
+                           ranked=False),)
     return Architecture("architecture", "YWS on Databricks with Unity Catalog", CAPTION,
                         nodes, (platform,), edges)
 
@@ -256,6 +308,15 @@ def local_architecture(settings: Settings | None = None,
         Edge("features", "train", "read", main=False),
         Edge("features", "score", "read", main=False),
     )
+    for ep in serving_endpoints(bundle):  # the Phase-2 path: scoring on demand
+        key = f"serving_{ep.key}"
+        nodes += (Node(key, f"yws serve: Model Serving\n{ep.name} invocations", "fastapi"),)
+        machine = dataclasses.replace(machine, nodes=(*machine.nodes, key))
+        edges += (
+            Edge("mlflow", key, "served version", main=False),
+            Edge(key, "duckdb", f"ai_query('{ep.name}')", main=False, ranked=False),
+            Edge("r_client", key, "yws_predict()", main=False, ranked=False),
+        )
     return Architecture("architecture-local", "YWS embedded default: everything on one machine",
                         LOCAL_CAPTION, nodes, (machine,), edges)
 
@@ -263,6 +324,7 @@ def local_architecture(settings: Settings | None = None,
 # -- drawing --------------------------------------------------------------------------------------
 def _icons() -> dict[str, Any]:
     """Icon kind -> ``diagrams`` node class; every icon ships inside the package."""
+    from diagrams.generic.compute import Rack
     from diagrams.generic.database import SQL
     from diagrams.generic.storage import Storage
     from diagrams.ibm.data import Model
@@ -276,7 +338,7 @@ def _icons() -> dict[str, Any]:
 
     return {"orchestrator": Server, "api": Internet, "fastapi": Fastapi, "spark": Spark,
             "mlflow": Mlflow, "table": Storage, "model": Model, "sql": SQL, "duckdb": Duckdb,
-            "r": R, "databricks": Databricks}
+            "r": R, "databricks": Databricks, "serving": Rack}
 
 
 TILES = ("mlflow",)  # icon kinds drawn on a dark tile

@@ -35,13 +35,14 @@ def test_databricks_nodes_and_zones():
     arch = databricks_architecture()
     assert {n.key for n in arch.nodes} == {
         "ragemaker", "jobs_api", "train", "score", "mlflow", "features", "model", "predictions",
-        "dbsql", "r_client"}
+        "dbsql", "r_client", "serving_yws_lr"}
     assert [c.key for c in arch.clusters] == ["databricks"]
     assert arch.cluster("databricks").logo == "databricks"
     assert arch.cluster("unity_catalog").logo == "unity_catalog"
     assert arch.members("unity_catalog") == {"features", "model", "predictions"}
     assert arch.members("databricks") == {
-        "jobs_api", "train", "score", "mlflow", "dbsql", "features", "model", "predictions"}
+        "jobs_api", "train", "score", "mlflow", "dbsql", "features", "model", "predictions",
+        "serving_yws_lr"}
     # the orchestrator and the client are outside the platform
     assert {"ragemaker", "r_client"}.isdisjoint(arch.members("databricks"))
     assert arch.node("mlflow").kind == "mlflow"
@@ -57,7 +58,10 @@ def test_databricks_flow_is_the_chain_of_the_issue():
     assert main_edges(arch) == expected
     assert arch.main_path() == [a for a, _ in expected] + ["r_client"]
     supporting = {(e.source, e.target) for e in arch.edges if not e.main}
-    assert supporting == {("jobs_api", "score"), ("features", "train"), ("features", "score")}
+    assert supporting == {("jobs_api", "score"), ("features", "train"), ("features", "score"),
+                          # the Phase-2 path: the endpoint serves the model, scores on demand
+                          ("model", "serving_yws_lr"), ("serving_yws_lr", "dbsql"),
+                          ("serving_yws_lr", "r_client"), ("train", "serving_yws_lr")}
 
 
 def test_databricks_labels_come_from_settings_bundle_and_sql():
@@ -116,7 +120,8 @@ def test_a_bundle_without_a_scoring_job_is_an_error(tmp_path):
 def test_local_picture():
     arch = local_architecture(Settings(catalog="acme"))
     assert arch.members("machine") == {
-        "jobs_api", "sql_api", "train", "score", "mlflow", "duckdb", "features", "predictions"}
+        "jobs_api", "sql_api", "train", "score", "mlflow", "duckdb", "features", "predictions",
+        "serving_yws_lr"}
     assert arch.members("tasks") == {"train", "score"}
     assert arch.members("delta") == {"features", "predictions"}
     assert arch.members("home") == {"mlflow", "duckdb", "features", "predictions"}
@@ -130,6 +135,54 @@ def test_local_picture():
     assert "SQL Statement" in arch.node("sql_api").label
     assert "arrow engine" in arch.node("score").label
     assert "v_yws_warnings" in arch.node("duckdb").label
+    assert "yws serve: Model Serving\nyws_lr" in arch.node("serving_yws_lr").label
+    supporting = {(e.source, e.target): e.label for e in arch.edges if not e.main}
+    assert supporting[("mlflow", "serving_yws_lr")] == "served version"
+    assert supporting[("serving_yws_lr", "duckdb")] == "ai_query('yws_lr')"
+    assert supporting[("r_client", "serving_yws_lr")] == "yws_predict()"
+
+
+# -- the Phase-2 path: the bundle's Model Serving endpoint ---------------------------------------
+def test_serving_endpoint_comes_from_the_bundle():
+    arch = databricks_architecture()
+    label = arch.node("serving_yws_lr").label
+    assert label == "Model Serving endpoint\nyws_lr\nSmall, scale to zero"
+    edges = {(e.source, e.target): e.label for e in arch.edges}
+    assert edges[("serving_yws_lr", "dbsql")] == "ai_query('yws_lr')"
+    assert edges[("serving_yws_lr", "r_client")] == "yws_predict()"
+    # the train job's last task moves the served version (jobs/resources/yws_jobs.yml)
+    assert edges[("train", "serving_yws_lr")] == "task serving: update_config"
+
+
+def test_serving_endpoint_follows_the_resource(tmp_path):
+    shutil.copytree(ROOT / "jobs", tmp_path / "jobs")
+    path = tmp_path / "jobs" / "resources" / "yws_serving.yml"
+    data = yaml.safe_load(path.read_text())
+    endpoint = data["resources"]["model_serving_endpoints"].pop("yws_lr")
+    endpoint["name"] = "churn_scorer"
+    endpoint["config"]["served_entities"][0]["workload_size"] = "Medium"
+    endpoint["config"]["served_entities"][0]["scale_to_zero_enabled"] = False
+    data["resources"]["model_serving_endpoints"]["churn"] = endpoint
+    path.write_text(yaml.safe_dump(data))
+    bundle = load(tmp_path / "jobs")
+    arch = databricks_architecture(bundle=bundle)
+    assert arch.node("serving_churn").label == "Model Serving endpoint\nchurn_scorer\nMedium"
+    assert any(e.label == "ai_query('churn_scorer')" for e in arch.edges)
+    assert "churn_scorer" in local_architecture(bundle=bundle).node("serving_churn").label
+    # the endpoint's name is a bundle variable: resolved as the default target resolves it
+    endpoint["name"] = "${var.serving_endpoint}"
+    path.write_text(yaml.safe_dump(data))
+    arch = databricks_architecture(bundle=load(tmp_path / "jobs"))
+    assert "\nyws_lr\n" in arch.node("serving_churn").label
+
+
+def test_a_bundle_without_an_endpoint_draws_no_serving_path(tmp_path):
+    shutil.copytree(ROOT / "jobs", tmp_path / "jobs")
+    (tmp_path / "jobs" / "resources" / "yws_serving.yml").unlink()
+    bundle = load(tmp_path / "jobs")
+    for arch in (databricks_architecture(bundle=bundle), local_architecture(bundle=bundle)):
+        assert not any(n.key.startswith("serving_") for n in arch.nodes)
+        assert not any("ai_query" in e.label for e in arch.edges)
 
 
 # -- drawing --------------------------------------------------------------------------------------
@@ -157,9 +210,9 @@ def test_render_writes_png_and_self_contained_svg(tmp_path):
     for label in ("RageMaker", "Jobs API 2.2", "yws_dev.ml.yws_features",
                   "yws_dev.ml.yws_predictions", "yws_dev.ml.yws_lr", "Unity Catalog",
                   "Databricks", "MLflow tracking", "DBSQL serverless warehouse",
-                  "R / ODBC client", "Simple migration path"):
+                  "R / ODBC client", "Simple migration path", "Model Serving endpoint"):
         assert label in text, label
     local = (tmp_path / "architecture-local.svg").read_text(encoding="utf-8")
     for label in ("yws serve: Jobs API 2.2", "DuckDB warehouse", "$YWS_HOME/warehouse",
-                  "MLflow store (SQLite)", "R package yws"):
+                  "MLflow store (SQLite)", "R package yws", "yws serve: Model Serving"):
         assert label in local, label
