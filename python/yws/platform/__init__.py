@@ -32,6 +32,10 @@ class Target:
     """The scoring engines ``--engine auto`` tries, in order (see :mod:`yws.scoring.engines`)."""
     needs_volume_tmpdir: ClassVar[bool]
     """MLflow stages SparkML files through a Unity Catalog volume (serverless Spark Connect)."""
+    spark_in_threads: ClassVar[bool]
+    """Spark work may run on a second Python thread of the job. Classic PySpark shares one
+    session across threads; Spark Connect's active session is per thread, and its ML writers
+    assert one (``pyspark.ml.connect.readwrite``), so there it stays on the main thread."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -63,6 +67,7 @@ class LocalTarget(Target):
     embedded = True
     auto_engines = ("arrow", "spark")
     needs_volume_tmpdir = False
+    spark_in_threads = True
 
     SPARK_CONF: ClassVar[dict[str, str]] = {
         "spark.ui.enabled": "false",
@@ -128,6 +133,7 @@ class DatabricksTarget(Target):
     embedded = False
     auto_engines = ("spark",)
     needs_volume_tmpdir = True
+    spark_in_threads = False
 
     def storage(self) -> Storage:
         from yws.storage.databricks import DatabricksStorage

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,7 +24,7 @@ from yws.contract.spec import Spec
 from yws.errors import YwsError
 from yws.model import flavor, registry
 from yws.model.pipeline import build_pipeline, coefficients
-from yws.platform import storage_for
+from yws.platform import storage_for, target_for
 from yws.storage import Storage
 from yws.training.evaluation import all_finite, metrics, plots, preload, scored_arrays
 from yws.training.gate import decide
@@ -114,8 +114,12 @@ def train(
             model = build_pipeline(spec).fit(train_df)
             lap("fit")
 
-            saving = background.submit(_save_timed, model, spec, Path(tmp), dfs_tmpdir,
-                                       lap.timings, train_df)
+            save = (model, spec, Path(tmp), dfs_tmpdir, lap.timings, train_df)
+            saving: Future[Path] = Future()
+            if target_for(settings).spark_in_threads:  # saved while it is evaluated
+                saving = background.submit(_save_timed, *save)
+            else:
+                saving.set_result(_save_timed(*save))
             progress("evaluating on the held-out rows")
             y, p = scored_arrays(model, test_df, spec.label)
             rows_test = len(y)
