@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import click
 
@@ -66,9 +68,23 @@ def sql_grants(settings: Settings, as_json: bool) -> None:
 def sql_query(settings: Settings, statement: str, params: tuple[str, ...], fmt: str) -> None:
     """Run one query (Databricks SQL, named :parameters) and print the rows."""
     from yws.platform import warehouse_for
-    from yws.scoring.ai_query import endpoints_for
     from yws.warehouse.output import write_batches
 
-    warehouse = warehouse_for(settings).serve_endpoints(endpoints_for(settings))
+    warehouse = warehouse_for(settings).serve_endpoints(_endpoints(settings))
     batches = warehouse.batches(statement, key_values(params))
     write_batches(batches, fmt, sys.stdout)
+
+
+def _endpoints(settings: Settings) -> Callable[[str, Any], Any]:
+    """ai_query's scorer, loaded when a query first calls it: a query that does not score
+    imports no model code (nor pyarrow's filesystem layer, which needs the ssl module)."""
+    loaded: list[Callable[[str, Any], Any]] = []
+
+    def score(endpoint: str, rows: Any) -> Any:
+        if not loaded:
+            from yws.scoring.ai_query import endpoints_for
+
+            loaded.append(endpoints_for(settings))
+        return loaded[0](endpoint, rows)
+
+    return score
