@@ -17,6 +17,10 @@ from yws.errors import YwsError
 
 TARGETS = ("local", "databricks")
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
+# A Model Serving endpoint name: "alphanumeric characters, dashes, and underscores"
+# (https://docs.databricks.com/gcp/dev-tools/cli/reference/serving-endpoints-commands), at most
+# 63 characters. Nothing else, so a name can be written inside a SQL string literal as it is.
+ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 
 
 class SettingsError(YwsError, ValueError):
@@ -29,6 +33,16 @@ def check_identifier(value: str, what: str) -> str:
         raise SettingsError(
             f"{what} {value!r} is not a valid identifier: use letters, digits and underscores, "
             "starting with a letter or underscore (at most 255 characters)"
+        )
+    return value
+
+
+def check_endpoint_name(value: str, what: str = "serving endpoint") -> str:
+    """Return ``value`` if it is a Model Serving endpoint name (see :data:`ENDPOINT_NAME`)."""
+    if not isinstance(value, str) or not ENDPOINT_NAME.fullmatch(value):
+        raise SettingsError(
+            f"{what} {value!r} is not a Model Serving endpoint name: use letters, digits, '-' "
+            "and '_' (at most 63 characters), as the bundle variable serving_endpoint does"
         )
     return value
 
@@ -66,6 +80,9 @@ class Settings:
     analysts_group: str = "yws_analysts"
     r_users_group: str = "yws_r_users"
     jobs_principal: str = "yws_jobs"
+    # the Model Serving endpoint that serves the model (bundle variable serving_endpoint):
+    # what ai_query in sql/ names
+    serving_endpoint: str = "yws_lr"
 
     def __post_init__(self) -> None:
         if self.target not in TARGETS:
@@ -77,6 +94,7 @@ class Settings:
         for name in ("model", "features_table", "predictions_table", "quarantine_table",
                      "score_runs_table"):
             check_identifier(getattr(self, name), name.replace("_", " "))
+        check_endpoint_name(self.serving_endpoint)
         object.__setattr__(self, "home", Path(self.home))
         if self.spec is not None:
             object.__setattr__(self, "spec", Path(self.spec))

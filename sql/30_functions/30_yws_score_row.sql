@@ -1,6 +1,7 @@
 -- Score rows on demand, without a job: the @champion model behind the Model Serving
--- endpoint yws_lr (jobs/resources/yws_serving.yml), called with ai_query. Pass the features
--- of any rows you select: SELECT yws_score_row(tenure_months, ...).probability ...
+-- endpoint {{serving_endpoint}} (jobs/resources/yws_serving.yml; the bundle variable
+-- serving_endpoint names it), called with ai_query. Pass the features of any rows you
+-- select: SELECT yws_score_row(tenure_months, ...).probability ...
 -- A row the batch job would quarantine (a null, NaN or infinite value, a category the model
 -- never saw) gets its reason in error and NULL elsewhere, never a silent probability; rows
 -- the batch job scores get its probability exactly. The result has the served model's
@@ -23,7 +24,7 @@ CREATE OR REPLACE FUNCTION {{catalog}}.{{schema}}.yws_score_row(
 RETURNS STRUCT<probability: DOUBLE, prediction: INT, band: STRING, error: STRING>
 COMMENT 'YWS: score one row with the @champion model through Model Serving (ai_query); error says why, and the rest is NULL, for a row the batch job would quarantine'
 RETURN ai_query(
-  'yws_lr',
+  '{{serving_endpoint}}',
   named_struct(
     'tenure_months', tenure_months, 'monthly_spend', monthly_spend,
     'balance_utilization', balance_utilization, 'days_past_due_avg', days_past_due_avg,

@@ -82,9 +82,13 @@ def test_train_and_score_end_to_end_with_the_sdk_waiter(served):
     assert run.state.life_cycle_state == RunLifeCycleState.TERMINATED
     assert run.state.result_state == RunResultState.SUCCESS, run.state.state_message
     assert run.status.termination_details.code.value == "SUCCESS"
-    assert [t.task_key for t in run.tasks] == ["train", "check", "score"]
+    assert [t.task_key for t in run.tasks] == ["train", "check", "score", "serving"]
     assert [d.task_key for d in run.tasks[1].depends_on] == ["train"]
     assert [d.task_key for d in run.tasks[2].depends_on] == ["check"]
+    # the endpoint follows the champion after train; the batch does not wait for it
+    assert [d.task_key for d in run.tasks[3].depends_on] == ["train"]
+    assert run.tasks[3].state.result_state == RunResultState.SUCCESS
+    assert json.loads(w.jobs.get_run_output(run.tasks[3].run_id).logs)["endpoint"] == "yws_lr"
     # each task waited for the one it depends on
     assert run.tasks[0].end_time <= run.tasks[1].start_time <= run.tasks[1].end_time \
         <= run.tasks[2].start_time

@@ -75,9 +75,11 @@ def test_jobs_are_serverless_and_set_up_for_the_orchestrator():
     assert score_task["depends_on"] == [{"task_key": "check"}]
     assert score_task["max_retries"] == 2
     both = bundle.jobs["yws_train_and_score"]["tasks"]
-    assert [t["task_key"] for t in both] == ["train", "check", "score"]
+    assert [t["task_key"] for t in both] == ["train", "check", "score", "serving"]
     assert both[1]["depends_on"] == [{"task_key": "train"}]
     assert both[2]["depends_on"] == [{"task_key": "check"}]
+    # the endpoint follows the new champion after train, beside check -> score, not before it
+    assert both[3]["depends_on"] == [{"task_key": "train"}]
     # Item 11: both train tasks take the snapshot to train on, with the same flag and default.
     train_args = both[0]["python_wheel_task"]["parameters"]
     assert train_args[train_args.index("--as-of-date") + 1] == \

@@ -68,6 +68,24 @@ def test_the_train_job_moves_the_endpoint_to_the_champion_after_training():
     assert "yws-serving-update" in PARSERS
 
 
+def test_train_and_score_moves_the_endpoint_without_holding_up_the_batch():
+    """yws_train_and_score has yws_train's serving task, after train only: score does not wait
+    for the endpoint, and a failed update does not stop the batch (a task runs when the tasks
+    it depends_on succeeded; https://docs.databricks.com/jobs/run-if.html). It follows
+    @champion whatever alias the runner scores with: the model_alias job parameter does not
+    reach it. The same parameters as yws_train's, so the two cannot drift."""
+    jobs = load(ROOT / "jobs").jobs
+    tasks = {t["task_key"]: t for t in jobs["yws_train_and_score"]["tasks"]}
+    serving = tasks["serving"]
+    assert serving["depends_on"] == [{"task_key": "train"}]
+    assert tasks["check"]["depends_on"] == [{"task_key": "train"}]
+    assert tasks["score"]["depends_on"] == [{"task_key": "check"}]
+    wheel = serving["python_wheel_task"]
+    assert "{{job.parameters" not in json.dumps(wheel)
+    solo = next(t for t in jobs["yws_train"]["tasks"] if t["task_key"] == "serving")
+    assert serving == solo
+
+
 @pytest.mark.parametrize(("change", "message"), [
     (lambda e: e.update(budget="x"), "Unexpected field 'budget'"),
     (lambda e: e["permissions"].append({"level": "CAN_FLY", "group_name": "g"}),

@@ -1,6 +1,8 @@
 """The SQL files in ``sql/``: found, rendered with validated parameters, split into statements.
 
-Files are Databricks SQL with ``{{name}}`` placeholders for the catalog, schema and principals.
+Files are Databricks SQL with ``{{name}}`` placeholders for the catalog, schema, principals and
+the Model Serving endpoint (``{{serving_endpoint}}``, written inside a string literal: a name is
+checked to hold only letters, digits, ``-`` and ``_`` before it is put there).
 Each statement keeps the file and line it came from, so an error can point at it.
 """
 
@@ -14,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from yws.config import Settings, SettingsError, check_identifier
+from yws.config import Settings, SettingsError, check_endpoint_name, check_identifier
 from yws.errors import YwsError
 
 logging.getLogger("sqlglot").setLevel(logging.ERROR)
@@ -48,6 +50,7 @@ def parameters(settings: Settings) -> dict[str, str]:
         "analysts_group": check_principal(settings.analysts_group, "analysts group"),
         "r_users_group": check_principal(settings.r_users_group, "R users group"),
         "jobs_principal": check_principal(settings.jobs_principal, "jobs principal"),
+        "serving_endpoint": check_endpoint_name(settings.serving_endpoint),
     }
 
 

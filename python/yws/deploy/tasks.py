@@ -87,6 +87,8 @@ def sql_apply_parser() -> argparse.ArgumentParser:
     p = _base("yws-sql-apply", "Apply sql/ to the warehouse (the yws_sql_apply job task).")
     for name in ("analysts-group", "r-users-group", "jobs-principal"):
         p.add_argument(f"--{name}", default="")
+    p.add_argument("--serving-endpoint", default="",
+                   help="The Model Serving endpoint ai_query calls in sql/ [yws_lr].")
     return p
 
 
@@ -166,7 +168,8 @@ def sql_apply_main(argv: Sequence[str] | None = None) -> None:
     def go() -> dict[str, Any]:
         settings = _settings(args, analysts_group=args.analysts_group,
                              r_users_group=args.r_users_group,
-                             jobs_principal=args.jobs_principal)
+                             jobs_principal=args.jobs_principal,
+                             serving_endpoint=args.serving_endpoint)
 
         from yws.contract.sqlfiles import statements
         from yws.platform import warehouse_for

@@ -60,10 +60,11 @@ Routes = Mapping[str, "Route | tuple[str, str | int]"]
 
 
 def endpoint_name(settings: Settings) -> str:
-    """The endpoint serving the settings' model when no mapping is given: the model's short
-    name, as the bundle names it by default (``${var.serving_endpoint}``, default ``yws_lr``,
-    in ``jobs/databricks.yml``); ``sql/30_functions/30_yws_score_row.sql`` calls it so."""
-    return settings.model
+    """The endpoint serving the settings' model when no mapping is given: the settings'
+    ``serving_endpoint``, as the bundle names it (``${var.serving_endpoint}``, default
+    ``yws_lr``, in ``jobs/databricks.yml``; ``YWS_SERVING_ENDPOINT`` locally), the name
+    ``sql/30_functions/30_yws_score_row.sql`` is rendered with."""
+    return settings.serving_endpoint
 
 
 def served_routes(endpoints: Mapping[str, Any]) -> dict[str, Route]:

@@ -204,7 +204,8 @@ def _sql_problems(bundle: Bundle, target: str, values: dict[str, Value]) -> list
     root = root if root.is_dir() else sql_dir()
     local = {name: value.local for name, value in values.items()}
     given = {k: local.get(k) or None
-             for k in ("catalog", "schema", "analysts_group", "r_users_group", "jobs_principal")}
+             for k in ("catalog", "schema", "analysts_group", "r_users_group", "jobs_principal",
+                       "serving_endpoint")}
     try:
         settings = Settings().with_(**given)
         stmts = statements(settings, root)

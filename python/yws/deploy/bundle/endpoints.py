@@ -10,8 +10,9 @@ Each endpoint parses into ``databricks.bundles.model_serving_endpoints.ModelServ
   is the one the jobs of the same target register (``<catalog>.<schema>.<model>``);
 - the traffic routes name served entities and add up to 100 percent;
 - permissions name who they are for; tags have unique keys;
-- the task that moves the served version (``yws-serving-update --endpoint``) names an endpoint
-  of the bundle.
+- the task that moves the served version (``yws-serving-update --endpoint``) and the one that
+  applies ``sql/`` (``yws-sql-apply --serving-endpoint``, the endpoint ``ai_query`` names) name
+  an endpoint of the bundle.
 """
 
 from __future__ import annotations
@@ -21,12 +22,15 @@ from typing import Any
 
 import yaml
 
+from yws.config import ENDPOINT_NAME
 from yws.deploy.bundle.model import VAR_REF, Bundle, Value, flag_values, substitute
 
-ENDPOINT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,63}$")
 UC_NAME = re.compile(r"^[A-Za-z0-9_]+\.[A-Za-z0-9_]+\.[A-Za-z0-9_]+$")
 WORKLOAD_SIZES = ("Small", "Medium", "Large")
 UPDATE_ENTRY_POINT = "yws-serving-update"
+# The tasks that name the endpoint, and the flag they name it with: the serving task moves its
+# version, and sql/ (applied by yws-sql-apply) calls it with ai_query.
+ENDPOINT_FLAGS = {UPDATE_ENTRY_POINT: "--endpoint", "yws-sql-apply": "--serving-endpoint"}
 
 
 def typed(raw: dict[str, Any]) -> Any:
@@ -132,13 +136,14 @@ def target_endpoint_problems(bundle: Bundle, target: str, values: dict[str, Valu
     for job_key, job in bundle.jobs.items():
         for task in job.get("tasks") or []:
             wheel = task.get("python_wheel_task") or {}
-            if wheel.get("entry_point") != UPDATE_ENTRY_POINT:
+            flag = ENDPOINT_FLAGS.get(str(wheel.get("entry_point")))
+            if flag is None:
                 continue
             flags = dict(flag_values(wheel.get("parameters") or []))
-            endpoint = substitute(flags.get("--endpoint", ""), local)
+            endpoint = substitute(flags.get(flag, ""), local)
             if endpoint not in names:
                 problems.append(f"{bundle.sources[job_key]}: job {job_key} task "
-                                f"{task.get('task_key')}: --endpoint {endpoint!r} (target "
+                                f"{task.get('task_key')}: {flag} {endpoint!r} (target "
                                 f"{target}) is not an endpoint of the bundle "
                                 f"({', '.join(sorted(names)) or 'none'})")
     return problems
