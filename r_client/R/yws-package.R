@@ -33,6 +33,9 @@
 #' * `yws_response_error`: a serving endpoint's answer is not one prediction per row sent.
 #' * `yws_rejected_rows`: with `yws_predict(on_error = "abort")`, the endpoint refused rows
 #'   (fields `rows`, `reasons`, `data`).
+#' * `yws_unsupported_model`: [yws_export_glm()] cannot describe the model exactly (an
+#'   interaction, a function of a column, an offset, another family or link, ...); the
+#'   message says what is supported.
 #'
 #' Not errors: the warnings `yws_empty_batch` (a run succeeded with no rows) and
 #' `yws_rejected_rows` (`yws_predict()` returned rows the endpoint refused, fields `rows` and
