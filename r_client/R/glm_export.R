@@ -60,12 +60,14 @@ yws_glm_supported <- paste(
 #'   `prior_weights`, `converged`, `as_of`, `features_version`).
 #' @seealso [yws_glm_json()] to write it as JSON.
 #' @examples
+#' set.seed(1)
+#' n <- 500
 #' d <- data.frame(
-#'   defaulted_90d = c(0, 1, 0, 1, 1, 0, 0, 1),
-#'   tenure_months = c(12, 3, 40, 7, 2, 60, 33, 5),
-#'   has_autopay = c(TRUE, FALSE, TRUE, TRUE, FALSE, FALSE, TRUE, FALSE),
-#'   region = factor(c("north", "south", "north", "south", "east", "east", "north", "east"))
+#'   tenure_months = rpois(n, 30),
+#'   has_autopay = runif(n) < 0.5,
+#'   region = factor(sample(c("north", "south", "east"), n, replace = TRUE))
 #' )
+#' d$defaulted_90d <- rbinom(n, 1, plogis(-0.5 - 0.02 * d$tenure_months - 0.8 * d$has_autopay))
 #' fit <- glm(defaulted_90d ~ tenure_months + has_autopay + region, family = binomial,
 #'            data = d)
 #' x <- yws_export_glm(fit, as_of = "2026-08-31", features_version = 3)
@@ -123,7 +125,7 @@ yws_export_glm <- function(fit, as_of = NULL, features_version = NULL) {
 #' @param pretty Indent the text (`TRUE`) or write it on one line (`FALSE`).
 #' @return The JSON text, a string of class `json`.
 #' @examples
-#' d <- data.frame(y = c(0, 1, 0, 1, 1, 0), x = c(1, 2, 3, 4, 5, 6.5))
+#' d <- data.frame(y = c(0, 1, 0, 1, 1, 0, 1, 0), x = c(1, 2, 3, 4, 5, 6.5, 2.5, 4.5))
 #' cat(yws_glm_json(yws_export_glm(glm(y ~ x, binomial, d))))
 #' @export
 yws_glm_json <- function(x, pretty = FALSE) {
@@ -221,7 +223,11 @@ glm_term <- function(fit, name, class, full, call = rlang::caller_env()) {
                 baseline = if (full) NULL else "FALSE"))
   }
   levels <- fit$xlevels[[name]]
-  if (!is.character(levels) || length(levels) < 2L || anyNA(levels) || anyDuplicated(levels)) {
+  if (anyNA(levels)) {
+    glm_refuse(c("{.field {name}} has {.code NA} as a level ({.fn addNA}).",
+                 "i" = "A missing value is refused when scoring, never a level."), call = call)
+  }
+  if (!is.character(levels) || length(levels) < 2L || anyDuplicated(levels)) {
     glm_refuse("{.field {name}} has no usable levels in {.code fit$xlevels}.", call = call)
   }
   list(name = name, kind = "factor", levels = levels, contrasts = contrasts,

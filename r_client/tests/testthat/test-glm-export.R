@@ -144,6 +144,8 @@ test_that("every model it cannot describe exactly is refused with yws_unsupporte
                       levels = c("bronze", "silver", "gold"), ordered = TRUE)
   rows$balance_twice <- 2 * rows$balance_utilization
   rows$opened <- as.Date("2020-01-01") + seq_len(nrow(rows))
+  rows$region_na <- addNA(replace(rows$region, 1:40, NA))
+  rows$`tenure months` <- rows$tenure_months
   refused <- list(
     interaction = glm_fit(defaulted_90d ~ tenure_months * has_autopay, data = rows),
     interaction_only = glm_fit(defaulted_90d ~ tenure_months:region, data = rows),
@@ -165,7 +167,9 @@ test_that("every model it cannot describe exactly is refused with yws_unsupporte
                            contrasts = list(region = "contr.sum")),
     aliased = glm_fit(defaulted_90d ~ balance_utilization + balance_twice, data = rows),
     date = suppressWarnings(glm_fit(defaulted_90d ~ opened, data = rows)),  # 0/1 fits
-    removed_term = glm_fit(defaulted_90d ~ tenure_months + region - region, data = rows)
+    removed_term = glm_fit(defaulted_90d ~ tenure_months + region - region, data = rows),
+    na_level = glm_fit(defaulted_90d ~ region_na, data = rows),
+    non_syntactic = glm_fit(defaulted_90d ~ `tenure months`, data = rows)
   )
   for (case in names(refused)) {
     err <- expect_error(yws_export_glm(refused[[case]]), class = "yws_unsupported_model",
@@ -180,6 +184,8 @@ test_that("every model it cannot describe exactly is refused with yws_unsupporte
                "balance_twice", fixed = TRUE)
   expect_match(conditionMessage(expect_error(yws_export_glm(refused$ordered))),
                "ordered factor", fixed = TRUE)
+  expect_match(conditionMessage(expect_error(yws_export_glm(refused$na_level))),
+               "`NA` as a level", fixed = TRUE)
   expect_error(yws_export_glm("not a model"), class = "yws_unsupported_model")
 })
 
