@@ -72,3 +72,39 @@ def test_training_recovers_the_generating_coefficients(spark, settings, storage,
         diff = got[f"{cat}={other}"] - got[f"{cat}={ref}"]
         true_diff = truth[f"{cat}={other}"] - truth[f"{cat}={ref}"]
         assert diff == pytest.approx(true_diff, abs=0.15), cat
+
+
+@pytest.mark.parametrize(("anomalies", "collide"), [(0, False), (8, False), (0, True), (8, True)])
+def test_training_rows_account_for_every_row_whichever_duplicate_check_runs(
+        spark, settings, storage, spec, monkeypatch, anomalies, collide):
+    """Training checks repeated (entity, date) keys by a hash in its cached rows and, when a
+    hash repeats, by the keys themselves. Repeated keys are left out as failed checks either
+    way; a hash shared by distinct keys (forced here: every row one hash) costs time, never a
+    row; and nothing stays cached afterwards. The oracle is the exact check that the scoring
+    job runs (``with_reason`` on the raw rows)."""
+    from pyspark.sql import functions as F
+
+    from yws.contract.quality import REASON_COL, with_reason
+    from yws.datasets.ingest import write_snapshot
+    from yws.training import rows as training_rows
+
+    day = dt.date(2026, 2, 28)
+    snap = generate(2000, day, anomalies=anomalies)
+    write_snapshot(storage, snap, settings.features, "as_of_date", day)
+    if collide:
+        monkeypatch.setattr(training_rows, "key_hash", lambda spec: F.lit(7).cast("long"))
+    raw = spark.createDataFrame(snap)
+    exact = with_reason(raw, spec)
+    failed = exact.where(F.col(REASON_COL).isNotNull()).count()
+    unlabelled = exact.where(F.col(REASON_COL).isNull() & F.col(spec.label).isNull()).count()
+    assert (failed > 0) == (anomalies > 0)
+
+    with load_training_rows(spark, storage, settings, spec, day) as rows:
+        assert rows.read == snap.num_rows
+        assert rows.excluded == {training_rows.FAILED_CHECKS: failed,
+                                 training_rows.UNLABELLED: unlabelled}
+        assert rows.usable.count() == rows.used == snap.num_rows - failed - unlabelled
+        assert training_rows.KEY_HASH not in rows.usable.columns
+        train_df, test_df = rows.split()
+        assert train_df.count() + test_df.count() == rows.used
+    assert spark._jsparkSession.sharedState().cacheManager().isEmpty()

@@ -140,12 +140,18 @@ def quarantine_reason(
 
 
 def with_reason(
-    df: DataFrame, spec: Spec, categories: dict[str, list[str]] | None = None
+    df: DataFrame, spec: Spec, categories: dict[str, list[str]] | None = None, *,
+    duplicates: bool = True,
 ) -> DataFrame:
-    """``df`` with a :data:`REASON_COL` column (null for rows that may be used)."""
+    """``df`` with a :data:`REASON_COL` column (null for rows that may be used).
+
+    ``duplicates=False`` leaves repeated keys unchecked: for a caller that has made sure
+    there are none (:func:`yws.training.rows.load_training_rows` checks a hash of the key in
+    its cached rows, and comes back here when one repeats).
+    """
     from pyspark.sql import functions as F
 
-    dupes = duplicate_keys(df, spec)
+    dupes = duplicate_keys(df, spec) if duplicates else None
     if dupes is not None:
         flagged = dupes.withColumn(_DUP_FLAG, F.lit(True))
         df = df.join(F.broadcast(flagged), on=[spec.entity_key, spec.as_of_column], how="left")

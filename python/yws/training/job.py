@@ -92,8 +92,6 @@ def train(
 
     storage = storage or storage_for(settings)
     dfs_tmpdir = registry.dfs_tmpdir(settings)  # before the fit: it is needed only after it
-    registry.configure(settings)
-    client = mlflow.MlflowClient()
     tolerance = spec.auc_tolerance if tolerance is None else tolerance
     threshold = float(spec.model.get("threshold", 0.5))
     lap = _Laps()
@@ -101,8 +99,10 @@ def train(
     progress(f"reading {settings.features}")
     with tempfile.TemporaryDirectory() as tmp, \
             ThreadPoolExecutor(max_workers=2, thread_name_prefix="yws-train") as background:
-        # This process only waits while Spark fits and saves: it imports the evaluation's
-        # libraries meanwhile, and saves the model while it evaluates it.
+        # This process only waits while Spark reads, fits and saves: meanwhile it connects to
+        # MLflow (a new local store is created: ~1 s), imports the evaluation's libraries,
+        # and saves the model while it evaluates it.
+        configured = background.submit(registry.configure, settings)
         background.submit(preload)
         # The checked rows stay cached (where the session can cache) until the gate has
         # scored the champion on the held-out rows; nothing after that reads a row.
@@ -138,6 +138,8 @@ def train(
                 )
             lap("evaluate")
 
+            configured.result()
+            client = mlflow.MlflowClient()
             decision = decide(settings, client, found["auc_roc"], test_df, spec.label,
                               threshold=threshold, tolerance=tolerance, force=force_promote,
                               progress=progress)

@@ -91,6 +91,46 @@ def _split_once(rows: DataFrame, spec: Spec) -> DataFrame:
     return rows.withColumn(HELD_OUT, held_out(spec)).drop(spec.entity_key, spec.as_of_column)
 
 
+KEY_HASH = "key__hash"
+"""A column of the cached rows: a 64-bit hash of entity and date, for the duplicate check."""
+
+
+def key_hash(spec: Spec) -> Column:
+    """:data:`KEY_HASH` of a row."""
+    from pyspark.sql import functions as F
+
+    return F.xxhash64(F.col(spec.entity_key), F.col(spec.as_of_column))
+
+
+def _cached_unique(df: DataFrame, spec: Spec, settings: Settings) -> DataFrame | None:
+    """The checked rows with :data:`KEY_HASH`, cached, in one pass over the table; ``None``
+    when a key may repeat (or the session cannot cache), and then nothing is left cached.
+
+    The rows are spread over the session's cores by :data:`KEY_HASH` (no sort; a snapshot
+    written as one file would otherwise be one partition, every pass of the fit one task), so
+    rows with one key sit in one partition and counting hashes in the cache needs no shuffle
+    and no second read of the table. A repeated hash is a repeated key or (about once in
+    10^13 snapshots of a million rows) two keys with one hash: either way the caller checks
+    the keys themselves, as the scoring job does.
+    """
+    from pyspark.sql import functions as F
+
+    hashed = with_reason(df, spec, duplicates=False).withColumn(KEY_HASH, key_hash(spec))
+    cached = _cache(_split_once(hashed.repartition(KEY_HASH), spec), settings)
+    if cached is None:
+        return None
+    try:
+        repeated = (cached.groupBy(KEY_HASH).count().where(F.col("count") > 1)
+                    .limit(1).collect())
+    except BaseException:
+        cached.unpersist()
+        raise
+    if repeated:
+        cached.unpersist()
+        return None
+    return cached
+
+
 def _cache(df: DataFrame, settings: Settings) -> DataFrame | None:
     """``df`` cached in the session, or ``None`` where the target's session cannot cache
     (serverless environments before version 5 refuse ``cache()``): the rows are then read and
@@ -119,13 +159,15 @@ def load_training_rows(
     df = df.select(spec.entity_key, spec.as_of_column, spec.label, *spec.feature_names)
     if as_of is not None:
         df = df.where(F.col(spec.as_of_column) == F.lit(as_of))
-    label = F.col(spec.label)
-    checked = with_reason(df, spec).withColumn(spec.label, label.cast("int"))
-    # Cached, the rows are spread over the session's cores (by key: no sort; a snapshot
-    # written as one file would otherwise be one partition, every pass of the fit one task).
-    cached = _cache(_split_once(checked.repartition(spec.entity_key, spec.as_of_column), spec),
-                    settings)
-    rows = _split_once(checked, spec) if cached is None else cached
+    df = df.withColumn(spec.label, F.col(spec.label).cast("int"))
+    cached = _cached_unique(df, spec, settings)
+    if cached is None:  # repeated keys (quarantined by name), or a session that cannot cache
+        checked = with_reason(df, spec)
+        cached = _cache(_split_once(checked.repartition(spec.entity_key, spec.as_of_column),
+                                    spec), settings)
+        rows = _split_once(checked, spec) if cached is None else cached
+    else:
+        rows = cached.drop(KEY_HASH)  # `cached` itself is what release() unpersists
     try:
         return _account(rows, cached, spec, settings, as_of)
     except BaseException:
