@@ -12,8 +12,10 @@ is ready, and a failed update leaves the old one serving (the endpoint's
 ``state.config_update`` shows ``UPDATE_FAILED``).
 
 ``databricks-sdk`` carries the request, with the credentials of its environment: the job's own
-on Databricks, ``DATABRICKS_HOST`` / ``DATABRICKS_TOKEN`` (or a profile) elsewhere — a local
-``yws serve`` answers the same call.
+(its ``run_as``) on Databricks, ``DATABRICKS_HOST`` / ``DATABRICKS_TOKEN`` (or a profile)
+elsewhere. ``yws serve`` answers the same call, and gives the tasks it runs its own address
+and a token of the job's ``run_as`` for the length of the run (``yws.server.jobs``), so
+``CAN_MANAGE`` on the endpoint is checked against the same principal on both targets.
 """
 
 from __future__ import annotations

@@ -199,11 +199,13 @@ def serving_update_main(argv: Sequence[str] | None = None) -> None:
         from yws.platform import target_for
 
         if target_for(settings).embedded and not serving_client.credentials_given():
-            # A task run by `yws serve` gets no workspace credentials: nothing to call.
+            # Run by hand outside `yws serve` (which gives its tasks its address and a token of
+            # the job's run_as): no workspace to call.
             return {"endpoint": args.endpoint, "updated": False,
                     "reason": "no workspace to update: set DATABRICKS_HOST and "
                               "DATABRICKS_TOKEN (yws serve's address and a token of a "
-                              "principal with CAN_MANAGE on the endpoint)"}
+                              "principal with CAN_MANAGE on the endpoint), or run the task "
+                              "through yws serve, which gives them to its tasks"}
         return serving_client.follow_alias(settings, args.endpoint, alias).as_dict()
 
     _run(go)

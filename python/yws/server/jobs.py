@@ -23,6 +23,16 @@ An idempotency token belongs to the principal that used it: the same principal, 
 give the same run; another principal's token of the same text starts its own run; and the
 same principal reusing a token with different parameters is refused (Databricks would return
 the first run and ignore the new parameters).
+
+A task on Databricks runs with the identity of the job's ``run_as``. Here each run gets a token
+of its own that acts as that principal (:meth:`yws.server.store.Store.run_token`), made when
+the run starts executing and deleted when it ends; its task processes get it as
+``DATABRICKS_TOKEN``, with this server's own address (the socket the run-now or repair
+request came in on, never a Host header) as ``DATABRICKS_HOST``, so a task that calls the
+workspace (the serving task's ``PUT /api/2.0/serving-endpoints/{name}/config``) calls this
+server, and is allowed what the ``run_as`` principal is allowed. Other ``DATABRICKS_*``
+variables of the server's environment never reach a task: a local task cannot reach a real
+workspace by accident. The token is not logged, and is in no run output or state.
 """
 
 from __future__ import annotations
@@ -61,6 +71,9 @@ GRACE_SECONDS = 5.0  # between SIGTERM and SIGKILL when a task is stopped
 POLL_SECONDS = 0.2  # how often a running task is checked for a cancel or its timeout
 # runs/get-output: "Databricks restricts this API to return the last 5 MB of these logs".
 MAX_LOG_BYTES = 5 * 1024 * 1024
+# The variables databricks-sdk reads credentials and a workspace from all start so
+# (DATABRICKS_HOST, _TOKEN, _CONFIG_PROFILE, _CLIENT_ID, ...): none of the server's reach a task.
+CREDENTIAL_PREFIX = "DATABRICKS_"
 # Task settings a task run repeats (RunTask carries the task's settings).
 TASK_RUN_FIELDS = ("description", "environment_key", "python_wheel_task", "timeout_seconds",
                    "max_retries", "min_retry_interval_millis", "retry_on_timeout")
@@ -202,6 +215,34 @@ def local_task_args(parameters: list[str], values: Mapping[str, str], home: Path
     return ["--target=local", f"--home={home}", *args]
 
 
+def task_environment(environ: Mapping[str, str], home: Path,
+                     credentials: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The environment of a task process: the server's, without any workspace credentials of
+    its own, with the local target's settings and the run's ``credentials``
+    (``DATABRICKS_HOST``/``DATABRICKS_TOKEN``) when it has some."""
+    env = {k: v for k, v in environ.items() if not k.startswith(CREDENTIAL_PREFIX)}
+    env.update({"YWS_HOME": str(home), "YWS_TARGET": "local", "SPARK_LOCAL_IP": "127.0.0.1",
+                "PYSPARK_PYTHON": sys.executable})
+    env.update(credentials or {})
+    return env
+
+
+def own_address(server: Any, scheme: Any = "http") -> str | None:
+    """``http://HOST:PORT`` of the socket a request came in on (an ASGI scope's ``server``), or
+    None unless it is an IP address (a test client's made-up host is not one to give tasks)."""
+    import ipaddress
+
+    try:
+        host, port = str(server[0]), int(server[1])
+        ip = ipaddress.ip_address(host)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if ip.is_unspecified or not 0 < port < 65536:
+        return None
+    shown = f"[{host}]" if ip.version == 6 else host
+    return f"{'https' if scheme == 'https' else 'http'}://{shown}:{port}"
+
+
 def log_tail(text: str, limit: int = MAX_LOG_BYTES) -> tuple[str, bool]:
     """The last ``limit`` bytes of a task's output (whole characters), and whether any were
     cut."""
@@ -251,16 +292,26 @@ class Runner:
         self._cancelled: set[int] = set()
         self._stops: dict[int, threading.Event] = {}  # set to stop a run (cancel, shutdown)
         self._threads: dict[int, threading.Thread] = {}
+        self._credentials: dict[int, dict[str, str]] = {}  # run id -> its tasks' credentials
         self._stopping = False
+        self.address: str | None = None  # this server's own URL, for the tasks (serve_at)
         self.interrupted = self._reconcile()
 
     def _reconcile(self) -> int:
-        """End the runs a previous server left active, after killing their task processes."""
+        """End the runs a previous server left active, after killing their task processes;
+        the tokens of those runs go with them."""
         stale = self.store.query(
             f"SELECT run_id FROM task_runs WHERE life_cycle_state NOT IN "
             f"({','.join('?' * len(TERMINAL))})", TERMINAL)
         kill_task_processes({int(r["run_id"]) for r in stale}, self.settings.home.resolve())
+        self.store.revoke_run_tokens()
         return self.store.fail_interrupted()
+
+    def serve_at(self, address: str | None) -> None:
+        """This server's own URL (see :func:`own_address`): runs started from now on give it to
+        their tasks as ``DATABRICKS_HOST``, with a token of the job's ``run_as``."""
+        if address:
+            self.address = address
 
     # -- jobs ------------------------------------------------------------------------------
     def job(self, job_id: Any, principal: Principal, run: bool = False) -> Job:
@@ -521,6 +572,9 @@ class Runner:
             else "CANCELED"
         marks = ",".join("?" * len(TERMINAL))
         with self.store.tx() as db:
+            # the run's token goes in the same transaction: no one sees the run ended while
+            # its token still works
+            db.execute("DELETE FROM tokens WHERE run_id = ?", (run_id,))
             db.execute("UPDATE runs SET life_cycle_state = ?, result_state = ?, "
                        "termination_code = ?, state_message = ?, end_time = ? "
                        "WHERE run_id = ?", (life, result, code, message, now_ms(), run_id))
@@ -535,11 +589,17 @@ class Runner:
 
     def _execute(self, job: Job, run_id: int) -> None:
         try:
+            if self.address:  # the run's identity: run_as, for as long as the run executes
+                self._credentials[run_id] = {
+                    "DATABRICKS_HOST": self.address, "DATABRICKS_AUTH_TYPE": "pat",
+                    "DATABRICKS_TOKEN": self.store.run_token(job.run_as, run_id)}
             self._execute_tasks(job, run_id)
         except Exception as e:  # a bug here must not leave the run (or a task) RUNNING
             self._finish(run_id, "FAILED", "INTERNAL_ERROR", f"internal error: {e}",
                          life="INTERNAL_ERROR")
         finally:
+            self._credentials.pop(run_id, None)
+            self.store.revoke_run_tokens(run_id)  # it stops working with the run's end
             with self._lock:
                 self._cancelled.discard(run_id)
                 self._stops.pop(run_id, None)
@@ -620,9 +680,8 @@ class Runner:
             return "FAILED"
         argv = [str(exe), *local_task_args(list(wheel.get("parameters", [])), params,
                                            self.settings.home.resolve())]
-        base_env = {**os.environ, "YWS_HOME": str(self.settings.home.resolve()),
-                    "YWS_TARGET": "local", "SPARK_LOCAL_IP": "127.0.0.1",
-                    "PYSPARK_PYTHON": sys.executable}
+        base_env = task_environment(os.environ, self.settings.home.resolve(),
+                                    self._credentials.get(run_id))
         retries = int(task.get("max_retries", 0) or 0)
         interval = min(float(task.get("min_retry_interval_millis", 0) or 0) / 1000, 30.0)
         result = "FAILED"

@@ -19,7 +19,14 @@ from fastapi import FastAPI, Request
 
 from yws.server.context import Api
 from yws.server.errors import invalid, not_found
-from yws.server.jobs import TASK_RUN_FIELDS, check_run_access, latest_attempts
+from yws.server.jobs import (
+    TASK_RUN_FIELDS,
+    Job,
+    Runner,
+    check_run_access,
+    latest_attempts,
+    own_address,
+)
 from yws.server.limits import (
     REPAIR_FIELDS,
     RUN_NOW_FIELDS,
@@ -190,6 +197,15 @@ def run_row(api: Api, run_id: Any, principal: Principal) -> Any:
     return rows[0]
 
 
+def runnable(runner: Runner, job_id: Any, principal: Principal, request: Request) -> Job:
+    """The job ``principal`` may run (run-now, repair). The run's tasks will call this server
+    back on the socket this request came in on, never on its Host header (which the client
+    writes): see :func:`yws.server.jobs.own_address`."""
+    job = runner.job(job_id, principal, run=True)
+    runner.serve_at(own_address(request.scope.get("server"), request.scope.get("scheme")))
+    return job
+
+
 def add_routes(app: FastAPI, api: Api) -> None:
     """The Jobs API 2.2: jobs (list, get, run-now), then their runs."""
     runner, who, body = api.runner, api.who, api.body
@@ -227,7 +243,7 @@ def add_routes(app: FastAPI, api: Api) -> None:
         if "job_id" not in data:
             raise invalid("Missing required field: job_id")
         served_fields(data, RUN_NOW_FIELDS, "run-now")
-        job = runner.job(positive_id(data["job_id"], "job_id"), principal, run=True)
+        job = runnable(runner, positive_id(data["job_id"], "job_id"), principal, request)
         params = job_parameters(data.get("job_parameters"))
         token = idempotency_token(data.get("idempotency_token"))
         run_id = runner.run_now(job, params, token, principal,
@@ -250,7 +266,7 @@ def _add_run_routes(app: FastAPI, api: Api) -> None:
         if "run_id" not in data:
             raise invalid("Missing required field: run_id")
         row = run_row(api, data["run_id"], principal)
-        job = runner.job(row["job_id"], principal, run=True)
+        job = runnable(runner, row["job_id"], principal, request)
         repair_id = runner.repair(
             job, int(row["run_id"]), rerun_tasks=task_keys(data.get("rerun_tasks"),
                                                            "rerun_tasks"),

@@ -2,6 +2,10 @@
 
 Tokens are stored as SHA-256 hashes only. Run ids come from one sequence shared by job runs and
 task runs, as on Databricks. Every write is one SQLite transaction.
+
+A run's token (:meth:`Store.run_token`) is the credential ``yws serve`` hands the task
+processes of one job run: it acts as the job's ``run_as`` principal and is deleted when the
+run ends (:meth:`Store.revoke_run_tokens`), or, after a crash, when the server starts again.
 """
 
 from __future__ import annotations
@@ -51,6 +55,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 """
 # Columns added after the first release: ALTER TABLE adds each one an older server.db lacks.
 ADDED_COLUMNS = {
+    # the job run a token was made for (NULL: a token made by `yws tokens create`)
+    "tokens": [("run_id", "INTEGER")],
     "runs": [("only_tasks", "TEXT"), ("queue_duration", "INTEGER NOT NULL DEFAULT 0")],
     # a task run is one attempt: repair_id says which repair made it (NULL: the run itself);
     # exec_start/exec_end bound its process, for the setup/execution/cleanup durations
@@ -140,13 +146,33 @@ class Store:
             return list(self._db.execute(sql, args))
 
     # -- tokens --------------------------------------------------------------------------------
-    def create_token(self, principal: str, groups: list[str], comment: str = "") -> str:
+    def create_token(self, principal: str, groups: list[str], comment: str = "",
+                     run_id: int | None = None) -> str:
         token = "dapi" + secrets.token_hex(16)
         with self.tx() as db:
-            db.execute("INSERT INTO tokens VALUES (?, ?, ?, ?, ?)",
+            db.execute("INSERT INTO tokens (token_hash, principal, groups, created_at, comment, "
+                       "run_id) VALUES (?, ?, ?, ?, ?, ?)",
                        (hash_token(token), principal, json.dumps(sorted(set(groups))),
-                        time.time(), comment))
+                        time.time(), comment, run_id))
         return token
+
+    def run_token(self, principal: str, run_id: int) -> str:
+        """A token for the task processes of job run ``run_id`` that acts as ``principal`` (the
+        job's ``run_as``): its name, and the groups its own tokens carry (locally a principal's
+        groups are known from its tokens only). Deleted by :meth:`revoke_run_tokens`."""
+        rows = self.query("SELECT groups FROM tokens WHERE principal = ? AND run_id IS NULL",
+                          (principal,))
+        groups = sorted({g for r in rows for g in json.loads(r["groups"])})
+        return self.create_token(principal, groups, f"job run {run_id} (revoked when it ends)",
+                                 run_id=run_id)
+
+    def revoke_run_tokens(self, run_id: int | None = None) -> int:
+        """Delete the tokens of job run ``run_id`` (of every run when None: no run outlives a
+        server); they stop working at once. The number deleted."""
+        with self.tx() as db:
+            if run_id is None:
+                return int(db.execute("DELETE FROM tokens WHERE run_id IS NOT NULL").rowcount)
+            return int(db.execute("DELETE FROM tokens WHERE run_id = ?", (run_id,)).rowcount)
 
     def tokens(self) -> list[dict[str, Any]]:
         """Every token by its id (the first 12 hex digits of its hash), never the secret."""
