@@ -1,6 +1,8 @@
 """The SQL Statement Execution API 2.0 on the local warehouse, with grants enforced.
 
-A principal may read only objects granted (SELECT) to it or one of its groups in ``sql/``;
+A principal may read only objects granted (SELECT) to it or one of its groups in ``sql/``,
+call only the SQL functions granted (EXECUTE) to it, and name in ``ai_query`` only a Model
+Serving endpoint it may query (``CAN_QUERY`` in the bundle's permissions for the endpoint);
 only queries run here (DDL and DML go through ``yws sql apply``). Results are cut into chunks
 of :data:`ROWS_PER_CHUNK` rows: JSON_ARRAY inline as ``data_array`` (every value a string, as
 Databricks sends it); ARROW_STREAM and CSV only through ``EXTERNAL_LINKS``, as on Databricks.
@@ -50,7 +52,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Generator, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -76,6 +78,12 @@ DISPOSITIONS = ("INLINE", "EXTERNAL_LINKS")
 DEFAULT_SCHEMA = "default"
 _INTS = {8: ("BYTE", "TINYINT"), 16: ("SHORT", "SMALLINT"), 32: ("INT", "INT"),
          64: ("LONG", "BIGINT")}
+EXECUTE_PRIVILEGES = ("EXECUTE", "ALL PRIVILEGES")
+
+EndpointAccess = Callable[[Principal, str], object]
+"""``access(principal, endpoint)``: returns when the principal may query the Model Serving
+endpoint (``CAN_QUERY``); raises the API's 403 ``PERMISSION_DENIED`` when it may not, 404 when
+there is no such endpoint (``yws.server.serving.ServingService.endpoint`` with ``CAN_QUERY``)."""
 
 
 def column_type(t: pa.DataType) -> dict[str, Any]:
@@ -244,6 +252,42 @@ def _civil(t: pa.DataType, raw: int) -> str:
     return f"{text}T{clock}" + ("Z" if getattr(t, "tz", None) else "")
 
 
+def routines(tree: Any, catalog: str, schema: str, known: set[str]) -> set[str]:
+    """The lower-case three-level names of the SQL functions a statement calls: every
+    qualified call (``schema.f(...)``, ``catalog.schema.f(...)``; the request's catalog
+    completes a two-part name), and an unqualified call of a function of the request's
+    catalog and schema (in ``known``), which is qualified in the tree, so that the engine
+    runs the function it was checked as (as :func:`yws.server.grants.relations` does for
+    tables)."""
+    from sqlglot import exp
+
+    def parts(node: Any) -> list[str] | None:
+        if isinstance(node, exp.Identifier):
+            return [str(node.this)]
+        if isinstance(node, exp.Dot) and isinstance(node.expression, exp.Identifier):
+            head = parts(node.this)
+            return None if head is None else [*head, str(node.expression.this)]
+        return None
+
+    out: set[str] = set()
+    for dot in tree.find_all(exp.Dot):
+        if isinstance(dot.expression, exp.Anonymous):
+            qualifier = parts(dot.this)
+            if qualifier and len(qualifier) <= 2:
+                name = [*([catalog] if len(qualifier) == 1 else []), *qualifier,
+                        str(dot.expression.name)]
+                out.add(".".join(name).lower())
+    local = f"{catalog}.{schema}.".lower()
+    for call in list(tree.find_all(exp.Anonymous)):
+        full = local + str(call.name).lower()
+        qualified = isinstance(call.parent, exp.Dot) and call.arg_key == "expression"
+        if not qualified and full in known:
+            out.add(full)
+            call.replace(exp.Dot.build([exp.to_identifier(catalog.lower()),
+                                        exp.to_identifier(schema.lower()), call.copy()]))
+    return out
+
+
 @dataclass(frozen=True)
 class ResultLimits:
     """How long and how much the server keeps; each from ``YWS_SQL_<NAME>`` when set."""
@@ -344,6 +388,9 @@ class StatementService:
         self.settings = settings
         self.limits = limits or ResultLimits.from_env()
         self.warehouse = LocalWarehouse(settings)
+        # who may query which endpoint in ai_query (set by check_endpoints_with); without it
+        # the warehouse serves no endpoint to check
+        self.endpoint_access: EndpointAccess | None = None
         self._statements: dict[str, Statement] = {}
         self._lock = threading.Lock()
         self._dir = self._results_dir(settings.home.resolve() / "tmp")
@@ -441,6 +488,58 @@ class StatementService:
                            f"SELECT on {', '.join(missing)}; grants in sql/90_grants.sql decide "
                            "who reads what.", "42501")
 
+    def check_endpoints_with(self, access: EndpointAccess | None) -> StatementService:
+        """Check every endpoint a statement's ``ai_query`` names with ``access`` before it runs
+        (see :data:`EndpointAccess`); returns the service."""
+        self.endpoint_access = access
+        return self
+
+    def _functions(self) -> set[str]:
+        """The lower-case three-level names of the applied SQL functions."""
+        state = self.warehouse._state()  # the applied state: objects() lists tables and views
+        return {str(s["object"]).lower() for s in state["statements"]
+                if s["kind"] == "FUNCTION"}
+
+    def _may_call(self, principal: Principal, tree: Any, catalog: str, schema: str) -> None:
+        """The statement calls only SQL functions granted (EXECUTE, on the function or
+        inherited from its schema or catalog) to the principal, and names in ``ai_query``
+        only endpoints it may query (CAN QUERY), or it fails ``INSUFFICIENT_PERMISSIONS``."""
+        from yws.warehouse import ai_query
+
+        known = self._functions()
+        called = routines(tree, catalog, schema, known)
+        for name in sorted(called - known):  # never a DuckDB function by another name
+            quoted = ".".join(f"`{p}`" for p in name.split("."))
+            raise SqlError("UNRESOLVED_ROUTINE",
+                           f"Cannot resolve routine {quoted}: the SQL functions here are "
+                           f"those sql/ creates ({', '.join(sorted(known)) or 'none'}).",
+                           "42883")
+        if called:
+            grants = self.warehouse.grants()
+            held = {g.securable.lower() for g in grants if g.principal in principal.identities
+                    and g.privilege in EXECUTE_PRIVILEGES}
+            for name in sorted(called):
+                parts = name.split(".")
+                if not held & {name, ".".join(parts[:2]), parts[0]}:
+                    raise SqlError("INSUFFICIENT_PERMISSIONS",
+                                   f"Insufficient privileges: User {principal.name} does not "
+                                   f"have EXECUTE on Routine or Model '{name}'; grants in "
+                                   "sql/90_grants.sql decide who calls what.", "42501")
+        if self.endpoint_access is None:
+            return
+        for endpoint in ai_query.endpoints(tree):
+            try:
+                self.endpoint_access(principal, endpoint)
+            except ApiError as e:
+                if e.status != 403:
+                    continue  # no such endpoint: the call says so when it runs
+                raise SqlError("INSUFFICIENT_PERMISSIONS",
+                               f"Insufficient privileges: User {principal.name} does not have "
+                               f"CAN QUERY on serving endpoint '{endpoint}', which ai_query "
+                               "needs; the endpoint's permissions in the bundle "
+                               "(jobs/resources/yws_serving.yml) decide who queries it.",
+                               "42501") from None
+
     def _parameters(self, body: dict[str, Any]) -> dict[str, Typed | SqlError]:
         """Each parameter typed (STRING unless ``type`` says otherwise); a bad type is a 400, a
         value that is not of its type fails the statement (CAST_INVALID_INPUT), as a cast."""
@@ -484,6 +583,7 @@ class StatementService:
                 raise SqlError("INSUFFICIENT_PERMISSIONS", e.message, "42501") from None
             raise SqlError("TABLE_OR_VIEW_NOT_FOUND", e.message, "42P01") from None
         self._allowed(principal, objects)
+        self._may_call(principal, tree, catalog, schema)
         typed_params = {k: v for k, v in params.items() if isinstance(v, Typed)}
         try:
             return to_duckdb(tree, typed_params, user=principal.name)

@@ -18,6 +18,12 @@ from yws.server.limits import check_statement
 
 def add_routes(app: FastAPI, api: Api) -> None:
     statements, who, body = api.statements, api.who, api.body
+    # ai_query names an endpoint: the caller must be allowed to query it (CAN_QUERY), as
+    # Model Serving's own invocations route checks (yws.server.serving)
+    serving = getattr(app.state, "serving", None)
+    if serving is not None and serving.endpoints:
+        statements.check_endpoints_with(
+            lambda principal, name: serving.endpoint(name, principal, "CAN_QUERY"))
 
     # -- SQL Statement Execution API 2.0 -------------------------------------------------
     @app.get("/api/2.0/sql/warehouses")

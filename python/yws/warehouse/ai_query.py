@@ -158,6 +158,13 @@ def check(tree: Any) -> None:
         _parts(node)
 
 
+def endpoints(tree: Any) -> list[str]:
+    """The endpoint every ``ai_query`` call in ``tree`` names, each once (a call
+    Databricks would refuse raises as in :func:`check`): what a caller must be allowed to query
+    (``CAN QUERY``) before the statement runs."""
+    return list(dict.fromkeys(_parts(node)[0] for node in _calls(tree)))
+
+
 def rewrite(tree: Any) -> Any:
     """``tree`` (a copy) with every ``ai_query`` call as the local warehouse's function."""
     from sqlglot import exp
