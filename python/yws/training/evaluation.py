@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -110,3 +111,13 @@ def plots(y: np.ndarray, p: np.ndarray, coefficients: dict[str, float]) -> dict[
     fig.tight_layout()
     figures["coefficients.png"] = fig
     return figures
+
+
+def write_plots(y: np.ndarray, p: np.ndarray, coefficients: dict[str, float],
+                folder: Path) -> Path:
+    """:func:`plots` rendered to PNG files in ``folder`` (created), as ``mlflow.log_figure``
+    would render them; the training job renders them in a thread while Spark saves the model."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, figure in plots(y, p, coefficients).items():
+        figure.savefig(folder / name)
+    return folder

@@ -26,7 +26,7 @@ from yws.model import flavor, registry
 from yws.model.pipeline import build_pipeline, coefficients
 from yws.platform import storage_for, target_for
 from yws.storage import Storage
-from yws.training.evaluation import all_finite, metrics, plots, preload, scored_arrays
+from yws.training.evaluation import all_finite, metrics, preload, scored_arrays, write_plots
 from yws.training.gate import decide
 from yws.training.rows import load_training_rows
 
@@ -137,6 +137,8 @@ def train(
                     "was not registered. Check the feature values and regParam"
                 )
             lap("evaluate")
+            rendering = background.submit(write_plots, y, p, coefs.as_dict()["coefficients"],
+                                          Path(tmp) / "plots")
 
             configured.result()
             client = mlflow.MlflowClient()
@@ -162,8 +164,7 @@ def train(
             if decision.champion_metrics:
                 mlflow.log_metric("champion_auc_roc", decision.champion_metrics["auc_roc"])
             mlflow.log_dict(coefs.as_dict(), "coefficients.json")
-            for name, figure in plots(y, p, coefs.as_dict()["coefficients"]).items():
-                mlflow.log_figure(figure, name)
+            mlflow.log_artifacts(str(rendering.result()))  # ROC, calibration, coefficients
             lap("log_metrics_and_plots")
             artifact = flavor.log(saving.result())
             lap("log_model")  # what is left of saving the model, and logging it
