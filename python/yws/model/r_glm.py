@@ -26,6 +26,10 @@ refused, with the quarantine rules' words (:mod:`yws.contract.rules`), so a job 
 as it holds back the rows the SparkML model refuses. A missing term column, or one of a type
 R's ``predict`` would refuse (text for a numeric term, numbers for a logical one), refuses the
 whole input (:class:`RModelInputError`), as R does.
+
+This file is also each registered R model's code (:mod:`yws.model.r_glm_flavor` logs it as
+``code/yws_r_glm.py``): it imports from ``yws`` only the errors' root and the rules' words, and
+those only where they are, and otherwise only NumPy and pyarrow (pandas when given a frame).
 """
 
 from __future__ import annotations
@@ -42,8 +46,27 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from yws.contract.rules import Rule
-from yws.errors import YwsError
+try:  # inside YWS; logged as an R model's code (yws.model.r_glm_flavor) it stands alone
+    from yws.contract.rules import Rule
+    from yws.errors import YwsError as _Root
+except ImportError:  # pragma: no cover - only where yws is not installed
+
+    class _Root(Exception):  # type: ignore[no-redef]
+        """The errors' root where the file runs alone (a class, so ValueError can join it)."""
+
+    @dataclass(frozen=True)
+    class Rule:  # type: ignore[no-redef]
+        """The quarantine rules' words for the checks an R model makes, where
+        ``yws.contract.rules`` is absent (tests/unit/test_r_glm_flavor.py holds them equal)."""
+
+        check: str
+        column: str
+
+        def reason(self, value: str | None = None) -> str:
+            return {"null": f"{self.column} is null",
+                    "null_or_nan": f"{self.column} is null or NaN",
+                    "infinite": f"{self.column} is infinite",
+                    "unseen": f"{self.column} has unseen category '{value}'"}[self.check]
 
 FORMAT = "yws-r-glm/1"
 """The description format this module reads (the R package's ``yws_export_glm()`` writes it)."""
@@ -71,12 +94,12 @@ _TRAINING_KEYS = ("r_version", "nobs", "prior_weights", "converged", "as_of",
                   "features_version")
 
 
-class RModelFormatError(YwsError, ValueError):
+class RModelFormatError(_Root, ValueError):
     """A description that is not a valid ``yws-r-glm/1`` document; the message names the
     field and what is wrong with it."""
 
 
-class RModelInputError(YwsError, ValueError):
+class RModelInputError(_Root, ValueError):
     """Rows an R model cannot take at all: a term's column is missing or of a type R's
     ``predict()`` refuses."""
 
