@@ -119,7 +119,7 @@ def test_the_threshold_and_the_bands_are_the_specs(tmp_path: Path, spec: Spec,
     import mlflow
 
     low = spec.with_params({"threshold": "0.2"})
-    folder = r_glm_flavor.save(description(), low, tmp_path)
+    folder = r_glm_flavor.save(description(), low, tmp_path, rows().head(4))
     out = mlflow.pyfunc.load_model(str(folder)).predict(rows().head(4)).to_dict("records")
     p = RGlm.from_dict(description()).predict(rows().head(4)).probability
     assert [r["prediction"] for r in out] == (p > 0.2).astype(int).tolist()
