@@ -110,8 +110,9 @@ def quarantine_reason(
     """A column holding why a row cannot be scored ('; '-joined), or null when it can: the
     rules of :func:`yws.contract.rules.quarantine_rules` compiled to Spark expressions.
 
-    ``categories`` are the fitted labels per categorical feature; without them (training)
-    unseen categories are not checked. ``duplicates`` reads the flag :func:`with_reason` joins.
+    ``categories`` are the fitted labels per categorical feature the model reads (a feature
+    it does not read is not checked); without them (training) unseen categories are not
+    checked. ``duplicates`` reads the flag :func:`with_reason` joins.
     """
     from pyspark.sql import functions as F
 
@@ -127,7 +128,9 @@ def quarantine_reason(
             checks.append(F.when(c.cast("double").isin(float("inf"), float("-inf")),
                                  F.lit(rule.reason())))
         elif rule.check == "unseen":
-            known = (categories or {}).get(rule.column, [])
+            if rule.column not in (categories or {}):  # a column the model does not read
+                continue
+            known = (categories or {})[rule.column]
             before, after = rule.around_value()
             checks.append(F.when(c.isNotNull() & ~c.isin(*known) if known else c.isNotNull(),
                                  F.concat(F.lit(before), c, F.lit(after))))

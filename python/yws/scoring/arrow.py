@@ -34,7 +34,8 @@ from yws.contract.quality import InputDataError, check_arrow_schema, check_dupli
 from yws.contract.rules import Rule, quarantine_rules
 from yws.contract.spec import Spec
 from yws.contract.tables import FEATURES_HINT, PREDICTIONS, QUARANTINE, arrow_schema
-from yws.model.evaluator import ArrowModel
+from yws.model import families
+from yws.model.families import FamilyModel
 from yws.scoring.base import Engine, RunIds, Scoring, UnsuitableEngineError
 from yws.storage import Storage
 
@@ -173,7 +174,9 @@ def reasons(table: pa.Table, spec: Spec, categories: dict[str, list[str]],
             x = floats[rule.column]
             add(np.isnan(x) if rule.check == "null_or_nan" else np.isinf(x), rule.reason())
         elif rule.check == "unseen":
-            known = pa.array(categories.get(rule.column, []), pa.string())
+            if rule.column not in categories:  # a column the model does not read
+                continue
+            known = pa.array(categories[rule.column], pa.string())
             values = pc.cast(col, pa.string())
             unseen = pc.and_(pc.is_valid(values), pc.invert(pc.is_in(values, value_set=known)))
             add(np.asarray(unseen.to_numpy(zero_copy_only=False), dtype=bool), (rule, values))
@@ -205,7 +208,7 @@ class Scorer:
     memory, so a snapshot that is bad throughout costs disk, not RAM; :meth:`close` removes it.
     """
 
-    def __init__(self, model: ArrowModel, spec: Spec, categories: dict[str, list[str]],
+    def __init__(self, model: FamilyModel, spec: Spec, categories: dict[str, list[str]],
                  duplicates: pa.Array, *, batch_id: str, run_id: str, model_name: str,
                  model_version: int, at: dt.datetime, total: int = 0,
                  progress: Progress = quiet) -> None:
@@ -229,7 +232,8 @@ class Scorer:
         said = 0
         for batch in batches:
             table = pa.Table.from_batches([batch])
-            bad, why = reasons(table, self.spec, self.categories, self.duplicates)
+            bad, why = refused(table, self.model, self.spec, self.categories,
+                               self.duplicates)
             if bad.any():
                 self._hold(quarantined(table.filter(pa.array(bad)), why, self.spec,
                                        batch_id=self.batch_id, run_id=self.run_id, at=self.at))
@@ -308,7 +312,7 @@ def bands(p: np.ndarray, spec: Spec) -> pa.Array:
     return pa.array(spec.bands.NAMES, pa.string()).take(pa.array(level))
 
 
-def predictions(model: ArrowModel, good: pa.Table, spec: Spec, *, batch_id: str, run_id: str,
+def predictions(model: FamilyModel, good: pa.Table, spec: Spec, *, batch_id: str, run_id: str,
                 model_name: str, model_version: int, scored_at: dt.datetime) -> pa.Table:
     n = good.num_rows
     p, y = model.predict(good) if n else (np.zeros(0), np.zeros(0, dtype=np.int32))
@@ -332,6 +336,23 @@ def _json_value(v: Any) -> Any:
     if isinstance(v, dt.date | dt.datetime):
         return v.isoformat()
     return v
+
+
+def refused(table: pa.Table, model: FamilyModel, spec: Spec, categories: dict[str, list[str]],
+            duplicates: pa.Array) -> tuple[np.ndarray, list[str]]:
+    """:func:`reasons`, and the rows the model itself cannot score among those the rules let
+    through (an R glm answers NA for a missing value the spec allows): the rows the batch
+    job quarantines, and why."""
+    bad, why = reasons(table, spec, categories, duplicates)
+    more = model.refusals(table)
+    if more is None:
+        return bad, why
+    extra = np.array([r is not None for r in more], dtype=bool) & ~bad
+    if not extra.any():
+        return bad, why
+    texts = iter(why)
+    merged = [next(texts) if bad[i] else more[i] for i in np.nonzero(bad | extra)[0]]
+    return bad | extra, [str(t) for t in merged]
 
 
 def quarantined(bad: pa.Table, why: list[str], spec: Spec, *, batch_id: str, run_id: str,
@@ -369,13 +390,13 @@ class ArrowScoring(Scoring):
 
 
 class ArrowEngine(Engine):
-    """The saved pipeline evaluated with NumPy (:class:`yws.model.evaluator.ArrowModel`) over
-    the snapshot streamed in record batches: no Spark."""
+    """The registered version evaluated with NumPy (:mod:`yws.model.families`: a SparkML
+    pipeline or an R glm) over the snapshot streamed in record batches: no Spark."""
 
     name = "arrow"
     label = "arrow"
     snap: Snapshot | None = None
-    model: ArrowModel | None = None
+    model: FamilyModel | None = None
 
     def count(self, as_of: dt.date | None) -> tuple[dt.date, int]:
         ctx = self.ctx
@@ -390,9 +411,9 @@ class ArrowEngine(Engine):
 
     def load(self, model: Located) -> dict[str, list[str]]:
         if model.path is not None:
-            self.model = ArrowModel.load(model.path)
+            self.model = families.load(model.path)
         else:
-            self.model = ArrowModel.from_registry(
+            self.model = families.from_registry(
                 f"models:/{self.ctx.settings.model_name}/{model.version}")
         return self.model.categories()
 

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 from yws.contract.quality import REASON_COL, InputDataError, check_schema, with_reason
 from yws.contract.spec import Spec
 from yws.contract.tables import FEATURES_HINT, PREDICTIONS, QUARANTINE, conform
+from yws.model.evaluator import UnsupportedModelError
+from yws.model.families import SPARK_LR, family_of_version
 from yws.scoring.base import Engine, RunIds, Scoring
 
 if TYPE_CHECKING:
@@ -116,6 +118,12 @@ class SparkEngine(Engine):
 
         self.ctx.session()
         registry.configure(self.ctx.settings)
+        family = family_of_version(self.ctx.settings.model_name, model.version, model.path)
+        if family != SPARK_LR:
+            raise UnsupportedModelError(
+                f"{self.ctx.settings.model_name} v{model.version} is a {family} model, which "
+                "the Spark engine does not score (it runs SparkML pipelines): use --engine "
+                "arrow")
         self.model = registry.load(self.ctx.settings, model.version)
         self.categories = category_labels(self.model)
         return self.categories

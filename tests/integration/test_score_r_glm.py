@@ -1,0 +1,105 @@
+"""The batch job scores a registered R glm (issue 17): the same job, no branch per family.
+
+An R model answers ``NA`` for a row with a missing value, even one the spec lets the SparkML
+pipeline impute; such rows, and rows with a level the model never saw, are quarantined with
+the quarantine rules' words, and every other row gets R's probability exactly (RGlm.predict,
+which tests/integration/test_r_glm_export.py holds to R's ``predict(type = "response")``).
+Rows read = rows scored + rows quarantined, as for the SparkML model. The Spark engine, which
+runs SparkML pipelines, refuses the version by its family and names the engine to use.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+
+import mlflow
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pytest
+from tests.unit.test_r_glm import description
+
+from yws.config import Settings
+from yws.contract.spec import Spec
+from yws.datasets.ingest import write_snapshot
+from yws.datasets.synthetic import generate
+from yws.model import r_glm_flavor, registry
+from yws.model.evaluator import UnsupportedModelError
+from yws.model.families import R_GLM, family_of, family_of_version
+from yws.model.r_glm import RGlm
+from yws.scoring.arrow import reasons
+from yws.scoring.job import score
+from yws.storage.local import LocalStorage
+
+DAY = dt.date(2026, 9, 30)
+
+
+@pytest.fixture
+def r_champion(settings: Settings, spec: Spec) -> Settings:
+    """The hand-built glm of tests/unit/test_r_glm.py registered as @champion of its own
+    model name, and a snapshot with missing values, unseen regions and the generator's
+    anomalies."""
+    r_settings = settings.with_(model="yws_glm_r")
+    registry.configure(r_settings)
+    done = r_glm_flavor.register(description(), spec, r_settings.model_name,
+                                 example=generate(5, DAY, missing=False),
+                                 features_table=r_settings.features)
+    mlflow.MlflowClient().set_registered_model_alias(r_settings.model_name, registry.CHAMPION,
+                                                     str(done.version))
+    write_snapshot(LocalStorage(r_settings), generate(3000, DAY, labeled=False, anomalies=8),
+                   r_settings.features, "as_of_date", DAY)
+    return r_settings
+
+
+@pytest.mark.parametrize("engine", ["arrow", "auto"])
+def test_the_batch_job_scores_an_r_model_as_r_and_quarantines_what_r_would_not_score(
+        r_champion: Settings, spec: Spec, engine: str) -> None:
+    storage = LocalStorage(r_champion)
+    result = score(r_champion, spec, as_of=DAY, engine=engine)
+    assert result.engine == "arrow"
+    assert result.rows_read == 3000 == result.rows_scored + result.rows_quarantined
+
+    snap = storage.read_arrow(r_champion.features, where=("as_of_date", DAY))
+    want = RGlm.from_dict(description()).predict(snap)
+    # The model alone refuses rows the spec lets through: a missing tenure_months (imputed
+    # for the SparkML model), a region it never saw (south, central).
+    assert want.refused.sum() > 50
+    preds = storage.read_arrow(r_champion.predictions, where=("batch_id", result.batch_id))
+    quarantine = storage.read_arrow(r_champion.quarantine, where=("batch_id", result.batch_id))
+    assert preds.num_rows == result.rows_scored and quarantine.num_rows == result.rows_quarantined
+
+    ids = snap["customer_id"].to_pylist()
+    at = {k: i for i, k in enumerate(ids)}
+    rows = np.array([at[k] for k in preds["entity_id"].to_pylist()], dtype=np.int64)
+    assert result.rows_scored > 1500, result.quarantine_reasons
+    assert not want.refused[rows].any()
+    got = preds["probability"].to_numpy()
+    assert np.array_equal(got, want.probability[rows])  # R's probabilities, to the last bit
+    assert pc.all(pc.equal(preds["model_version"], pa.scalar(1, pa.int32()))).as_py()
+
+    held = dict(zip(quarantine["entity_id"].to_pylist(), quarantine["reason"].to_pylist(),
+                    strict=False))
+    # Every row R refuses is held back; where the spec's rules find nothing wrong with it
+    # (no other reason, a key that occurs once), the reason is R's own, word for word.
+    spec_only, _ = reasons(snap, spec, {}, pa.array([], pa.string()))
+    once = {k for k, n in Counter(ids).items() if n == 1}
+    own = 0
+    for i in np.nonzero(want.refused)[0]:
+        assert ids[i] in held, (ids[i], want.reasons[i])
+        if not spec_only[i] and ids[i] in once:
+            assert held[ids[i]] == want.reasons[i]
+            own += 1
+    assert own > 50
+    assert {"tenure_months is null or NaN", "has_autopay is null"} <= set(held.values())
+    assert any(r.startswith("region has unseen category") for r in held.values())
+
+
+def test_the_spark_engine_refuses_an_r_model_by_its_family(
+        r_champion: Settings, spec: Spec, spark) -> None:
+    folder = registry.find(r_champion, registry.CHAMPION).path
+    assert folder is not None and family_of(folder) == R_GLM
+    # Where the files are not on this machine (Databricks), the version's tag says it.
+    assert family_of_version(r_champion.model_name, 1, None) == R_GLM
+    with pytest.raises(UnsupportedModelError, match=r"r-glm model.*--engine arrow"):
+        score(r_champion, spec, spark, as_of=DAY, engine="spark")
