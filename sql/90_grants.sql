@@ -20,6 +20,9 @@ GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_warnings TO `{{r_users_group}
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_score_runs TO `{{r_users_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_quarantine TO `{{r_users_group}}`;
 GRANT EXECUTE ON FUNCTION {{catalog}}.{{schema}}.yws_score_row TO `{{r_users_group}}`;
+-- R models are uploaded to the r_models volume (06_r_models_volume.sql) with the Files API:
+-- creating, replacing or deleting a file needs READ VOLUME and WRITE VOLUME.
+GRANT READ VOLUME, WRITE VOLUME ON VOLUME {{catalog}}.{{schema}}.r_models TO `{{r_users_group}}`;
 
 GRANT USE CATALOG ON CATALOG {{catalog}} TO `{{jobs_principal}}`;
 GRANT USE SCHEMA ON SCHEMA {{catalog}}.{{schema}} TO `{{jobs_principal}}`;
@@ -35,3 +38,5 @@ GRANT SELECT, MODIFY ON TABLE {{catalog}}.{{schema}}.yws_quarantine TO `{{jobs_p
 GRANT SELECT, MODIFY ON TABLE {{catalog}}.{{schema}}.yws_score_runs TO `{{jobs_principal}}`;
 -- MLflow's SparkML temp files on serverless (05_mlflow_tmp_volume.sql).
 GRANT READ VOLUME, WRITE VOLUME ON VOLUME {{catalog}}.{{schema}}.mlflow_tmp TO `{{jobs_principal}}`;
+-- The registration job reads the R users' uploads; it never changes them.
+GRANT READ VOLUME ON VOLUME {{catalog}}.{{schema}}.r_models TO `{{jobs_principal}}`;

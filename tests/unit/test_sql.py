@@ -50,7 +50,7 @@ def test_every_file_parses_starts_with_a_comment_and_comments_every_column():
         if describe(stmt).kind == "VOLUME":  # sqlglot keeps CREATE VOLUME as a command
             assert "\nCOMMENT '" in stmt.text, stmt.where
     kinds = [describe(s).kind for s in stmts if s.text.startswith("CREATE")]
-    assert kinds == ["SCHEMA", "VOLUME"] + ["TABLE"] * 4 + ["VIEW"] * 5 + ["FUNCTION"]
+    assert kinds == ["SCHEMA", "VOLUME", "VOLUME"] + ["TABLE"] * 4 + ["VIEW"] * 5 + ["FUNCTION"]
     names = [p.relative_to(sql_dir()).as_posix() for p in files()]
     assert names == sorted(names) and names[0] == "00_schema.sql" and names[-1] == "90_grants.sql"
 
