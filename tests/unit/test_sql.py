@@ -82,8 +82,9 @@ def test_grants_parse_into_principal_privilege_object():
         # the on-demand scoring function (ai_query through the Model Serving endpoint)
         assert not {g for g in grants if g.principal == group and
                     g.securable.split(".")[-1] in TABLES}
+        volume = {"READ VOLUME", "WRITE VOLUME"} if group == "yws_r_users" else set()
         assert {g.privilege for g in grants if g.principal == group} == {
-            "SELECT", "USE CATALOG", "USE SCHEMA", "EXECUTE"}
+            "SELECT", "USE CATALOG", "USE SCHEMA", "EXECUTE", *volume}
         assert {(g.securable_type, g.securable) for g in grants
                 if g.principal == group and g.privilege == "EXECUTE"} == {
             ("FUNCTION", "yws_dev.ml.yws_score_row")}
@@ -98,8 +99,14 @@ def test_grants_parse_into_principal_privilege_object():
                     ("CREATE MODEL", "SCHEMA", "yws_dev.ml"),
                     ("EXECUTE", "SCHEMA", "yws_dev.ml"),
                     ("READ VOLUME", "VOLUME", "yws_dev.ml.mlflow_tmp"),
-                    ("WRITE VOLUME", "VOLUME", "yws_dev.ml.mlflow_tmp")}
-    assert not {g for g in grants if g.principal in readers and g.securable_type == "VOLUME"}
+                    ("WRITE VOLUME", "VOLUME", "yws_dev.ml.mlflow_tmp"),
+                    ("READ VOLUME", "VOLUME", "yws_dev.ml.r_models")}
+    # R users upload R models to r_models (the Files API), and touch no other volume; the jobs
+    # only read it. Analysts have no volume at all.
+    assert {(g.principal, g.privilege, g.securable) for g in grants
+            if g.principal in readers and g.securable_type == "VOLUME"} == {
+        ("yws_r_users", "READ VOLUME", "yws_dev.ml.r_models"),
+        ("yws_r_users", "WRITE VOLUME", "yws_dev.ml.r_models")}
 
 
 @pytest.mark.parametrize(("text", "found"), [
@@ -142,7 +149,7 @@ def test_apply_twice_from_an_empty_warehouse(settings):
     assert [s.action for s in again if s.kind == "TABLE"] == ["exists"] * 4
     assert [(s.kind, s.object) for s in again] == [(s.kind, s.object) for s in first]
     state2 = json.loads(wh.state_path.read_text())
-    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 30
+    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 33
     # A volume has no DuckDB counterpart: recorded, so grants on it are checked and kept.
     assert state2["volumes"] == ["yws_dev.ml.mlflow_tmp"]
     assert [(s.kind, s.action) for s in again if s.kind == "VOLUME"] == [
