@@ -211,10 +211,109 @@ def serving_update_main(argv: Sequence[str] | None = None) -> None:
     _run(go)
 
 
+def register_r_model_parser() -> argparse.ArgumentParser:
+    p = _base("yws-register-r-model", "Register an R glm exported by yws_export_glm() as a new "
+              "version with @challenger, and evaluate the gate (the yws_register_r_model job).")
+    p.add_argument("--description", required=True,
+                   help="Path of the model's JSON description, in a volume (/Volumes/...).")
+    p.add_argument("--model-name", required=True, help="catalog.schema.model to register in.")
+    p.add_argument("--as-of-date", default="",
+                   help="Snapshot whose held-out rows the gate uses [the export's as-of].")
+    return p
+
+
+def compare_models_parser() -> argparse.ArgumentParser:
+    p = _base("yws-compare-models", "Score registered versions of any family on the same "
+              "held-out rows (the yws_compare_models job).")
+    p.add_argument("--models", required=True,
+                   help="Comma-separated catalog.schema.model@alias or .../version.")
+    p.add_argument("--as-of-date", default="", help="Snapshot of the held-out rows [all].")
+    return p
+
+
+def promote_model_parser() -> argparse.ArgumentParser:
+    p = _base("yws-promote-model", "Put a registered version through the validation gate and "
+              "move @champion to it when it passes (the yws_promote_model job).")
+    p.add_argument("--model-name", required=True, help="catalog.schema.model")
+    p.add_argument("--version", required=True, help="The version to promote.")
+    p.add_argument("--as-of-date", default="", help="Snapshot of the held-out rows [all].")
+    p.add_argument("--force", default="false", choices=["true", "false"])
+    p.add_argument("--dry-run", default="false", choices=["true", "false"],
+                   help="Evaluate the gate, move nothing.")
+    return p
+
+
+def _spark_and_spec(settings: Settings) -> tuple[Any, Any]:
+    from yws.contract.spec import load_spec
+    from yws.platform import get_spark
+
+    return get_spark(settings), load_spec(settings.spec)
+
+
+def register_r_model_main(argv: Sequence[str] | None = None) -> None:
+    args = register_r_model_parser().parse_args(argv)
+
+    def go() -> dict[str, Any]:
+        from pathlib import Path
+
+        from yws.console import stderr_progress
+        from yws.storage.volumes import local_path
+        from yws.training.registration import model_name, register_r_model
+
+        settings = _settings(args)
+        as_of = _date(args.as_of_date)
+        name = model_name(args.model_name, settings)
+        description = Path(local_path(settings, args.description))
+        spark, spec = _spark_and_spec(settings)
+        return register_r_model(settings, spec, spark, description, name, as_of,
+                                progress=stderr_progress())
+
+    _run(go)
+
+
+def compare_models_main(argv: Sequence[str] | None = None) -> None:
+    args = compare_models_parser().parse_args(argv)
+
+    def go() -> dict[str, Any]:
+        from yws.console import stderr_progress
+        from yws.training.registration import Ref, compare
+
+        settings = _settings(args)
+        as_of = _date(args.as_of_date)
+        refs = [str(Ref.parse(r, settings)) for r in args.models.split(",") if r.strip()]
+        spark, spec = _spark_and_spec(settings)
+        return compare(settings, spec, spark, refs, as_of, progress=stderr_progress())
+
+    _run(go)
+
+
+def promote_model_main(argv: Sequence[str] | None = None) -> None:
+    args = promote_model_parser().parse_args(argv)
+
+    def go() -> dict[str, Any]:
+        from yws.console import stderr_progress
+        from yws.training.registration import model_name, promote
+
+        settings = _settings(args)
+        as_of = _date(args.as_of_date)
+        name = model_name(args.model_name, settings)
+        if not args.version.isdigit() or int(args.version) < 1:
+            raise InvalidValueError(f"--version {args.version!r} must be a positive whole number")
+        spark, spec = _spark_and_spec(settings)
+        return promote(settings, spec, spark, name, int(args.version), as_of,
+                       force=args.force == "true", dry_run=args.dry_run == "true",
+                       progress=stderr_progress())
+
+    _run(go)
+
+
 # entry point name (pyproject [project.scripts]) -> its parameter parser, for bundle checks
 PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "yws-train": train_parser,
     "yws-score": score_parser,
     "yws-sql-apply": sql_apply_parser,
     "yws-serving-update": serving_update_parser,
+    "yws-register-r-model": register_r_model_parser,
+    "yws-compare-models": compare_models_parser,
+    "yws-promote-model": promote_model_parser,
 }
