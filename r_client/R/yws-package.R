@@ -13,8 +13,9 @@
 #'
 #' * `yws_config_error`: no host or token, or a SQL warehouse that cannot be used or picked.
 #' * `yws_input_error`: an argument the package cannot use (a date, a batch id, a band, a
-#'   name, job parameters, a connection, rows to score); from [yws_predict()] also an
-#'   endpoint's HTTP 400 (a feature column missing), then also `yws_http_400` and `yws_http`.
+#'   name, a model name, version or reference, job parameters, a connection, rows to score);
+#'   from [yws_predict()] also an endpoint's HTTP 400 (a feature column missing), then also
+#'   `yws_http_400` and `yws_http`.
 #' * `yws_connection_error`: the host cannot be reached (field `host`).
 #' * `yws_timeout`: the call's `timeout` ran out (a run still going was cancelled);
 #'   `yws_http_timeout`, also a `yws_timeout`: one request got no answer in time (field
@@ -33,13 +34,18 @@
 #' * `yws_response_error`: a serving endpoint's answer is not one prediction per row sent.
 #' * `yws_rejected_rows`: with `yws_predict(on_error = "abort")`, the endpoint refused rows
 #'   (fields `rows`, `reasons`, `data`).
-#' * `yws_unsupported_model`: [yws_export_glm()] cannot describe the model exactly (an
-#'   interaction, a function of a column, an offset, another family or link, ...); the
-#'   message says what is supported.
+#' * `yws_unsupported_model`: [yws_export_glm()] (and so [yws_register_model()]) cannot
+#'   describe the model exactly (an interaction, a function of a column, an offset, another
+#'   family or link, ...); the message says what is supported.
+#' * `yws_run_output_error`: a run succeeded but its task's output does not end with the JSON
+#'   object the job promises ([yws_register_model()], [yws_compare_models()],
+#'   [yws_promote()]), or that object lacks what the call needs (field `run_id`).
 #'
 #' Not errors: the warnings `yws_empty_batch` (a run succeeded with no rows) and
 #' `yws_rejected_rows` (`yws_predict()` returned rows the endpoint refused, fields `rows` and
-#' `reasons`), and the message `yws_quarantined_rows` (a batch set rows aside).
+#' `reasons`), the message `yws_quarantined_rows` (a batch set rows aside), and the messages
+#' `yws_promoted` and `yws_not_promoted` ([yws_promote()]: the gate's decision; a refusal by
+#' the gate is not an error).
 #'
 #' @keywords internal
 #' @importFrom rlang %||%
