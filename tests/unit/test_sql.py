@@ -151,9 +151,9 @@ def test_apply_twice_from_an_empty_warehouse(settings):
     state2 = json.loads(wh.state_path.read_text())
     assert state2["grants"] == state["grants"] and len(state2["grants"]) == 33
     # A volume has no DuckDB counterpart: recorded, so grants on it are checked and kept.
-    assert state2["volumes"] == ["yws_dev.ml.mlflow_tmp"]
+    assert state2["volumes"] == ["yws_dev.ml.mlflow_tmp", "yws_dev.ml.r_models"]
     assert [(s.kind, s.action) for s in again if s.kind == "VOLUME"] == [
-        ("VOLUME", "recorded (no DuckDB equivalent)")]
+        ("VOLUME", "recorded (no DuckDB equivalent)")] * 2
     assert Grant("yws_jobs", "WRITE VOLUME", "VOLUME", "yws_dev.ml.mlflow_tmp") in wh.grants()
     assert Grant("yws_jobs", "CREATE MODEL", "SCHEMA", "yws_dev.ml") in wh.grants()
     storage = LocalStorage(settings)
