@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 from typing import TYPE_CHECKING, ClassVar
 
 from yws.config import TARGETS, Settings
@@ -32,6 +33,9 @@ class Target:
     """The scoring engines ``--engine auto`` tries, in order (see :mod:`yws.scoring.engines`)."""
     needs_volume_tmpdir: ClassVar[bool]
     """MLflow stages SparkML files through a Unity Catalog volume (serverless Spark Connect)."""
+    volumes_mounted: ClassVar[bool]
+    """Unity Catalog volumes are mounted at ``/Volumes`` where the jobs run (FUSE on Databricks
+    compute): a volume path is read as it is. Elsewhere it maps to ``$YWS_HOME/volumes``."""
     spark_in_threads: ClassVar[bool]
     """Spark work may run on a second Python thread of the job. Classic PySpark shares one
     session across threads; Spark Connect's active session is per thread, and its ML writers
@@ -42,6 +46,14 @@ class Target:
 
     def storage(self) -> Storage:
         raise NotImplementedError
+
+    def volume_path(self, path: str) -> Path:
+        """Where a job reads or writes the volume file ``path`` (``/Volumes/c/s/v/a.json``) on
+        this platform: the path itself where volumes are mounted, else its place under
+        ``$YWS_HOME/volumes`` (:func:`yws.storage.volumes.local_path`, which checks the path)."""
+        from yws.storage.volumes import local_path
+
+        return local_path(self.settings, path, mounted=self.volumes_mounted)
 
     def warehouse(self) -> Warehouse:
         raise NotImplementedError
@@ -67,6 +79,7 @@ class LocalTarget(Target):
     embedded = True
     auto_engines = ("arrow", "spark")
     needs_volume_tmpdir = False
+    volumes_mounted = False
     spark_in_threads = True
 
     SPARK_CONF: ClassVar[dict[str, str]] = {
@@ -133,6 +146,7 @@ class DatabricksTarget(Target):
     embedded = False
     auto_engines = ("spark",)
     needs_volume_tmpdir = True
+    volumes_mounted = True
     spark_in_threads = False
 
     def storage(self) -> Storage:

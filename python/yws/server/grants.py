@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from yws.contract.sqlfiles import Grant
 from yws.server.errors import denied, invalid
 
 # A name part that can be neither a path nor anything but an identifier: no dots, slashes,
@@ -165,3 +166,22 @@ def relations(tree: Any, catalog: str | None = None, schema: str | None = None) 
     out: set[str] = set()
     _walk(tree, frozenset(), catalog, schema, out)
     return out
+
+
+# -- privileges on a securable, as Unity Catalog inherits them ---------------------------------
+def holds(grants: list[Grant], identities: frozenset[str] | set[str], privilege: str,
+          securable: str) -> bool:
+    """Whether one of ``identities`` (a principal and its groups) holds ``privilege`` on
+    ``securable`` (``catalog``, ``catalog.schema`` or ``catalog.schema.object``), granted on it
+    or on its schema or catalog (privileges granted there are inherited by what they hold),
+    itself or as ``ALL PRIVILEGES``.
+
+    https://docs.databricks.com/en/volumes/privileges.html: "you can set privileges such as
+    READ VOLUME and WRITE VOLUME at the catalog or schema level to cascade privileges to all
+    contained volumes".
+    """
+    parts = securable.lower().split(".")
+    scopes = {".".join(parts[:n]) for n in range(1, len(parts) + 1)}
+    wanted = {privilege.upper(), "ALL PRIVILEGES"}
+    return any(g.principal in identities and g.privilege in wanted
+               and g.securable.lower() in scopes for g in grants)

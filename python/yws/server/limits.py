@@ -25,6 +25,10 @@ Limits, and where they come from:
 * ``warehouse_id``, ``catalog``, ``schema``, parameter names and the other string fields of a
   statement: at most 255 characters — "Object names cannot exceed 255 characters" (Databricks
   SQL reference, Names, for every Unity Catalog object).
+* A file uploaded to a volume (``PUT /api/2.0/fs/files/Volumes/...``): at most
+  :data:`MAX_VOLUME_FILE_BYTES` (16 MiB). The Files API takes "a file of up to 5 GiB"; what
+  goes to a volume here is an R model's JSON export, and a local volume is a folder of
+  ``$YWS_HOME``, so the bound is far lower; the refusal names it.
 * Any other body: at most :data:`MAX_BODY_BYTES` (1 MiB); no endpoint served here takes more.
 * JSON: objects and arrays nested at most :data:`MAX_JSON_DEPTH` deep (the APIs' own requests
   nest four), no ``NaN``/``Infinity``, numbers within a double; ids within a signed 64-bit
@@ -87,7 +91,14 @@ def too_large(limit: int) -> ApiError:
 MAX_INVOCATION_BYTES = 16 * MiB
 
 
+# Files API uploads to a volume (see the module's docstring).
+MAX_VOLUME_FILE_BYTES = 16 * MiB
+FILES_PATH = "/api/2.0/fs/files/"
+
+
 def body_limit(method: str, path: str) -> int:
+    if method == "PUT" and path.startswith(FILES_PATH):
+        return MAX_VOLUME_FILE_BYTES
     if method == "POST" and path.rstrip("/") == STATEMENTS_PATH:
         return MAX_STATEMENT_BODY_BYTES
     if method == "POST" and path.startswith("/serving-endpoints/") and \

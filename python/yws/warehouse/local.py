@@ -433,3 +433,8 @@ class LocalWarehouse(Warehouse):
 
     def grants(self) -> list[Grant]:
         return [Grant(**g) for g in self._state()["grants"]]
+
+    def volumes(self) -> set[str]:
+        """The lower-case three-level names of the applied volumes (``CREATE VOLUME``), whose
+        files ``yws serve``'s Files API serves."""
+        return {str(v).lower() for v in self._state().get("volumes", [])}
