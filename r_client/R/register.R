@@ -135,7 +135,8 @@ yws_promote <- function(v, as_of = NULL, force = FALSE, timeout = 3600, host = N
   ref <- parse_model_ref(v, what = "v")
   if (is.null(ref$version)) {
     yws_abort(c("{.arg v} must name a version, not an alias: {.val {ref$ref}}.",
-                i = "Promote {.val {paste0(ref$name, '/<version>')}}, or the object {.fn yws_register_model} returned."),
+                i = paste("Promote {.val {paste0(ref$name, '/<version>')}}, or the object",
+                          "{.fn yws_register_model} returned.")),
               class = "yws_input_error")
   }
   if (!is.logical(force) || length(force) != 1 || is.na(force)) {
@@ -164,7 +165,7 @@ yws_promote <- function(v, as_of = NULL, force = FALSE, timeout = 3600, host = N
                     class = "yws_promoted")
   } else {
     cli::cli_inform(c("!" = "{label} was not promoted: {reason}",
-                      i = if (!force) "To promote it anyway, call {.code yws_promote(v, force = TRUE)}."),
+                      i = if (!force) "To promote it anyway: {.code yws_promote(v, force = TRUE)}."),
                     class = "yws_not_promoted")
   }
   invisible(result)
@@ -183,7 +184,9 @@ print.yws_model_version <- function(x, ...) {
     cat("  gate", if (!is.null(gate$rows)) paste0(" (", gate$rows, " rows)"), ": ", sep = "")
     cat(if (isTRUE(gate$promote)) "passes" else "refuses",
         if (!is.null(gate$reason)) paste0(" - ", gate$reason), "\n", sep = "")
-    if (length(gate$metrics)) cat("    this version: ", format_metrics(gate$metrics), "\n", sep = "")
+    if (length(gate$metrics)) {
+      cat("    this version: ", format_metrics(gate$metrics), "\n", sep = "")
+    }
     cat("    champion:     ", if (length(gate$champion_metrics))
       format_metrics(gate$champion_metrics) else "none", "\n", sep = "")
   }
@@ -204,7 +207,8 @@ check_model_name <- function(x, what = "name", call = rlang::caller_env()) {
   ok <- length(parts) == 3 && !grepl("\\.$", x) &&
     all(grepl(contract$identifier_pattern, parts))
   if (!ok) {
-    yws_abort(c("{.arg {what}} must be a three-part Unity Catalog name, {.val <catalog>.<schema>.<model>}, not {.val {format(x)}}.",
+    yws_abort(c(paste("{.arg {what}} must be a three-part Unity Catalog name,",
+                      "{.val <catalog>.<schema>.<model>}, not {.val {format(x)}}."),
                 i = "Each part: letters, digits and {.code _}, not starting with a digit."),
               class = "yws_input_error", call = call)
   }
@@ -231,7 +235,8 @@ parse_model_ref <- function(x, what = "model", call = rlang::caller_env()) {
                 alias = NULL))
   }
   if (!is.character(x) || length(x) != 1 || is.na(x)) {
-    yws_abort(c("{.arg {what}} must be a {.val <name>@<alias>} or {.val <name>/<version>} string or a {.cls yws_model_version}.",
+    yws_abort(c(paste("{.arg {what}} must be a {.val <name>@<alias>} or {.val <name>/<version>}",
+                      "string or a {.cls yws_model_version}."),
                 x = "It is {.obj_type_friendly {x}}."),
               class = "yws_input_error", call = call)
   }
@@ -281,7 +286,8 @@ register_description <- function(fit, as_of, features_version, call = rlang::cal
                 class = "yws_input_error", call = call)
     }
     if (!is.null(features_version)) {
-      yws_abort("{.arg features_version} goes to {.fn yws_export_glm}, not with a description made by it.",
+      yws_abort(paste("{.arg features_version} goes to {.fn yws_export_glm}, not with a",
+                      "description made by it."),
                 class = "yws_input_error", call = call)
     }
     if (is.null(recorded)) fit$training["as_of"] <- list(as_of)

@@ -193,7 +193,8 @@ test_that("the catalog and schema of the upload are the package's settings", {
   withr::local_options(yws.catalog = "yws_prod", yws.schema = "models")
   suppressMessages(yws_register_model(demo_fit(), name = "yws_prod.models.yws_glm_r"))
   put <- Filter(function(r) toupper(r$method) == "PUT", requests(fake))
-  expect_match(put[[1]]$path, "^/api/2.0/fs/files/Volumes/yws_prod/models/r_models/[0-9a-f]{64}[.]json$")
+  expect_match(put[[1]]$path,
+               "^/api/2.0/fs/files/Volumes/yws_prod/models/r_models/[0-9a-f]{64}[.]json$")
   expect_match(run_nows(fake)[[1]]$body$job_parameters$description,
                "^/Volumes/yws_prod/models/r_models/[0-9a-f]{64}[.]json$")
 })
@@ -279,8 +280,8 @@ test_that("a run whose output has no JSON object is yws_run_output_error", {
                       class = "yws_run_output_error")
   expect_s3_class(err, "yws_error")
   expect_equal(err$run_id, 9007199254)
-  expect_match(conditionMessage(err), "Run 9007199254 succeeded but its task's output has no JSON object",
-               fixed = TRUE)
+  expect_match(conditionMessage(err),
+               "Run 9007199254 succeeded but its task's output has no JSON object", fixed = TRUE)
   err <- expect_error(yws_promote("yws_dev.ml.m/3"), class = "yws_run_output_error")
   expect_match(conditionMessage(err), "promoted")
   # a model asked for and not answered
