@@ -280,7 +280,7 @@ def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
         return max(0, size - n), size - 1
     start = int(m[1])
     end = int(m[2]) if m[2] else size - 1
-    if end < start:
+    if m[2] and end < start:
         return None
     if start >= size:
         raise unsatisfiable(size)

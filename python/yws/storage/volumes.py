@@ -28,8 +28,8 @@ FOLDER = "volumes"
 """The folder under ``$YWS_HOME`` that holds the local volumes."""
 MAX_PATH_BYTES = 4096
 MAX_NAME_BYTES = 255
-# Control characters (NUL included), DEL, backslash and percent: never in a name here.
-_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f\\%]")
+# Control characters (NUL included), DEL, slash, backslash and percent: never in a name here.
+_FORBIDDEN = re.compile(r"[\x00-\x1f\x7f/\\%]")
 
 
 class VolumePathError(StorageError, ValueError):
@@ -72,7 +72,8 @@ def _check_name(name: str, path: str) -> None:
                               "volume path; write the absolute path of the file")
     if _FORBIDDEN.search(name):
         raise VolumePathError(f"{path!r}: control characters, '\\' and '%' are not allowed in "
-                              "a volume path; use letters, digits and '.', '_', '-' in names")
+                              "a volume path (nor '/' in a name); use letters, digits and '.', "
+                              "'_', '-' in names")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise VolumePathError(f"{path[:300]!r}: a name is longer than {MAX_NAME_BYTES} bytes")
 
