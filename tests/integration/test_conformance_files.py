@@ -248,6 +248,9 @@ def test_directories_are_created_listed_in_pages_and_deleted_when_empty(server, 
     assert "sub" not in [e.name for e in w.files.list_directory_contents(top)]
     with pytest.raises(BadRequest, match="the volume itself"):
         w.files.delete_directory(VOLUME)
+    # a name a local job wrote, which the API would refuse in a path, is listed all the same
+    (on_disk(server, top) / "job 100%.txt").write_text("x")
+    assert "job 100%.txt" in [e.name for e in w.files.list_directory_contents(top)]
     # a file in the way of a directory, and a directory in the way of a file
     with pytest.raises(AlreadyExists):
         w.files.create_directory(f"{top}/a.json/inner")

@@ -175,7 +175,8 @@ def test_page_tokens_round_trip_and_refuse_what_is_not_ours():
     assert "/" not in token and "b 2" not in token
     assert files_routes.after_token(token, where) == "b 2.json"
     assert files_routes.after_token(None, where) is None
-    for bad in ("!!!", files_routes.page_token(".."), files_routes.page_token("a/b")):
+    assert files_routes.after_token("", where) is None  # an empty token is no token
+    for bad in ("!!!", "*", "-_-_", files_routes.page_token("a/b")):
         with pytest.raises(ApiError, match="page_token is not a next_page_token"):
             files_routes.after_token(bad, where)
 

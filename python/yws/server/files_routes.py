@@ -196,6 +196,9 @@ class VolumeFiles:
         place = self.directory(where)
         try:
             place.rmdir()
+        except FileNotFoundError:
+            raise not_found(f"The directory being accessed is not found: {where.path}") \
+                from None
         except OSError:
             if place.is_dir() and any(place.iterdir()):
                 raise conflict(f"The directory is not empty: {where.path}; delete its contents "
@@ -212,9 +215,9 @@ class VolumeFiles:
                 info = (place / name).lstat()
             except FileNotFoundError:
                 continue  # deleted while listing
-            entry = where.child(name)
             is_dir = stat.S_ISDIR(info.st_mode)
-            item: dict[str, Any] = {"path": entry.path + ("/" if is_dir else ""),
+            # a name a local job wrote may be one the API refuses in a path: listed all the same
+            item: dict[str, Any] = {"path": f"{where.path}/{name}" + ("/" if is_dir else ""),
                                     "is_directory": is_dir, "name": name,
                                     "last_modified": int(info.st_mtime * 1000)}
             if not is_dir:
@@ -257,10 +260,12 @@ def after_token(token: str | None, where: VolumePath) -> str | None:
     if not token:
         return None
     try:
-        last = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode("utf-8")
-        where.child(last)  # a name of this directory, or the token was not ours
+        last = base64.b64decode(token + "=" * (-len(token) % 4), altchars=b"-_",
+                                validate=True).decode("utf-8")
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise bad_request("page_token is not a next_page_token of this listing") from None
+        last = ""
+    if not last or "/" in last or "\x00" in last:  # not a name: the token was not ours
+        raise bad_request(f"page_token is not a next_page_token of a listing of {where.path}")
     return last
 
 
