@@ -46,7 +46,8 @@ APP_ID = "6f1e2c3d-4b5a-4978-8899-aabbccddeeff"
 
 def test_the_bundle_is_valid():
     bundle = check(ROOT / "jobs", env={})
-    assert set(bundle.jobs) == {"yws_train", "yws_score", "yws_train_and_score", "yws_sql_apply"}
+    assert set(bundle.jobs) == {"yws_train", "yws_score", "yws_train_and_score", "yws_sql_apply",
+                                "yws_register_r_model", "yws_compare_models", "yws_promote_model"}
     assert set(bundle.targets) == {"dev", "prod"}
 
 
