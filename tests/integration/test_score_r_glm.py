@@ -103,3 +103,25 @@ def test_the_spark_engine_refuses_an_r_model_by_its_family(
     assert family_of_version(r_champion.model_name, 1, None) == R_GLM
     with pytest.raises(UnsupportedModelError, match=r"r-glm model.*--engine arrow"):
         score(r_champion, spec, spark, as_of=DAY, engine="spark")
+
+
+def test_the_score_task_takes_the_model_by_name_in_the_jobs_catalog_and_schema(
+        r_champion: Settings, capsys) -> None:
+    """yws_score's model_name job parameter (jobs/resources/yws_jobs.yml) reaches the task:
+    an R user scores with their own model; a model outside the job's catalog and schema is
+    refused before anything is read."""
+    import json
+
+    from yws.deploy.tasks import score_main
+
+    base = ["--target", "local", "--home", str(r_champion.home), "--as-of-date", str(DAY),
+            "--batch-id", "r-glm-batch"]
+    score_main([*base, "--model-name", r_champion.model_name])
+    out = json.loads(capsys.readouterr().out)
+    assert (out["model_name"], out["model_version"], out["engine"]) == \
+        (r_champion.model_name, 1, "arrow")
+    assert out["rows_read"] == 3000 == out["rows_scored"] + out["rows_quarantined"]
+    with pytest.raises(SystemExit) as e:
+        score_main([*base, "--model-name", "elsewhere.ml.yws_glm_r"])
+    assert e.value.code == 1
+    assert "is not in yws_dev.ml" in capsys.readouterr().err

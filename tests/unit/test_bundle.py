@@ -67,7 +67,8 @@ def test_jobs_are_serverless_and_set_up_for_the_orchestrator():
     assert score["schedule"]["pause_status"] == "${var.score_schedule_pause}"
     assert bundle.targets["dev"]["variables"]["score_schedule_pause"] == "PAUSED"
     # Runners choose the date, the batch and the model alias; never where the job writes.
-    assert [p["name"] for p in score["parameters"]] == ["as_of_date", "batch_id", "model_alias"]
+    assert [p["name"] for p in score["parameters"]] == ["as_of_date", "batch_id", "model_alias",
+                                                     "model_name"]
     check_task, score_task = score["tasks"]
     assert check_task["task_key"] == "check" and "max_retries" not in check_task
     assert check_task["python_wheel_task"]["parameters"][-2:] == ["--check-only", "true"]

@@ -75,6 +75,9 @@ def score_parser() -> argparse.ArgumentParser:
     p.add_argument("--as-of-date", default="", help="Snapshot to score [the latest].")
     p.add_argument("--batch-id", default="", help="Batch id [the as-of date].")
     p.add_argument("--model-alias", default="", help="Model alias [champion].")
+    p.add_argument("--model-name", default="",
+                   help="catalog.schema.model to score with, in the job's catalog and schema "
+                        "[the bundle's model].")
     p.add_argument("--engine", default="auto", choices=list(CHOICES),
                    help="Scoring engine [auto: arrow locally when it can, Spark on Databricks].")
     p.add_argument("--check-only", default="false", choices=["true", "false"],
@@ -133,6 +136,10 @@ def score_main(argv: Sequence[str] | None = None) -> None:
 
     def go() -> dict[str, Any]:
         settings = _settings(args)
+        if args.model_name:
+            from yws.training.registration import model_name
+
+            settings = settings.with_(model=model_name(args.model_name, settings).split(".")[2])
         as_of = _date(args.as_of_date)
         batch_id = args.batch_id or None
         alias = args.model_alias or "champion"

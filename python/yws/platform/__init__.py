@@ -144,7 +144,9 @@ class DatabricksTarget(Target):
 
     name = "databricks"
     embedded = False
-    auto_engines = ("spark",)
+    # Spark for a SparkML pipeline; a model Spark does not run (an R glm) on the arrow engine,
+    # which reads the snapshot through Spark into this process.
+    auto_engines = ("spark", "arrow")
     needs_volume_tmpdir = True
     volumes_mounted = True
     spark_in_threads = False
