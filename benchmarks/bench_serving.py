@@ -16,12 +16,17 @@ endpoint up with one invocation (the first one loads the served version). Then:
 
 The clients run in this process, on the same cores as the server, so the latencies include
 their cost and whatever else the machine runs; the server's own CPU time per request (read from
-/proc) does not. Prints a table and writes the JSON.
+/proc) does not. The client process's objects are frozen out of its garbage collector before
+the timed parts (``gc.freeze``): a full collection of this process would otherwise stop every
+client for tens of milliseconds and count against the server. The 1-minute load average is
+recorded at the start and the end of each measure (other processes share the cores). Prints a
+table and writes the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import http.client
 import json
 import math
@@ -126,6 +131,7 @@ def single_records(base: str, token: str, rows: list[dict[str, Any]], clients: i
             errors += bad
 
     threads = [threading.Thread(target=work, args=(i,)) for i in range(clients)]
+    load = os.getloadavg()[0]
     cpu = cpu_seconds(pid)
     start = time.perf_counter()
     for t in threads:
@@ -139,7 +145,8 @@ def single_records(base: str, token: str, rows: list[dict[str, Any]], clients: i
             "p50_ms": round(q[49] * 1000, 2), "p99_ms": round(q[98] * 1000, 2),
             "mean_ms": round(statistics.fmean(times) * 1000, 2),
             "requests_per_s": round(len(times) / wall, 1), "wall_s": round(wall, 2),
-            "server_cpu_ms_per_request": round(cpu * 1000 / (len(times) + clients), 3)}
+            "server_cpu_ms_per_request": round(cpu * 1000 / (len(times) + clients), 3),
+            "load_average": [round(load, 2), round(os.getloadavg()[0], 2)]}
 
 
 def one_request(base: str, token: str, rows: list[dict[str, Any]], spec_names: list[str],
@@ -148,6 +155,7 @@ def one_request(base: str, token: str, rows: list[dict[str, Any]], spec_names: l
         "columns": spec_names, "data": [[r[n] for n in spec_names] for r in rows]}}).encode()
     client = Client(base, token)
     times, refused = [], 0
+    load = os.getloadavg()[0]
     cpu = cpu_seconds(pid)
     for _ in range(repeats):
         t, status, data = client.invoke(body)
@@ -160,7 +168,8 @@ def one_request(base: str, token: str, rows: list[dict[str, Any]], spec_names: l
             "server_cpu_ms": round(cpu * 1000 / repeats, 1),
             "median_ms": round(statistics.median(times) * 1000, 1),
             "best_ms": round(min(times) * 1000, 1), "repeats": repeats,
-            "rows_refused": refused}
+            "rows_refused": refused,
+            "load_average": [round(load, 2), round(os.getloadavg()[0], 2)]}
 
 
 def table(out: dict[str, Any]) -> str:
@@ -178,11 +187,15 @@ def table(out: dict[str, Any]) -> str:
         f"{'single record: requests (errors)':<44} {s['requests']:>6} ({s['errors']})",
         f"{'single record: server CPU per request':<44} "
         f"{s['server_cpu_ms_per_request']:>7.3f} ms",
+        f"{'single record: load average, start / end':<44} "
+        f"{s['load_average'][0]:>5.2f} / {s['load_average'][1]:.2f}",
         f"{str(b['rows']) + ' rows in one request: median':<44} {b['median_ms']:>7.1f} ms"
         f"  <= 200 ms (10k)",
         f"{str(b['rows']) + ' rows in one request: best':<44} {b['best_ms']:>7.1f} ms",
         f"{str(b['rows']) + ' rows in one request: server CPU':<44} {b['server_cpu_ms']:>7.1f} ms",
         f"{'  request body':<44} {b['body_mb']:>7.2f} MB",
+        f"{str(b['rows']) + ' rows: load average, start / end':<44} "
+        f"{b['load_average'][0]:>5.2f} / {b['load_average'][1]:.2f}",
     ]
     return "\n".join(lines)
 
@@ -222,6 +235,7 @@ def main() -> int:
         say(f"first invocation (loads the served version): {t * 1000:.0f} ms")
         for _ in range(200):  # the interpreter's and the connection's first costs
             warm.invoke(json.dumps({"dataframe_records": rows[:1]}).encode())
+        gc.freeze()  # the clients' own full collections are not the server's latency
         say(f"{args.clients} clients, {args.requests} single-record invocations")
         single = single_records(base, token, rows[:1000], args.clients, args.requests,
                                 pid)

@@ -39,8 +39,7 @@ def serve(settings: Settings, host: str, port: int, bundle_target: str,
     """Answer the Jobs API and the SQL Statement Execution API on the local target."""
     import uvicorn
 
-    from yws.server.app import create_app
-    from yws.server.sessions import PlainHttpProtocol
+    from yws.server.app import PlainHttpToolsProtocol, create_app
 
     _embedded_only(settings, "yws serve runs the local target only")
     app = create_app(settings, bundle_root=bundle_root, target=bundle_target,
@@ -54,7 +53,7 @@ def serve(settings: Settings, host: str, port: int, bundle_target: str,
                f"{', '.join(j.name for j in app.state.runner.jobs.values())}; "
                f"warehouse id yws_local)", err=True)
     uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False,
-                http=PlainHttpProtocol)  # an https client is told the http:// address to use
+                http=PlainHttpToolsProtocol)  # an https client is told the http:// address to use
 
 
 @click.command()
@@ -71,8 +70,7 @@ def up(settings: Settings, port: int, mlflow_port: int, bundle_root: Path | None
 
     from yws.contract.sqlfiles import statements
     from yws.model import registry
-    from yws.server.app import create_app
-    from yws.server.sessions import PlainHttpProtocol
+    from yws.server.app import PlainHttpToolsProtocol, create_app
     from yws.warehouse.local import LocalWarehouse
 
     _embedded_only(settings, "yws up runs the local target only")
@@ -117,7 +115,7 @@ Ctrl-C stops both.
 """)
     try:
         uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning",
-                    access_log=False, http=PlainHttpProtocol)
+                    access_log=False, http=PlainHttpToolsProtocol)
     finally:
         _stop_group(ui)
 

@@ -18,10 +18,10 @@ from typing import Any
 import pyarrow as pa
 
 from yws.contract.features import FeatureType
-from yws.contract.spec import Spec
+from yws.contract.spec import Feature, Spec
 from yws.errors import InvalidValueError
 from yws.model.evaluator import OUTPUTS as OUTPUTS
-from yws.model.evaluator import ArrowModel
+from yws.model.evaluator import ArrowModel, RowContract
 from yws.model.flavor import row_contract
 
 
@@ -44,29 +44,74 @@ def _value(raw: Any, kind: FeatureType, name: str) -> tuple[Any, str | None]:
     return None, f"{name}: {raw!r} is not true or false"
 
 
+def _column(values: Sequence[Any], f: Feature, errors: list[str | None]) -> pa.Array:
+    """One feature's values (JSON-like, in row order) as its Arrow type; a value that cannot
+    be taken is left null and its row's reason appended to ``errors``.
+
+    A column whose values are all of the feature's own Python type (or None) is handed to
+    Arrow whole: :func:`_value` would return each of them unchanged (an ``int`` of a numeric
+    feature becomes ``float(value)``, as there). Any other column goes value by value."""
+    kind = f.kind
+    types = set(map(type, values))
+    if kind.categorical:
+        plain = types <= _TEXT
+    elif kind.checks_finite:
+        plain = types <= _FLOAT
+        if not plain and types <= _NUMBER:
+            values = [v if v is None else float(v) for v in values]
+            plain = True
+    else:
+        plain = types <= _BOOL
+    if plain:
+        return pa.array(values, kind.arrow())
+    taken = []
+    for i, raw in enumerate(values):
+        value, why = _value(raw, kind, f.name)
+        if why is not None:
+            errors[i] = why if errors[i] is None else f"{errors[i]}; {why}"
+        taken.append(value)
+    return pa.array(taken, kind.arrow())
+
+
+_NONE = type(None)
+_TEXT = frozenset({str, _NONE})
+_FLOAT = frozenset({float, _NONE})
+_NUMBER = frozenset({float, int, _NONE})  # not bool: True is not a number here
+_BOOL = frozenset({bool, _NONE})
+
+
+def _refuse_missing(present: Any, spec: Spec) -> None:
+    missing = [n for n in spec.feature_names if not present(n)]
+    if missing:
+        raise InvalidValueError(
+            f"the rows have no column {', '.join(missing)}: send every feature the model "
+            f"reads ({', '.join(spec.feature_names)}); a missing value is null")
+
+
 def table_from_records(records: Sequence[Mapping[str, Any]], spec: Spec,
                        ) -> tuple[pa.Table, list[str | None]]:
     """The spec's feature columns of ``records`` (JSON-like values), typed; and per row, why
     a value could not be taken (that value is left null). A missing feature is refused for
     the whole request; columns the model does not read are ignored."""
-    names = spec.feature_names
     if records:
-        missing = [n for n in names if not any(n in r for r in records)]
-        if missing:
-            raise InvalidValueError(
-                f"the rows have no column {', '.join(missing)}: send every feature the model "
-                f"reads ({', '.join(names)}); a missing value is null")
+        _refuse_missing(lambda n: any(n in r for r in records), spec)
     errors: list[str | None] = [None] * len(records)
-    columns = {}
-    for f in spec.features:
-        values = []
-        for i, row in enumerate(records):
-            value, why = _value(row.get(f.name), f.kind, f.name)
-            if why is not None:
-                errors[i] = why if errors[i] is None else f"{errors[i]}; {why}"
-            values.append(value)
-        columns[f.name] = pa.array(values, f.kind.arrow())
+    columns = {f.name: _column([row.get(f.name) for row in records], f, errors)
+               for f in spec.features}
     return pa.table(columns), errors
+
+
+def table_from_columns(columns: Mapping[str, Sequence[Any]], rows: int, spec: Spec,
+                       ) -> tuple[pa.Table, list[str | None]]:
+    """:func:`table_from_records` of rows sent column-wise: ``columns`` maps each column name
+    to its ``rows`` values, in row order. The same table and errors as for the same rows as
+    records, without building them."""
+    if rows:
+        _refuse_missing(columns.__contains__, spec)
+    errors: list[str | None] = [None] * rows
+    table = {f.name: _column(columns[f.name] if rows else [], f, errors)
+             for f in spec.features}
+    return pa.table(table), errors
 
 
 def score_table(model: ArrowModel, spec: Spec, table: pa.Table,
@@ -74,13 +119,37 @@ def score_table(model: ArrowModel, spec: Spec, table: pa.Table,
     """Score every row of ``table`` (the spec's feature columns): ``OUTPUTS`` per row, in
     order. ``errors``: rows already refused (a value of the wrong type). The logged model's
     pyfunc runs the same code on the same contract (:func:`yws.model.flavor.row_contract`)."""
-    return row_contract(spec).score(model, table, list(errors) if errors is not None else None)
+    return _contract(spec).score(model, table, list(errors) if errors is not None else None)
+
+
+_contracts: list[tuple[Spec, RowContract]] = []
+
+
+def _contract(spec: Spec) -> RowContract:
+    """:func:`row_contract` of ``spec``, compiled once per spec (the last few kept): a spec is
+    frozen, and compiling it costs as much as scoring a row."""
+    for known, contract in _contracts:
+        if known is spec:
+            return contract
+    contract = row_contract(spec)
+    _contracts[:] = [(spec, contract), *_contracts[:3]]
+    return contract
 
 
 def score_records(model: ArrowModel, spec: Spec,
                   records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Score JSON-like rows: one ``OUTPUTS`` dict per row, in order."""
-    table, errors = table_from_records(records, spec)
+    return _outputs(model, spec, *table_from_records(records, spec))
+
+
+def score_columns(model: ArrowModel, spec: Spec, columns: Mapping[str, Sequence[Any]],
+                  rows: int) -> list[dict[str, Any]]:
+    """:func:`score_records` of rows sent column-wise (see :func:`table_from_columns`)."""
+    return _outputs(model, spec, *table_from_columns(columns, rows, spec))
+
+
+def _outputs(model: ArrowModel, spec: Spec, table: pa.Table, errors: list[str | None],
+             ) -> list[dict[str, Any]]:
     out = score_table(model, spec, table, errors).to_pylist()
     for row in out:  # JSON has no NaN: a probability is finite or absent
         p = row["probability"]

@@ -20,12 +20,14 @@ invocation writes anything.
 from __future__ import annotations
 
 import copy
+import gc
 import json
 import os
 import tempfile
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
+from dataclasses import field as dataclass_field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
@@ -39,6 +41,7 @@ from yws.server.store import Principal, now_ms
 
 LEVELS = ("CAN_VIEW", "CAN_QUERY", "CAN_MANAGE")  # each includes the ones before it
 STATE_FILE = Path("serving") / "endpoints.json"
+MAX_KNOWN_PRINCIPALS = 1024  # levels kept per endpoint (see Endpoint.level)
 
 
 def bad_request(message: str) -> ApiError:
@@ -55,15 +58,25 @@ class Endpoint:
     config_version: int
     created: int  # epoch ms: when this server started serving it
     updated: int
+    # each principal's level, worked out once: the bundle's permissions do not change while
+    # the server runs (a config update changes the served entities only)
+    _levels: dict[Principal, int] = dataclass_field(default_factory=dict, repr=False,
+                                                    compare=False)
 
     def level(self, principal: Principal) -> int:
         """The principal's highest permission level (index into LEVELS), -1 for none."""
+        best = self._levels.get(principal)
+        if best is not None:
+            return best
         best = -1
         for perm in self.settings.get("permissions") or []:
             who = perm.get("group_name") or perm.get("service_principal_name") or \
                 perm.get("user_name")
             if who in principal.identities and perm.get("level") in LEVELS:
                 best = max(best, LEVELS.index(perm["level"]))
+        if len(self._levels) >= MAX_KNOWN_PRINCIPALS:
+            self._levels.clear()
+        self._levels[principal] = best
         return best
 
     @property
@@ -322,6 +335,14 @@ class ServingService:
                 if model is None:
                     model = ArrowModel.load(self.version_folder(*key))
                     self._models[key] = model
+                    # What is alive now (the server, the model, MLflow and every module they
+                    # imported) lives as long as the process: out of the cyclic collector's
+                    # sight, whose full passes over it stalled every request in flight for
+                    # 200-300 ms. The garbage there is now is collected first; later garbage
+                    # is collected as before (and a frozen object whose last reference goes
+                    # is freed).
+                    gc.collect()
+                    gc.freeze()
         return self._served_name(entity), model
 
     @staticmethod
