@@ -13,8 +13,8 @@ import json
 from pathlib import Path
 
 import pytest
-
 from tests.unit.test_r_glm import description
+
 from yws.config import Settings
 from yws.contract.quality import InputDataError
 from yws.contract.spec import Spec
