@@ -19,6 +19,9 @@ GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_predictions_latest TO `{{r_us
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_warnings TO `{{r_users_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_score_runs TO `{{r_users_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_quarantine TO `{{r_users_group}}`;
+-- R users fit their own models on the governed feature table, not a copy (yws_features(),
+-- docs/r-models.md); analysts are not granted feature values.
+GRANT SELECT ON TABLE {{catalog}}.{{schema}}.yws_features TO `{{r_users_group}}`;
 GRANT EXECUTE ON FUNCTION {{catalog}}.{{schema}}.yws_score_row TO `{{r_users_group}}`;
 -- R models are uploaded to the r_models volume (06_r_models_volume.sql) with the Files API:
 -- creating, replacing or deleting a file needs READ VOLUME and WRITE VOLUME.

@@ -77,11 +77,15 @@ def test_grants_parse_into_principal_privilege_object():
     for group in readers:
         selects = {g.securable for g in grants if g.principal == group and
                    g.privilege == "SELECT"}
-        assert selects == {f"yws_dev.ml.{v}" for v in VIEWS}, group
-        # views only: nothing on a base table, and nothing but SELECT / USE, and EXECUTE on
-        # the on-demand scoring function (ai_query through the Model Serving endpoint)
-        assert not {g for g in grants if g.principal == group and
-                    g.securable.split(".")[-1] in TABLES}
+        # R users also read the features they fit their own models on (yws_features(),
+        # issue 17); analysts only the views
+        features = {"yws_dev.ml.yws_features"} if group == "yws_r_users" else set()
+        assert selects == {f"yws_dev.ml.{v}" for v in VIEWS} | features, group
+        # views (and that): nothing else on a base table, and nothing but SELECT / USE, and
+        # EXECUTE on the on-demand scoring function (ai_query through the Model Serving
+        # endpoint)
+        assert {g.securable for g in grants if g.principal == group and
+                g.securable.split(".")[-1] in TABLES} == features
         volume = {"READ VOLUME", "WRITE VOLUME"} if group == "yws_r_users" else set()
         assert {g.privilege for g in grants if g.principal == group} == {
             "SELECT", "USE CATALOG", "USE SCHEMA", "EXECUTE", *volume}
@@ -149,7 +153,7 @@ def test_apply_twice_from_an_empty_warehouse(settings):
     assert [s.action for s in again if s.kind == "TABLE"] == ["exists"] * 4
     assert [(s.kind, s.object) for s in again] == [(s.kind, s.object) for s in first]
     state2 = json.loads(wh.state_path.read_text())
-    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 33
+    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 34
     # A volume has no DuckDB counterpart: recorded, so grants on it are checked and kept.
     assert state2["volumes"] == ["yws_dev.ml.mlflow_tmp", "yws_dev.ml.r_models"]
     assert [(s.kind, s.action) for s in again if s.kind == "VOLUME"] == [
