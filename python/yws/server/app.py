@@ -20,7 +20,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from yws.config import Settings
 from yws.deploy.bundle import load
 from yws.scoring.ai_query import Endpoints, served_routes
-from yws.server import jobs_routes, serving_routes, sessions, sql_routes
+from yws.server import files_routes, jobs_routes, serving_routes, sessions, sql_routes
 from yws.server.context import Api
 from yws.server.errors import ApiError, unauthenticated
 from yws.server.jobs import Runner, catalog, deployer
@@ -127,6 +127,7 @@ def create_app(settings: Settings, bundle_root: Path | None = None, target: str 
     jobs_routes.add_routes(app, api)
     sql_routes.add_routes(app, api)
     sessions.add_routes(app, api)  # SQL sessions (databricks-sql-connector), Thrift refused
+    files_routes.add_routes(app, api)  # Files API for the volumes sql/ creates
     # Model Serving: invocations have a limiter of their own, sized for on-demand scoring
     serving_routes.add_routes(app, api, serving, RateLimiter(per_second=5000, burst=5000).check)
 
