@@ -24,6 +24,10 @@
 #' @param timeout Seconds for the whole call: trigger, wait and read.
 #' @param batch_id The batch id (1-128 characters); generated when `NULL`.
 #' @param model_alias The registered model's alias to score with.
+#' @param model Another registered model to score with, as `"catalog.schema.model@alias"`:
+#'   for example your own glm registered with [yws_register_model()] and promoted with
+#'   [yws_promote()] (`"yws_dev.ml.yws_glm_r@champion"`). It must be in the jobs' catalog and
+#'   schema; its alias replaces `model_alias`. `NULL`: the deployment's model.
 #' @inheritParams yws_predictions
 #' @inheritParams yws_host
 #' @return A tibble of predictions (see [yws_predictions()]), or a `yws_run`.
@@ -36,17 +40,29 @@ yws_score <- function(as_of = Sys.Date(), entities = NULL, wait = TRUE,
                       via = c("sql", "odbc"), con = NULL, timeout = 3600, batch_id = NULL,
                       model_alias = "champion",
                       bigint = c("double", "integer64", "character"), host = NULL,
-                      token = NULL) {
+                      token = NULL, model = NULL) {
   via <- match.arg(via)
   bigint <- match.arg(bigint)
   local_deadline(timeout)
   as_of <- check_date(as_of)
   batch_id <- check_batch_id(batch_id %||% new_batch_id())
   model_alias <- check_alias(model_alias)
+  model_name <- NULL
+  if (!is.null(model)) {
+    ref <- parse_model_ref(model, what = "model")
+    if (is.null(ref$alias)) {
+      yws_abort(c("{.arg model} must name an alias: the scoring job scores by alias.",
+                  i = "Use {.val {ref$name}@champion}, or promote that version first."),
+                class = "yws_input_error")
+    }
+    model_name <- ref$name
+    model_alias <- ref$alias
+  }
   yws_host(host)
   yws_token(token)
   if (wait) check_reader(via, con, host = host, token = token)
   params <- list(as_of_date = as_of, batch_id = batch_id, model_alias = model_alias)
+  if (!is.null(model_name)) params$model_name <- model_name
   run <- yws_run_job("yws_score", params,
                      idempotency_token = yws_idempotency_token("yws_score", params),
                      host = host, token = token)

@@ -41,7 +41,8 @@ jobs_routes <- function(final = run_state("TERMINATED", "SUCCESS"), never_ends =
                     jobs)[[1]]
       job$settings$parameters <- list(list(name = "as_of_date", default = ""),
                                       list(name = "batch_id", default = ""),
-                                      list(name = "model_alias", default = "champion"))
+                                      list(name = "model_alias", default = "champion"),
+                                      list(name = "model_name", default = ""))
       res$send_json(job, auto_unbox = TRUE)
     }),
     route("get", "/api/2.0/preview/scim/v2/Me", function(req, res) {

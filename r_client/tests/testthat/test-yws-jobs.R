@@ -284,3 +284,21 @@ test_that("a poll that outlives the call's timeout still cancels the run (item 2
   expect_length(cancels, 1)
   expect_equal(cancels[[1]]$body$run_id, 5)
 })
+
+test_that("yws_score(model =) scores with another registered model by its alias", {
+  fake <- fake_api(jobs_routes())
+  with_fake_env(fake)
+  yws_score(as_of = "2026-11-30", batch_id = "b-2", wait = FALSE,
+            model = "yws_dev.ml.yws_glm_r@champion")
+  posts <- Filter(function(r) r$path == "/api/2.2/jobs/run-now", requests(fake))
+  expect_equal(posts[[1]]$body$job_parameters,
+               list(as_of_date = "2026-11-30", batch_id = "b-2", model_alias = "champion",
+                    model_name = "yws_dev.ml.yws_glm_r"))
+  # a version is not an alias, a bare name names no version, a two-part name is not UC's:
+  # refused before anything is sent
+  for (bad in c("yws_dev.ml.yws_glm_r/3", "yws_dev.ml.yws_glm_r", "ml.yws_glm_r@champion")) {
+    expect_error(yws_score(as_of = "2026-11-30", wait = FALSE, model = bad),
+                 class = "yws_input_error")
+  }
+  expect_length(Filter(function(r) r$path == "/api/2.2/jobs/run-now", requests(fake)), 1)
+})
