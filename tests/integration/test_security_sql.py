@@ -297,10 +297,25 @@ def test_base_tables_need_their_own_grant(served):  # noqa: F811
     failures = []
     for who in ("outsider", "r_user", "orchestrator"):
         for sql, extra in _base_tables():
+            if who == "r_user" and "yws_features" in sql.lower():
+                continue  # granted: R users fit their own models on it (below)
             status, body = _post(served, served["tokens"][who], sql, **extra)
             if not _refused(status, body):
                 failures.append((who, sql, status, str(body)[:200]))
     assert not failures, failures[:5]
+
+
+def test_r_users_read_the_features_table_they_fit_their_models_on(served):  # noqa: F811
+    """sql/90_grants.sql grants R users SELECT on yws_features (yws_features() in R, issue
+    17): that table only, not the predictions, quarantine or audit tables."""
+    status, body = _post(served, served["tokens"]["r_user"],
+                         "SELECT count(*) FROM yws_dev.ml.yws_features")
+    assert status == 200 and body["status"]["state"] == "SUCCEEDED", body
+    for t in TABLES:
+        if t != "yws_features":
+            status, body = _post(served, served["tokens"]["r_user"],
+                                 f"SELECT * FROM yws_dev.ml.{t}")
+            assert _refused(status, body), (t, status, body)
 
 
 def test_no_grants_reads_nothing_not_even_the_views(served):  # noqa: F811

@@ -63,11 +63,15 @@ def job_id(w: WorkspaceClient, name: str) -> int:
 def test_jobs_come_from_the_bundle_and_respect_permissions(served):
     w = client(served, "orchestrator")
     names = sorted(j.settings.name for j in w.jobs.list())
-    assert names == ["yws_score", "yws_sql_apply", "yws_train", "yws_train_and_score"]
+    assert names == ["yws_compare_models", "yws_promote_model", "yws_register_r_model",
+                     "yws_score", "yws_sql_apply", "yws_train", "yws_train_and_score"]
     job = w.jobs.get(job_id(w, "yws_score"))
-    assert [p.name for p in job.settings.parameters] == ["as_of_date", "batch_id", "model_alias"]
+    assert [p.name for p in job.settings.parameters] == ["as_of_date", "batch_id", "model_alias",
+                                                         "model_name"]
     r_user = client(served, "r_user")
-    assert [j.settings.name for j in r_user.jobs.list()] == ["yws_score"]
+    # R users run the scoring job and their own models' jobs (register, compare, promote)
+    assert sorted(j.settings.name for j in r_user.jobs.list()) == [
+        "yws_compare_models", "yws_promote_model", "yws_register_r_model", "yws_score"]
     with pytest.raises(PermissionDenied):
         client(served, "outsider").jobs.run_now(job_id(w, "yws_score"))
     with pytest.raises(NotFound):

@@ -264,13 +264,14 @@ def register_r_model_main(argv: Sequence[str] | None = None) -> None:
         from pathlib import Path
 
         from yws.console import stderr_progress
-        from yws.storage.volumes import local_path
+        from yws.platform import target_for
         from yws.training.registration import model_name, register_r_model
 
         settings = _settings(args)
         as_of = _date(args.as_of_date)
         name = model_name(args.model_name, settings)
-        description = Path(local_path(settings, args.description))
+        # the volume file: mounted on Databricks, under $YWS_HOME/volumes here
+        description = Path(target_for(settings).volume_path(args.description))
         spark, spec = _spark_and_spec(settings)
         return register_r_model(settings, spec, spark, description, name, as_of,
                                 progress=stderr_progress())
