@@ -28,7 +28,9 @@ yws_models_volume <- "r_models"
 #'
 #' @param fit A fitted [stats::glm()], or a description made by [yws_export_glm()].
 #' @param name The registered model's three-part Unity Catalog name,
-#'   `"<catalog>.<schema>.<model>"`, e.g. `"yws_dev.ml.yws_glm_r"`.
+#'   `"<catalog>.<schema>.<model>"`, e.g. `"yws_dev.ml.yws_glm_r"`, in the package's catalog
+#'   and schema (the jobs'): another is a `yws_model_name_error` (also `yws_input_error`)
+#'   before anything is sent.
 #' @param as_of The as-of date of the feature snapshot the model was trained on. `NULL`:
 #'   the date [yws_features()] recorded on the data `fit` was fitted on, if any (or the
 #'   description's). Sent to the job as `as_of`.
@@ -54,6 +56,7 @@ yws_register_model <- function(fit, name, as_of = NULL, features_version = NULL,
                                timeout = 3600, host = NULL, token = NULL) {
   local_deadline(timeout)
   name <- check_model_name(name)
+  check_jobs_schema(name)
   description <- register_description(fit, as_of, features_version)
   yws_host(host)
   yws_token(token)
@@ -213,6 +216,21 @@ check_model_name <- function(x, what = "name", call = rlang::caller_env()) {
               class = "yws_input_error", call = call)
   }
   x
+}
+
+# The registration job writes only to the catalog and schema it runs in, the package's
+# (yws_catalog(), yws_schema()), where the description is uploaded too: another name would
+# only fail the job after the upload. Refused here, before anything is sent.
+check_jobs_schema <- function(name, what = "name", call = rlang::caller_env()) {
+  home <- paste0(yws_catalog(), ".", yws_schema())
+  if (!startsWith(name, paste0(home, "."))) {
+    yws_abort(c("{.arg {what}} {.val {name}} is not in {.val {home}}: the jobs register models in their own catalog and schema only.",
+                i = paste("Register it as {.val {paste0(home, '.', sub('^.*[.]', '', name))}},",
+                          "or set {.code options(yws.catalog =, yws.schema =)} to the",
+                          "deployment's.")),
+              class = c("yws_model_name_error", "yws_input_error"), call = call)
+  }
+  invisible(name)
 }
 
 check_version <- function(x, what = "version", call = rlang::caller_env()) {

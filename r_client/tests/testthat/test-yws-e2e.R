@@ -246,3 +246,135 @@ test_that("yws_predict() gives the batch job's probabilities for the rows it sco
   held <- yws_quarantine(unique(batch$batch_id))
   expect_true(all(scored$customer_id[!is.na(scored$error)] %in% held$entity_id))
 })
+
+# Issue 17: an R user's glm in the registry, beside the SparkML model the first test trained:
+# fitted on the governed features table, registered (@challenger, with the gate's verdict),
+# compared with yws_lr@champion on the same held-out rows, promoted to @champion of its own
+# name, and scored by the batch job exactly as predict() scores it in this session.
+test_that("an R glm: register, compare, promote, score as R does (issue 17)", {
+  skip_unless_e2e()
+  train_day <- Sys.getenv("YWS_E2E_TRAIN_DAY")
+  score_day <- Sys.getenv("YWS_E2E_SCORE_DAY")
+  prefix <- paste0(yws_catalog(), ".", yws_schema(), ".")
+  name <- paste0(prefix, "yws_glm_r")
+  d <- yws_features(as_of = train_day)
+  expect_gt(nrow(d), 1000)
+  fit <- glm(defaulted_90d ~ tenure_months + balance_utilization + region + has_autopay,
+             family = binomial, data = d)
+  expect_true(fit$converged)
+
+  v <- yws_register_model(fit, name = name, timeout = 600)
+  expect_s3_class(v, "yws_model_version")
+  expect_identical(v$name, name)
+  expect_identical(v$family, "r-glm")
+  expect_true("challenger" %in% v$aliases)
+  expect_false("champion" %in% v$aliases)  # registering never promotes
+  # a new name has no champion: the gate would promote it, and says why
+  expect_null(v$gate$champion_metrics)
+  expect_true(v$gate$promote)
+  expect_match(v$gate$reason, "no champion")
+  expect_gt(v$gate$metrics$auc_roc, 0.5)
+
+  cmp <- yws_compare_models(paste0(prefix, "yws_lr@champion"), v, as_of = train_day,
+                            timeout = 600)
+  expect_identical(cmp$ref, c(paste0(prefix, "yws_lr@champion"), paste0(name, "/", v$version)))
+  expect_identical(cmp$family, c("spark-lr", "r-glm"))
+  expect_identical(cmp$version[2], v$version)
+  expect_length(unique(cmp$rows), 1)  # both families on the same held-out rows
+  expect_gt(cmp$rows[1], 100)
+  expect_true(all(cmp$auc_roc > 0.5 & cmp$auc_roc <= 1))
+  # the gate scored the same rows of the same date with the same model
+  expect_equal(cmp$auc_roc[2], v$gate$metrics$auc_roc, tolerance = 1e-12)
+
+  expect_message(p <- yws_promote(v, as_of = train_day, timeout = 600), "@champion",
+                 class = "yws_promoted")
+  expect_true(p$promoted)
+  expect_true(p$gate$promote)
+  expect_match(p$gate$reason, "no champion")
+  expect_true(all(c("champion", "challenger") %in% p$aliases))
+  expect_identical(p$version, v$version)
+
+  expect_message(preds <- yws_score(as_of = score_day, model = paste0(name, "@champion"),
+                                    timeout = 600),
+                 "yws_quarantine", class = "yws_quarantined_rows")  # the generated anomalies
+  batch <- unique(preds$batch_id)
+  expect_length(batch, 1)
+  expect_equal(unique(preds$model_name), name)
+  expect_equal(unique(as.character(preds$model_version)), v$version)
+  expect_identical(preds, yws_predictions(batch_id = batch))
+  held <- yws_quarantine(batch)
+  audit <- yws_batches(as_of = score_day)
+  audit <- audit[audit$batch_id == batch, ]
+  expect_equal(nrow(audit), 1)
+
+  # R's own answer for every row of that snapshot, in this session: NA for a missing value,
+  # and none for a level the fit never saw (predict() would stop for the whole call)
+  new <- yws_features(as_of = score_day)
+  expect_equal(audit$rows_read, nrow(new))
+  expect_equal(audit$rows_scored, nrow(preds))
+  expect_equal(audit$rows_quarantined, nrow(held))
+  expect_equal(audit$rows_read, nrow(preds) + nrow(held))
+  unseen <- !is.na(new$region) & !(as.character(new$region) %in% fit$xlevels$region)
+  expect_r <- rep(NA_real_, nrow(new))
+  expect_r[!unseen] <- predict(fit, newdata = new[!unseen, ], type = "response",
+                               na.action = na.pass)
+  # every row R has no answer for was held back, with a reason naming a column R reads
+  none <- new$customer_id[is.na(expect_r)]
+  expect_gt(length(none), 0)
+  expect_length(intersect(none, preds$entity_id), 0)
+  expect_true(all(none %in% held$entity_id))
+  reads <- attr(terms(fit), "term.labels")
+  names_r <- paste0("\\b(", paste(reads, collapse = "|"), ")\\b")
+  dup <- new$customer_id[duplicated(new$customer_id)]  # held whatever the model says
+  expect_gt(length(dup), 0)
+  expect_true(all(grepl(names_r, held$reason[held$entity_id %in% setdiff(none, dup)])))
+  expect_true(all(grepl("duplicate customer_id in the snapshot",
+                        held$reason[held$entity_id %in% dup], fixed = TRUE)))
+  # every other held-back row broke a rule of the snapshot itself (a duplicated key, an
+  # infinite value in a column R does not read), as it would for the SparkML model
+  other <- held[!held$entity_id %in% none, ]
+  expect_false(any(grepl(names_r, other$reason)))
+  expect_true(all(grepl("^(duplicate customer_id in the snapshot|[a-z_0-9]+ is (infinite|null( or NaN)?))(; |$)",
+                        other$reason)))
+  expect_setequal(c(preds$entity_id, held$entity_id), new$customer_id)
+  r <- expect_r[match(preds$entity_id, new$customer_id)]
+  expect_lte(max(abs(preds$probability - r)), 1e-12)
+  expect_equal(preds$probability, r, tolerance = 1e-12)
+})
+
+# The registry's model names, read as the local stack's owner (the R users' token runs jobs;
+# it cannot list the registry).
+registered_models_e2e <- function() {
+  python <- Sys.getenv("RETICULATE_PYTHON")
+  skip_if_not(file.exists(python), "no RETICULATE_PYTHON to read the registry with")
+  code <- paste("import mlflow; from yws.config import Settings; from yws.model import registry;",
+                "registry.configure(Settings.load());",
+                "print('\\n'.join(m.name for m in mlflow.MlflowClient().search_registered_models()))")
+  out <- system2(python, c("-c", shQuote(code)), stdout = TRUE, stderr = FALSE)
+  expect_null(attr(out, "status"))
+  out
+}
+
+test_that("an R model named outside the jobs' catalog and schema is refused; nothing registered", {
+  skip_unless_e2e()
+  d <- yws_features(as_of = Sys.getenv("YWS_E2E_TRAIN_DAY"))
+  fit <- glm(defaulted_90d ~ tenure_months + region, family = binomial, data = d)
+  home <- paste0(yws_catalog(), ".", yws_schema())
+  before <- registered_models_e2e()
+  expect_true(paste0(home, ".yws_lr") %in% before)
+  for (name in c(paste0("yws_elsewhere.", yws_schema(), ".yws_glm_r"),
+                 paste0(yws_catalog(), ".elsewhere.yws_glm_r"))) {
+    # the R package refuses before it uploads or runs anything
+    err <- expect_error(yws_register_model(fit, name = name, timeout = 600),
+                        class = "yws_model_name_error")
+    expect_s3_class(err, "yws_input_error")
+    expect_match(conditionMessage(err), name, fixed = TRUE)
+    expect_match(conditionMessage(err), home, fixed = TRUE)
+    # and the job, run directly with a description that is in the volume, refuses it too
+    path <- suppressMessages(upload_description(as.character(yws_glm_json(yws_export_glm(fit)))))
+    run <- yws_run_job("yws_register_r_model", list(description = path, model_name = name))
+    err <- expect_error(suppressMessages(yws_wait(run, timeout = 600)), class = "yws_run_failed")
+    expect_match(err$task_error, paste0("model '", name, "' is not in ", home), fixed = TRUE)
+  }
+  expect_identical(registered_models_e2e(), before)
+})
