@@ -125,3 +125,31 @@ def test_the_score_task_takes_the_model_by_name_in_the_jobs_catalog_and_schema(
         score_main([*base, "--model-name", "elsewhere.ml.yws_glm_r"])
     assert e.value.code == 1
     assert "is not in yws_dev.ml" in capsys.readouterr().err
+
+
+def test_serving_and_ai_query_answer_an_r_version_as_r(r_champion: Settings, spec: Spec) -> None:
+    """The on-demand paths (Model Serving's invocations on ``yws serve`` and the local
+    warehouse's ``ai_query``, both through yws.scoring.records) answer an R version with R's
+    probabilities, and refuse what R would not score with an error, never a probability."""
+    from yws.model import families
+    from yws.scoring.ai_query import Endpoints, Route
+    from yws.scoring.records import score_records
+
+    snap = LocalStorage(r_champion).read_arrow(r_champion.features, where=("as_of_date", DAY))
+    want = RGlm.from_dict(description()).predict(snap)
+    folder = registry.find(r_champion, registry.CHAMPION).path
+    assert folder is not None
+    served = score_records(families.load(folder), spec, snap.to_pylist())
+    endpoints = Endpoints(r_champion, spec, {"glm": Route(r_champion.model_name, "champion")})
+    answered = endpoints("glm", snap.select(spec.feature_names)).to_pylist()
+    for out in (served, answered):
+        assert len(out) == snap.num_rows
+        for i, row in enumerate(out):
+            if want.refused[i]:
+                assert row["probability"] is None and row["band"] is None and row["error"], i
+            elif row["error"] is None:  # the spec's contract refuses some rows R would score
+                assert row["probability"] == want.probability[i], i  # to the last bit
+                assert row["prediction"] == int(want.probability[i] > 0.5)
+        assert sum(r["error"] is None for r in out) > 1500
+        assert {"tenure_months is null or NaN", "has_autopay is null"} <= \
+            {r["error"] for r in out}

@@ -504,7 +504,9 @@ class RowContract:
                 x = floats[rule.column]
                 mask = np.isnan(x) if rule.check == "null_or_nan" else np.isinf(x)
             else:  # unseen (from_dict admits nothing else)
-                known = pa.array(categories.get(rule.column, []), pa.string())
+                if rule.column not in categories:  # a column the model does not read
+                    continue
+                known = pa.array(categories[rule.column], pa.string())
                 values = pc.cast(col, pa.string())
                 mask = np.asarray(pc.and_(pc.is_valid(values), pc.invert(
                     pc.is_in(values, value_set=known))).to_numpy(zero_copy_only=False),
@@ -522,12 +524,19 @@ class RowContract:
             level += p >= threshold
         return pa.array(self.band_names, pa.string()).take(pa.array(level))
 
-    def score(self, model: ArrowModel, table: pa.Table,
+    def score(self, model: Any, table: pa.Table,
               errors: list[str | None] | None = None) -> pa.Table:
         """:data:`OUTPUTS` for every row of ``table`` (the features, typed), in order.
-        ``errors``: rows already refused (a value of the wrong type)."""
+        ``errors``: rows already refused (a value of the wrong type). ``model``: an
+        :class:`ArrowModel`, or any model with ``categories()`` and ``predict(table)``; one
+        with ``refusals(table)`` (an R glm, :mod:`yws.model.families`) also refuses, with its
+        reasons, rows the contract lets through that it cannot score."""
         n = table.num_rows
         texts = self.refusals(table, model.categories(), errors)
+        own = getattr(model, "refusals", None)
+        more = own(table) if own is not None else None
+        if more is not None:
+            texts = [t if t is not None else m for t, m in zip(texts, more, strict=True)]
         refused = np.array([t is not None for t in texts], dtype=bool)
         p = np.full(n, np.nan)
         y = np.zeros(n, dtype=np.int32)

@@ -41,6 +41,9 @@ class FamilyModel(Protocol):
 
     family: str
 
+    def __hash__(self) -> int:  # one loaded model, one key (Model Serving batches by model)
+        ...
+
     def categories(self) -> dict[str, list[str]]:
         """The labels the model knows per categorical feature (the unseen-category rule)."""
         ...
@@ -73,7 +76,7 @@ class SparkPipeline:
         return self.model.predict(table)
 
 
-@dataclass
+@dataclass(eq=False)  # compared and hashed by identity, as loaded models are
 class RGlmModel:
     """An R glm version: R's probabilities, prediction = probability above the threshold the
     version was logged with (as the SparkML LogisticRegression predicts)."""

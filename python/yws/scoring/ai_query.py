@@ -28,8 +28,8 @@ import pyarrow as pa
 from yws.config import Settings, check_table_name
 from yws.contract.spec import Spec, load_spec
 from yws.errors import YwsError
-from yws.model import registry
-from yws.model.evaluator import ArrowModel
+from yws.model import families, registry
+from yws.model.families import FamilyModel
 from yws.scoring.records import score_table
 from yws.warehouse.ai_query import EndpointNotFoundError
 from yws.warehouse.errors import SqlError
@@ -97,7 +97,7 @@ class Endpoints:
         self._routes = routes
         self._static = None if callable(routes) else self._typed(routes)
         self._lock = threading.Lock()
-        self._models: dict[tuple[str, int], ArrowModel] = {}
+        self._models: dict[tuple[str, int], FamilyModel] = {}
         self._resolved: dict[str, tuple[float, tuple[str, int], Path | None]] = {}
 
     def __call__(self, endpoint: str, rows: pa.Table) -> pa.Table:
@@ -115,7 +115,7 @@ class Endpoints:
         return {name: r if isinstance(r, Route) else Route(r[0], str(r[1]))
                 for name, r in routes.items()}
 
-    def model(self, endpoint: str) -> ArrowModel:
+    def model(self, endpoint: str) -> FamilyModel:
         """The evaluator of the version ``endpoint`` serves now."""
         routes = self.routes
         route = routes.get(endpoint)
@@ -148,11 +148,11 @@ class Endpoints:
         self._resolved[f"{route.model}@{route.version}"] = (now, key, found.path)
         return key, found.path
 
-    def _load(self, route: Route, key: tuple[str, int], path: Path | None) -> ArrowModel:
+    def _load(self, route: Route, key: tuple[str, int], path: Path | None) -> FamilyModel:
         if path is not None:
-            return ArrowModel.load(path)
+            return families.load(path)
         registry.configure(self._settings_for(route))
-        return ArrowModel.from_registry(f"models:/{route.model}/{key[1]}")
+        return families.from_registry(f"models:/{route.model}/{key[1]}")
 
 
 def endpoints_for(settings: Settings, spec: Spec | None = None) -> Endpoints:

@@ -21,7 +21,8 @@ from yws.contract.features import FeatureType
 from yws.contract.spec import Feature, Spec
 from yws.errors import InvalidValueError
 from yws.model.evaluator import OUTPUTS as OUTPUTS
-from yws.model.evaluator import ArrowModel, RowContract
+from yws.model.evaluator import RowContract
+from yws.model.families import FamilyModel
 from yws.model.flavor import row_contract
 
 
@@ -114,7 +115,7 @@ def table_from_columns(columns: Mapping[str, Sequence[Any]], rows: int, spec: Sp
     return pa.table(table), errors
 
 
-def score_table(model: ArrowModel, spec: Spec, table: pa.Table,
+def score_table(model: FamilyModel, spec: Spec, table: pa.Table,
                 errors: Sequence[str | None] | None = None) -> pa.Table:
     """Score every row of ``table`` (the spec's feature columns): ``OUTPUTS`` per row, in
     order. ``errors``: rows already refused (a value of the wrong type). The logged model's
@@ -136,19 +137,19 @@ def _contract(spec: Spec) -> RowContract:
     return contract
 
 
-def score_records(model: ArrowModel, spec: Spec,
+def score_records(model: FamilyModel, spec: Spec,
                   records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Score JSON-like rows: one ``OUTPUTS`` dict per row, in order."""
     return _outputs(model, spec, *table_from_records(records, spec))
 
 
-def score_columns(model: ArrowModel, spec: Spec, columns: Mapping[str, Sequence[Any]],
+def score_columns(model: FamilyModel, spec: Spec, columns: Mapping[str, Sequence[Any]],
                   rows: int) -> list[dict[str, Any]]:
     """:func:`score_records` of rows sent column-wise (see :func:`table_from_columns`)."""
     return _outputs(model, spec, *table_from_columns(columns, rows, spec))
 
 
-def _outputs(model: ArrowModel, spec: Spec, table: pa.Table, errors: list[str | None],
+def _outputs(model: FamilyModel, spec: Spec, table: pa.Table, errors: list[str | None],
              ) -> list[dict[str, Any]]:
     out = score_table(model, spec, table, errors).to_pylist()
     for row in out:  # JSON has no NaN: a probability is finite or absent

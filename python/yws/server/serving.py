@@ -13,7 +13,8 @@ reset the endpoint.
 
 An invocation scores its rows with :func:`yws.scoring.records.score_records` — the batch job's
 evaluator, quarantine rules and bands, an error per refused row — with the served version's
-:class:`~yws.model.evaluator.ArrowModel`, loaded once per (model, version) and kept. No
+model (:func:`yws.model.families.load`: a SparkML pipeline or an R glm), loaded once per
+(model, version) and kept. No
 invocation writes anything.
 """
 
@@ -35,7 +36,8 @@ from urllib.parse import unquote, urlparse
 from yws.config import Settings
 from yws.contract.spec import Spec, load_spec
 from yws.deploy.bundle import Bundle, local_variables, substitute
-from yws.model.evaluator import ArrowModel
+from yws.model import families
+from yws.model.families import FamilyModel
 from yws.server.errors import ApiError, denied, not_found
 from yws.server.store import Principal, now_ms
 
@@ -94,7 +96,7 @@ class ServingService:
         self.creator = creator
         self.state_path = settings.home.resolve() / STATE_FILE
         self._lock = threading.Lock()
-        self._models: dict[tuple[str, str], ArrowModel] = {}
+        self._models: dict[tuple[str, str], FamilyModel] = {}
         self._loading: dict[tuple[str, str], threading.Lock] = {}
         self._spec: Spec | None = None
         variables = local_variables(bundle, target, overrides) if target in bundle.targets \
@@ -311,7 +313,7 @@ class ServingService:
             return Path(unquote(parsed.path))
         return Path(mlflow.artifacts.download_artifacts(f"models:/{model}/{version}"))
 
-    def cached_model(self, endpoint: Endpoint) -> tuple[str, ArrowModel] | None:
+    def cached_model(self, endpoint: Endpoint) -> tuple[str, FamilyModel] | None:
         """The served entity's name and its loaded model, if loaded already (no I/O)."""
         entity = endpoint.entities[0] if endpoint.entities else None
         if entity is None:
@@ -320,7 +322,7 @@ class ServingService:
         model = self._models.get(key)
         return (self._served_name(entity), model) if model is not None else None
 
-    def model(self, endpoint: Endpoint) -> tuple[str, ArrowModel]:
+    def model(self, endpoint: Endpoint) -> tuple[str, FamilyModel]:
         """The served entity's name and its model, loaded once per (model, version)."""
         if not endpoint.entities:
             raise not_found(f"serving endpoint {endpoint.name} serves nothing")
@@ -333,7 +335,7 @@ class ServingService:
             with loading:  # one load per version, however many requests wait for it
                 model = self._models.get(key)
                 if model is None:
-                    model = ArrowModel.load(self.version_folder(*key))
+                    model = families.load(self.version_folder(*key))
                     self._models[key] = model
                     # What is alive now (the server, the model, MLflow and every module they
                     # imported) lives as long as the process: out of the cyclic collector's
