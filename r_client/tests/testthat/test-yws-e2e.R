@@ -250,7 +250,9 @@ test_that("yws_predict() gives the batch job's probabilities for the rows it sco
 # Issue 17: an R user's glm in the registry, beside the SparkML model the first test trained:
 # fitted on the governed features table, registered (@challenger, with the gate's verdict),
 # compared with yws_lr@champion on the same held-out rows, promoted to @champion of its own
-# name, and scored by the batch job exactly as predict() scores it in this session.
+# name, and scored by the batch job exactly as predict() scores it in this session. Keep it
+# after the tests that read the score day's official batch: the views count a batch scored by
+# any model's @champion as official, this one's too.
 test_that("an R glm: register, compare, promote, score as R does (issue 17)", {
   skip_unless_e2e()
   train_day <- Sys.getenv("YWS_E2E_TRAIN_DAY")
