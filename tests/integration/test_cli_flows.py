@@ -103,6 +103,7 @@ def test_model_versions_and_rolling_the_champion_back(yws, monkeypatch):
     assert [v["version"] for v in listed] == [2, 1]
     assert listed[0]["aliases"] == ["challenger", "champion"] and listed[1]["aliases"] == []
     assert all(0.5 < v["auc_roc"] <= 1.0 and v["run_id"] for v in listed)
+    assert [v["family"] for v in listed] == ["spark-lr", "spark-lr"]
     code, out, err = yws("score", "--json")
     assert code == 0, err
     assert json.loads(out)["model_version"] == 2
@@ -115,6 +116,7 @@ def test_model_versions_and_rolling_the_champion_back(yws, monkeypatch):
     assert json.loads(out)["model_version"] == 1  # the arrow path sees the moved alias
     code, out, _ = yws("model", "versions")
     assert out.splitlines()[1].startswith("v1") and out.splitlines()[1].endswith("@champion")
+    assert " spark-lr " in out.splitlines()[1]
     code, _, err = yws("model", "alias", "champion", "9")
     assert code != 0 and "has no version 9" in err
     code, _, err = yws("model", "alias", "latest", "1")

@@ -114,6 +114,9 @@ def test_an_r_model_is_compared_with_the_sparkml_champion_on_the_same_rows(
                                  DAY)
     families = [m["family"] for m in found["models"]]
     assert families == ["spark-lr", "r-glm"]
+    # `yws model versions` shows each version's family
+    from yws.model.registry import versions
+    assert [(v.version, v.family) for v in versions(settings)] == [(2, "r-glm"), (1, "spark-lr")]
     # The SparkML champion scores every held-out row; only the glm's refusals are left out.
     assert found["rows"] + found["rows_left_out"] == trained.rows_test
     assert found["models"][0]["metrics"]["test_rows"] == found["rows"]

@@ -57,7 +57,7 @@ def model() -> None:
 @settings_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array on stdout.")
 def model_versions(settings: Settings, as_json: bool) -> None:
-    """Every version, newest first, with its aliases, training run and AUC-ROC."""
+    """Every version, newest first, with its family, aliases, training run and AUC-ROC."""
     from dataclasses import asdict
 
     from yws.model import registry
@@ -71,8 +71,8 @@ def model_versions(settings: Settings, as_json: bool) -> None:
         click.echo(f"{settings.model_name} has no versions: run `yws train`", err=True)
     for v in found:
         auc = f"{v.auc_roc:.4f}" if v.auc_roc is not None else "-"
-        click.echo(f"v{v.version:<4} {v.created}  AUC-ROC {auc}  run {v.run_id or '-'}  "
-                   f"{' '.join('@' + a for a in v.aliases)}".rstrip())
+        click.echo(f"v{v.version:<4} {v.created}  {v.family:<8}  AUC-ROC {auc}  "
+                   f"run {v.run_id or '-'}  {' '.join('@' + a for a in v.aliases)}".rstrip())
 
 
 @model.command("alias")

@@ -103,10 +103,12 @@ class VersionInfo:
     run_id: str | None
     created: str
     auc_roc: float | None
+    family: str = "spark-lr"  # yws.model.families: the version's flavor tag (none: SparkML)
 
 
 def versions(settings: Settings) -> list[VersionInfo]:
-    """Every registered version of the model, newest first, with its aliases and AUC-ROC."""
+    """Every registered version of the model, newest first, with its aliases, AUC-ROC and
+    family (an R glm registered beside the SparkML versions says ``r-glm``)."""
     import datetime as dt
 
     import mlflow
@@ -130,7 +132,7 @@ def versions(settings: Settings) -> list[VersionInfo]:
             int(v.version), sorted(aliases.get(str(v.version), [])), v.run_id,
             dt.datetime.fromtimestamp(v.creation_timestamp / 1000, dt.UTC).isoformat(
                 timespec="seconds"),
-            metrics.get("auc_roc")))
+            metrics.get("auc_roc"), str((v.tags or {}).get("flavor") or "spark-lr")))
     return out
 
 
