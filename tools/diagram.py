@@ -36,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 UC_LOGO = REPO / "docs" / "assets" / "unity-catalog.png"
 TRAIN_ENTRY_POINT = "yws-train"
 SCORE_ENTRY_POINT = "yws-score"
+REGISTER_R_ENTRY_POINT = "yws-register-r-model"  # R users' own models (docs/r-models.md)
 CAPTION = ("Simple migration path — reuse the existing SparkML code, gain Unity Catalog "
            "governance, MLflow tracking and serverless efficiency")
 LOCAL_CAPTION = ("The same bundle, job code, SQL files and R client on one machine — yws serve "
@@ -140,6 +141,14 @@ def _job_for(bundle: Bundle, entry_point: str) -> dict[str, Any]:
             return job
     raise DiagramError(f"no job in {bundle.root} has a single task running {entry_point} "
                        "(or only tasks running it)")
+
+
+def _r_models_job(bundle: Bundle) -> dict[str, Any] | None:
+    """The job that registers R users' models, if the bundle has one."""
+    try:
+        return _job_for(bundle, REGISTER_R_ENTRY_POINT)
+    except DiagramError:
+        return None
 
 
 def _parameter_default(job: dict[str, Any], name: str) -> str:
@@ -258,6 +267,21 @@ def databricks_architecture(settings: Settings | None = None,
         if ep.updater:
             edges += (Edge("train", key, f"task {ep.updater}: update_config", main=False,
                            ranked=False),)
+    register = _r_models_job(bundle)
+    if register is not None:  # R users' own models, governed in the same registry
+        nodes += (Node("r_models", f"volume (R models' JSON)\n{settings.catalog}."
+                                   f"{settings.schema}.r_models", "table"),
+                  Node("register_r", f"{register['name']}\nserverless job\nR glm -> r-glm "
+                                     "pyfunc, same gate", "spark"))
+        uc = dataclasses.replace(uc, nodes=(*uc.nodes, "r_models"))
+        platform = dataclasses.replace(platform, nodes=(*platform.nodes, "register_r"),
+                                       clusters=(uc,))
+        edges += (
+            Edge("r_client", "r_models", "Files API: yws_register_model()", main=False,
+                 ranked=False),
+            Edge("r_models", "register_r", "read", main=False),
+            Edge("register_r", "mlflow", "register @challenger", main=False),
+        )
     return Architecture("architecture", "YWS on Databricks with Unity Catalog", CAPTION,
                         nodes, (platform,), edges)
 
@@ -316,6 +340,21 @@ def local_architecture(settings: Settings | None = None,
             Edge("mlflow", key, "served version", main=False),
             Edge(key, "duckdb", f"ai_query('{ep.name}')", main=False, ranked=False),
             Edge("r_client", key, "yws_predict()", main=False, ranked=False),
+        )
+    register = _r_models_job(bundle)
+    if register is not None:  # R users' own models, governed in the same registry
+        nodes += (Node("r_models", "yws serve: Files API\n$YWS_HOME/volumes/.../r_models",
+                       "fastapi"),
+                  Node("register_r", f"{register['name']}\n{REGISTER_R_ENTRY_POINT} "
+                                     "process", "spark"))
+        machine = dataclasses.replace(machine, nodes=(*machine.nodes, "r_models"), clusters=(
+            dataclasses.replace(machine.clusters[0],
+                                nodes=(*machine.clusters[0].nodes, "register_r")),
+            *machine.clusters[1:]))
+        edges += (
+            Edge("r_client", "r_models", "yws_register_model()", main=False, ranked=False),
+            Edge("r_models", "register_r", "read", main=False),
+            Edge("register_r", "mlflow", "register r-glm @challenger", main=False),
         )
     return Architecture("architecture-local", "YWS embedded default: everything on one machine",
                         LOCAL_CAPTION, nodes, (machine,), edges)

@@ -35,14 +35,17 @@ def test_databricks_nodes_and_zones():
     arch = databricks_architecture()
     assert {n.key for n in arch.nodes} == {
         "ragemaker", "jobs_api", "train", "score", "mlflow", "features", "model", "predictions",
-        "dbsql", "r_client", "serving_yws_lr"}
+        "dbsql", "r_client", "serving_yws_lr", "r_models", "register_r"}
     assert [c.key for c in arch.clusters] == ["databricks"]
     assert arch.cluster("databricks").logo == "databricks"
     assert arch.cluster("unity_catalog").logo == "unity_catalog"
-    assert arch.members("unity_catalog") == {"features", "model", "predictions"}
+    assert arch.members("unity_catalog") == {"features", "model", "predictions", "r_models"}
     assert arch.members("databricks") == {
         "jobs_api", "train", "score", "mlflow", "dbsql", "features", "model", "predictions",
-        "serving_yws_lr"}
+        "serving_yws_lr", "r_models", "register_r"}
+    # R users' own models: uploaded to a volume, registered by a job (jobs/ names it)
+    assert "yws_register_r_model" in arch.node("register_r").label
+    assert arch.node("r_models").label.endswith("yws_dev.ml.r_models")
     # the orchestrator and the client are outside the platform
     assert {"ragemaker", "r_client"}.isdisjoint(arch.members("databricks"))
     assert arch.node("mlflow").kind == "mlflow"
@@ -61,7 +64,10 @@ def test_databricks_flow_is_the_chain_of_the_issue():
     assert supporting == {("jobs_api", "score"), ("features", "train"), ("features", "score"),
                           # the Phase-2 path: the endpoint serves the model, scores on demand
                           ("model", "serving_yws_lr"), ("serving_yws_lr", "dbsql"),
-                          ("serving_yws_lr", "r_client"), ("train", "serving_yws_lr")}
+                          ("serving_yws_lr", "r_client"), ("train", "serving_yws_lr"),
+                          # R users' own models into the same registry
+                          ("r_client", "r_models"), ("r_models", "register_r"),
+                          ("register_r", "mlflow")}
 
 
 def test_databricks_labels_come_from_settings_bundle_and_sql():
@@ -121,8 +127,8 @@ def test_local_picture():
     arch = local_architecture(Settings(catalog="acme"))
     assert arch.members("machine") == {
         "jobs_api", "sql_api", "train", "score", "mlflow", "duckdb", "features", "predictions",
-        "serving_yws_lr"}
-    assert arch.members("tasks") == {"train", "score"}
+        "serving_yws_lr", "r_models", "register_r"}
+    assert arch.members("tasks") == {"train", "score", "register_r"}
     assert arch.members("delta") == {"features", "predictions"}
     assert arch.members("home") == {"mlflow", "duckdb", "features", "predictions"}
     assert main_edges(arch) == chain("r_client", "jobs_api", "train", "mlflow", "score",
