@@ -26,29 +26,16 @@ from yws.server.errors import ApiError, unauthenticated
 from yws.server.jobs import Runner, catalog, deployer
 from yws.server.limits import install, parse_object
 from yws.server.serving import ServingService
-from yws.server.sessions import _TLS_HANDSHAKE, PlainHttpProtocol
+from yws.server.sessions import RefusesTls
 from yws.server.sql_api import StatementService
 from yws.server.store import Principal, Store
 
 
-class PlainHttpToolsProtocol(HttpToolsProtocol):
+class PlainHttpToolsProtocol(RefusesTls, HttpToolsProtocol):
     """``yws serve``'s HTTP (uvicorn's ``http=``): uvicorn's httptools protocol, which reads and
     writes a small request in about half the CPU time of its h11 one (pure Python), with
-    :class:`~yws.server.sessions.PlainHttpProtocol`'s answer to a TLS handshake: a fatal TLS
-    alert, and the log says which ``http://`` address to use."""
-
-    every = PlainHttpProtocol.every
-
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
-        self._first_data = True
-        super().connection_made(transport)
-
-    def data_received(self, data: bytes) -> None:
-        first, self._first_data = self._first_data, False
-        if first and data.startswith(_TLS_HANDSHAKE):
-            PlainHttpProtocol._refuse_tls(self)  # type: ignore[arg-type]
-            return
-        super().data_received(data)
+    :class:`~yws.server.sessions.RefusesTls`'s answer to a TLS handshake: a fatal TLS alert,
+    and the log says which ``http://`` address to use."""
 
 
 class RateLimiter:

@@ -361,10 +361,11 @@ _TLS_HANDSHAKE = (b"\x16\x03",)
 _TLS_ALERT = b"\x15\x03\x01\x00\x02\x02\x46"
 
 
-class PlainHttpProtocol(H11Protocol):
-    """uvicorn's h11 protocol, which also recognises a TLS handshake sent to this plain-HTTP port.
+class RefusesTls:
+    """Mixed into a uvicorn HTTP protocol: it also recognises a TLS handshake sent to this
+    plain-HTTP port.
 
-    h11 would answer it "400 Invalid HTTP request received", which a TLS client reads as
+    uvicorn would answer it "400 Invalid HTTP request received", which a TLS client reads as
     ``WRONG_VERSION_NUMBER``. Instead the handshake gets a fatal TLS alert and the connection
     closes, and the server log says — at most every :attr:`every` seconds — which client did it
     and the ``http://`` address and connector arguments to use. No answer can stop the client
@@ -374,27 +375,35 @@ class PlainHttpProtocol(H11Protocol):
     every = 10.0
     _last_warning = 0.0
 
-    def connection_made(self, transport: Any) -> None:  # type: ignore[override]
+    transport: Any
+    server: Any
+    client: Any
+
+    def connection_made(self, transport: Any) -> None:
         self._first_data = True
-        super().connection_made(transport)
+        super().connection_made(transport)  # type: ignore[misc]
 
     def data_received(self, data: bytes) -> None:
         first, self._first_data = self._first_data, False
         if first and data.startswith(_TLS_HANDSHAKE):
             self._refuse_tls()
             return
-        super().data_received(data)
+        super().data_received(data)  # type: ignore[misc]
 
     def _refuse_tls(self) -> None:
         self.transport.write(_TLS_ALERT)
         self.transport.close()
         now = time.monotonic()
-        if now - PlainHttpProtocol._last_warning < self.every:
+        if now - RefusesTls._last_warning < self.every:
             return
-        PlainHttpProtocol._last_warning = now
+        RefusesTls._last_warning = now
         host, port = self.server or ("HOST", None)
         client = self.client[0] if self.client else "a client"
         address = f"http://{host}" + (f":{port}" if port else "")
         log.warning("%s sent a TLS handshake (https) to yws serve, which speaks plain HTTP: use "
                     "%s; databricks-sql-connector: server_hostname='http://%s', _port=%s, "
                     "use_sea=True, enable_telemetry=False", client, address, host, port or 80)
+
+
+class PlainHttpProtocol(RefusesTls, H11Protocol):
+    """uvicorn's h11 protocol (pure Python), refusing TLS (:class:`RefusesTls`)."""
