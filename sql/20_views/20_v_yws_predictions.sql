@@ -3,6 +3,8 @@
 -- run is the published run of its batch in yws_score_runs: rows of a run that failed, was
 -- killed or was superseded by a re-run stay invisible. Batches scored by another alias than
 -- @champion are here too, with official = FALSE; the latest and warnings views leave them out.
+-- So are batches of another registered model (an R user's glm scored with yws_score(model =)):
+-- only the deployment's model ({{model}}) at @champion makes a batch official.
 CREATE OR REPLACE VIEW {{catalog}}.{{schema}}.v_yws_predictions (
   entity_id COMMENT 'Entity key',
   as_of_date COMMENT 'Snapshot date that was scored',
@@ -15,17 +17,18 @@ CREATE OR REPLACE VIEW {{catalog}}.{{schema}}.v_yws_predictions (
   scored_at COMMENT 'When the batch was scored (UTC)',
   run_id COMMENT 'Scoring run that published the batch',
   model_alias COMMENT 'Alias the model was loaded by',
-  official COMMENT 'TRUE when the @champion model scored the batch'
+  official COMMENT 'TRUE when the deployment model ({{model}}) at @champion scored the batch'
 )
 COMMENT 'YWS predictions of every published batch'
 AS WITH published AS (
-  SELECT run_id, model_alias
+  SELECT run_id, model_alias, model_name
   FROM {{catalog}}.{{schema}}.yws_score_runs
   WHERE status = 'SUCCEEDED'
   QUALIFY ROW_NUMBER() OVER (PARTITION BY batch_id ORDER BY ended_at DESC, run_id DESC) = 1
 )
 SELECT p.entity_id, p.as_of_date, p.batch_id, p.probability, p.prediction, p.band,
        p.model_name, p.model_version, p.scored_at, p.run_id, r.model_alias,
-       r.model_alias = 'champion' AS official
+       r.model_alias = 'champion' AND r.model_name = '{{catalog}}.{{schema}}.{{model}}'
+         AS official
 FROM {{catalog}}.{{schema}}.yws_predictions AS p
 JOIN published AS r ON p.run_id = r.run_id;

@@ -15,14 +15,16 @@ CREATE OR REPLACE VIEW {{catalog}}.{{schema}}.v_yws_score_runs (
   ended_at COMMENT 'Run end (UTC)',
   duration_seconds COMMENT 'Run duration in seconds',
   status COMMENT 'Run status',
-  official COMMENT 'TRUE when the @champion model scored the batch'
+  official COMMENT 'TRUE when the deployment model ({{model}}) at @champion scored the batch'
 )
 COMMENT 'YWS scoring runs: rows read, scored and quarantined, model version, duration'
 AS SELECT run_id, batch_id, as_of_date, model_name, model_alias, model_version, rows_read,
           rows_scored, rows_quarantined,
           CASE WHEN rows_read = 0 THEN 0.0
                ELSE CAST(rows_quarantined AS DOUBLE) / rows_read END AS quarantine_rate,
-          started_at, ended_at, duration_seconds, status, model_alias = 'champion' AS official
+          started_at, ended_at, duration_seconds, status,
+          model_alias = 'champion' AND model_name = '{{catalog}}.{{schema}}.{{model}}'
+            AS official
 FROM {{catalog}}.{{schema}}.yws_score_runs
 WHERE status = 'SUCCEEDED'
 QUALIFY ROW_NUMBER() OVER (PARTITION BY batch_id ORDER BY ended_at DESC, run_id DESC) = 1;

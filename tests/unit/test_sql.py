@@ -175,8 +175,8 @@ def _prediction(entity, batch, as_of, band, p, scored, version=1, run=None):
 
 
 def _run(run_id, batch, as_of, ended, alias="champion", status="SUCCEEDED", scored=3,
-         quarantined=1):
-    return {"run_id": run_id, "batch_id": batch, "as_of_date": as_of, "model_name": "m",
+         quarantined=1, model="yws_dev.ml.yws_lr"):
+    return {"run_id": run_id, "batch_id": batch, "as_of_date": as_of, "model_name": model,
             "model_alias": alias, "model_version": 1, "rows_read": scored + quarantined,
             "rows_scored": scored, "rows_quarantined": quarantined,
             "started_at": ended - dt.timedelta(seconds=5), "ended_at": ended,
@@ -205,6 +205,8 @@ def views_home(settings):
         _prediction("A", "b9", d3, "GREEN", 0.01, t2, 2, run="r9"),  # never published
         _prediction("D", "b1", d1, "GREEN", 0.02, T0, run="r1-old"),  # superseded by r1
         _prediction("E", "bc", d3, "RED", 0.90, t2, 3, run="rc"),  # scored by @challenger
+        # scored by another model's @champion (an R user's glm, yws_score(model =)): not official
+        _prediction("B", "br", d3, "RED", 0.95, t2, 1, run="rr"),
     ]
     storage = LocalStorage(settings)
     storage.write(pa.Table.from_pylist(rows + hidden, schema=arrow_schema(PREDICTIONS)),
@@ -216,6 +218,7 @@ def views_home(settings):
         _run("r3", "b3", d2, t2, scored=1, quarantined=0),
         _run("r1-old", "b1", d1, T0, status="SUPERSEDED"),
         _run("rc", "bc", d3, t2, alias="challenger", scored=1, quarantined=0),
+        _run("rr", "br", d3, t2, scored=1, quarantined=0, model="yws_dev.ml.yws_glm_r"),
     ]
     storage.write(pa.Table.from_pylist(runs, schema=arrow_schema(SCORE_RUNS)),
                   settings.score_runs, mode="overwrite")
@@ -267,7 +270,9 @@ def test_score_runs_view_and_filters(views_home):
                     {"run_id": "r1", "quarantine_rate": 0.25, "official": True},
                     {"run_id": "r2", "quarantine_rate": 0.0, "official": True},
                     {"run_id": "r3", "quarantine_rate": 0.0, "official": True},
-                    {"run_id": "rc", "quarantine_rate": 0.0, "official": False}]
+                    {"run_id": "rc", "quarantine_rate": 0.0, "official": False},
+                    # @champion of another model than the deployment's: not official
+                    {"run_id": "rr", "quarantine_rate": 0.0, "official": False}]
     got = read_predictions(settings, batch_id="b2", bands=["red", "YELLOW"]).to_pandas()
     want = df[(df.batch_id == "b2") & df.band.isin(["RED", "YELLOW"])]
     assert sorted(got.entity_id) == sorted(want.entity_id)
@@ -283,13 +288,14 @@ def test_readers_see_published_runs_only_and_non_champion_batches_marked(views_h
     got = wh.query("SELECT entity_id, batch_id, run_id, official FROM yws_dev.ml.v_yws_predictions "
                    "ORDER BY batch_id, entity_id").to_pylist()
     expected = sorted([(r.entity_id, r.batch_id, "r" + r.batch_id[1:], True)
-                       for r in df.itertuples()] + [("E", "bc", "rc", False)],
+                       for r in df.itertuples()] + [("E", "bc", "rc", False),
+                                                    ("B", "br", "rr", False)],
                       key=lambda t: (t[1], t[0]))
     assert [tuple(r.values()) for r in got] == expected
     assert len(everything) == len(got) + 2  # the unpublished and the superseded rows
     for view in ("v_yws_predictions_latest", "v_yws_warnings"):
         batches = wh.query(f"SELECT DISTINCT batch_id FROM yws_dev.ml.{view}").column(0)
-        assert not {"b9", "bc"} & set(batches.to_pylist()), view
+        assert not {"b9", "bc", "br"} & set(batches.to_pylist()), view
     assert read_predictions(settings, batch_id="b9").num_rows == 0
 
 

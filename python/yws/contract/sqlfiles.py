@@ -1,7 +1,8 @@
 """The SQL files in ``sql/``: found, rendered with validated parameters, split into statements.
 
-Files are Databricks SQL with ``{{name}}`` placeholders for the catalog, schema, principals and
-the Model Serving endpoint (``{{serving_endpoint}}``, written inside a string literal: a name is
+Files are Databricks SQL with ``{{name}}`` placeholders for the catalog, schema, principals, the
+deployment's model (``{{model}}``: its batches are the official ones) and the Model Serving
+endpoint (``{{serving_endpoint}}``, written inside a string literal: a name is
 checked to hold only letters, digits, ``-`` and ``_`` before it is put there).
 Each statement keeps the file and line it came from, so an error can point at it.
 """
@@ -51,6 +52,7 @@ def parameters(settings: Settings) -> dict[str, str]:
         "r_users_group": check_principal(settings.r_users_group, "R users group"),
         "jobs_principal": check_principal(settings.jobs_principal, "jobs principal"),
         "serving_endpoint": check_endpoint_name(settings.serving_endpoint),
+        "model": check_identifier(settings.model, "model"),  # the deployment's model
     }
 
 

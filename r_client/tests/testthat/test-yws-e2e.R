@@ -250,9 +250,8 @@ test_that("yws_predict() gives the batch job's probabilities for the rows it sco
 # Issue 17: an R user's glm in the registry, beside the SparkML model the first test trained:
 # fitted on the governed features table, registered (@challenger, with the gate's verdict),
 # compared with yws_lr@champion on the same held-out rows, promoted to @champion of its own
-# name, and scored by the batch job exactly as predict() scores it in this session. Keep it
-# after the tests that read the score day's official batch: the views count a batch scored by
-# any model's @champion as official, this one's too.
+# name, and scored by the batch job exactly as predict() scores it in this session. Its batch
+# is not official: only the deployment's model (yws_lr) at @champion makes one.
 test_that("an R glm: register, compare, promote, score as R does (issue 17)", {
   skip_unless_e2e()
   train_day <- Sys.getenv("YWS_E2E_TRAIN_DAY")
@@ -308,6 +307,8 @@ test_that("an R glm: register, compare, promote, score as R does (issue 17)", {
   audit <- yws_batches(as_of = score_day)
   audit <- audit[audit$batch_id == batch, ]
   expect_equal(nrow(audit), 1)
+  # another model's @champion: the batch is the R user's, not the deployment's official one
+  expect_false(audit$official)
 
   # R's own answer for every row of that snapshot, in this session: NA for a missing value,
   # and none for a level the fit never saw (predict() would stop for the whole call)
