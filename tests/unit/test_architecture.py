@@ -287,3 +287,14 @@ def test_every_error_derives_from_yws_error() -> None:
         "built-in class a caller expects (`class FeatureSchemaError(YwsError, ValueError)`), so "
         "the command and the job entry points report it as one line. If it is not an error a "
         "user can act on, add it to NOT_YWS_ERRORS with the reason.")
+
+
+def test_test_modules_have_unique_names():
+    """pytest imports test modules by their base name (rootdir-relative, no packages): two
+    files with one name in tests/unit and tests/integration stop the whole run at collection,
+    but only when both are collected together (as `make test` does)."""
+    tests = Path(__file__).resolve().parents[1]
+    names: dict[str, list[str]] = {}
+    for path in tests.rglob("test_*.py"):
+        names.setdefault(path.name, []).append(str(path.relative_to(tests)))
+    assert {n: p for n, p in names.items() if len(p) > 1} == {}

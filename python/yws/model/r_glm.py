@@ -57,7 +57,7 @@ except ImportError:  # pragma: no cover - only where yws is not installed
     @dataclass(frozen=True)
     class Rule:  # type: ignore[no-redef]
         """The quarantine rules' words for the checks an R model makes, where
-        ``yws.contract.rules`` is absent (tests/unit/test_r_glm_flavor.py holds them equal)."""
+        ``yws.contract.rules`` is absent (tests/unit/test_r_glm_pyfunc.py holds them equal)."""
 
         check: str
         column: str
