@@ -357,14 +357,23 @@ run_for_output <- function(job, params, host = NULL, token = NULL, call = rlang:
   idem <- yws_idempotency_token(job, c(params, list(.call = call_id)))
   run <- yws_run_job(job, params, idempotency_token = idem, host = host, token = token)
   status <- yws_wait(run, timeout = time_left(), host = host, token = token)
-  list(value = task_output(status, run$run_id, host = host, token = token, call = call),
+  list(value = task_output(status, run$run_id, host = host, token = token,
+                           task_key = unname(answering_task[job]), call = call),
        run_id = run$run_id)
 }
 
-# The tasks' stdout (GET /api/2.2/jobs/runs/get-output, per task run), last task first: the
-# first JSON object found is the run's answer.
-task_output <- function(status, run_id, host = NULL, token = NULL, call = rlang::caller_env()) {
+# The task that answers for each job (its other tasks, such as yws_promote_model's `serving`,
+# print their own results).
+answering_task <- c(yws_register_r_model = "register", yws_compare_models = "compare",
+                    yws_promote_model = "promote")
+
+# The tasks' stdout (GET /api/2.2/jobs/runs/get-output, per task run): the answering task's
+# (`task_key`), else the last task first; the first JSON object found is the run's answer.
+task_output <- function(status, run_id, host = NULL, token = NULL, task_key = NULL,
+                        call = rlang::caller_env()) {
   tasks <- Filter(function(t) !is.null(t$run_id), latest_attempts(status$tasks))
+  mine <- Filter(function(t) identical(t$task_key, task_key), tasks)
+  if (length(mine)) tasks <- mine
   truncated <- FALSE
   for (task in rev(tasks)) {
     out <- yws_perform(yws_request("/api/2.2/jobs/runs/get-output",

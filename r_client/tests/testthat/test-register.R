@@ -23,6 +23,9 @@ registry_routes <- function(logs = list(), final = run_state("TERMINATED", "SUCC
   list(logs, final, upload_status, uploads, never_ends)  # evaluated here, sent to the server
   jobs <- register_jobs
   running <- run_state("RUNNING")
+  key_of <- list(yws_register_r_model = "register", yws_compare_models = "compare",
+                 yws_promote_model = "promote")
+  serving_logs <- job_logs(list(endpoint = "yws_lr", updated = FALSE))
   job_of <- function(id) Filter(function(j) format(j$job_id) == format(id), jobs)[[1]]
   list(
     route("put", webfakes::new_regexp("^/api/2[.]0/fs/files/"), function(req, res) {
@@ -73,12 +76,22 @@ registry_routes <- function(logs = list(), final = run_state("TERMINATED", "SUCC
         job_parameters = unname(Map(function(n, v) list(name = n, value = v),
                                     names(run$params), run$params)),
         state = state,
-        tasks = list(list(task_key = run$job, run_id = task_run, attempt_number = 0,
-                          state = state))),
+        # as jobs/resources/yws_r_models.yml: the answering task, and yws_promote_model's
+        # serving task after it, which prints a JSON object of its own
+        tasks = c(list(list(task_key = key_of[[run$job]], run_id = task_run,
+                            attempt_number = 0, state = state)),
+                  if (identical(run$job, "yws_promote_model"))
+                    list(list(task_key = "serving", run_id = run$run_id + 2000,
+                              attempt_number = 0, state = state)))),
         auto_unbox = TRUE, null = "null")
     }),
     route("get", "/api/2.2/jobs/runs/get-output", function(req, res) {
       task_run <- as.numeric(req$query$run_id)
+      serving <- Filter(function(r) r$run_id + 2000 == task_run, req$app$locals$runs)
+      if (length(serving)) {
+        return(res$send_json(list(logs = serving_logs, logs_truncated = FALSE),
+                             auto_unbox = TRUE))
+      }
       run <- Filter(function(r) r$run_id + 1000 == task_run, req$app$locals$runs)[[1]]
       if (!identical(final$result_state, "SUCCESS")) {
         return(res$send_json(list(error = "PermissionError: no USE SCHEMA on yws_dev.ml",
@@ -264,7 +277,7 @@ test_that("a failed registration run is yws_run_failed with the task's error", {
                       class = "yws_run_failed")
   expect_identical(err$result_state, "FAILED")
   expect_identical(err$task_error,
-                   "yws_register_r_model: PermissionError: no USE SCHEMA on yws_dev.ml")
+                   "register: PermissionError: no USE SCHEMA on yws_dev.ml")
   expect_equal(err$run_id, 9007199254)
 })
 
