@@ -133,7 +133,8 @@ def test_apply_sends_every_rendered_statement_in_order(stub, wh):
     steps = wh.apply(stmts)
     assert [b["statement"] for b in posts(stub)] == [s.text for s in stmts]
     assert steps[0].object == "yws_prod.risk" and steps[1].object == "yws_prod.risk.mlflow_tmp"
-    assert steps[6].object == "yws_prod.risk.v_yws_predictions"
+    assert steps[2].object == "yws_prod.risk.r_models"  # R users' uploads (issue 17)
+    assert steps[7].object == "yws_prod.risk.v_yws_predictions"
     assert {s.action for s in steps} == {"sent"}
 
 
