@@ -311,7 +311,14 @@ class LogisticStage:
                    float(_param(meta, "threshold")))
 
     def apply(self, cols: Columns) -> None:
-        margin = cols[self.features] @ self.coefficients + self.intercept
+        # Summed column by column, in the coefficients' order (as Spark's dot product walks a
+        # row's values), not with a matrix product: BLAS sums in another order for one row
+        # than for many, so a row's last bits depended on how many rows came with it.
+        x = cols[self.features]
+        margin = np.zeros(x.shape[0])
+        for j, c in enumerate(self.coefficients):
+            margin += x[:, j] * c
+        margin += self.intercept
         p = 1.0 / (1.0 + np.exp(-margin))
         cols["probability__p1"] = p
         cols["prediction"] = (p > self.threshold).astype(np.int32)

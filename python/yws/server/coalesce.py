@@ -5,8 +5,8 @@ tables, the quarantine rules, each pipeline stage). So while one batch is being 
 requests that arrive queue up, and the next call scores all their rows at once and hands each
 request its own rows back. A row's answer depends on that row alone (no entity key or duplicate
 rule applies to a single row, see :mod:`yws.scoring.records`), so it is the same whether the row
-is scored alone or beside others — up to the last bits: a matrix product's rounding can depend
-on how many rows share it (within 1e-12; docs/api-conformance.md marks it "differs"). A request
+is scored alone or beside others, to the last bit (the evaluator sums each row's terms column
+by column: tests/unit/test_evaluator_rows.py). A request
 that would be refused whole (a feature missing from all its rows) is refused before it joins a
 batch, and if a batch fails anyway, each of its requests is scored on its own, so one request
 can never fail another."""
