@@ -95,6 +95,7 @@ class Candidate:
 
 def _resolve(ref: Ref) -> Candidate:
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     client = mlflow.MlflowClient()
     if ref.alias is not None:
@@ -112,12 +113,9 @@ def _resolve(ref: Ref) -> Candidate:
         model = families.from_registry(uri)
     except OSError as e:
         raise registry.ModelNotFoundError(f"{uri} cannot be read: {e}") from None
-    except Exception as e:
-        if type(e).__name__ == "MlflowException":
-            raise registry.ModelNotFoundError(
-                f"{ref.name} has no version {version}: `yws model versions` lists them") \
-                from None
-        raise
+    except MlflowException:
+        raise registry.ModelNotFoundError(
+            f"{ref.name} has no version {version}: `yws model versions` lists them") from None
     return Candidate(str(ref), ref.name, version, model)
 
 
