@@ -15,7 +15,10 @@ CREATE TABLE IF NOT EXISTS {{catalog}}.{{schema}}.yws_score_runs (
   ended_at TIMESTAMP NOT NULL COMMENT 'Run end (UTC)',
   duration_seconds DOUBLE NOT NULL COMMENT 'ended_at - started_at in seconds',
   status STRING NOT NULL COMMENT 'SUCCEEDED: the published run of the batch; SUPERSEDED: a later run of the batch replaced it',
-  superseded_by STRING COMMENT 'The run that superseded this one, when status is SUPERSEDED'
+  superseded_by STRING COMMENT 'The run that superseded this one, when status is SUPERSEDED',
+  features_version BIGINT COMMENT 'Delta version of the feature table the run read (replay reads it again: VERSION AS OF); NULL for runs of releases before it was recorded',
+  spec_hash STRING COMMENT 'sha256 of the scoring spec (canonical JSON of its parsed content); NULL for runs of older releases',
+  engine STRING COMMENT 'Scoring engine that computed the probabilities (arrow, spark, ...); NULL for runs of older releases'
 )
 USING DELTA
 COMMENT 'YWS scoring audit: one row per run'

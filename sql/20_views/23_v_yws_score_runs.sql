@@ -15,7 +15,10 @@ CREATE OR REPLACE VIEW {{catalog}}.{{schema}}.v_yws_score_runs (
   ended_at COMMENT 'Run end (UTC)',
   duration_seconds COMMENT 'Run duration in seconds',
   status COMMENT 'Run status',
-  official COMMENT 'TRUE when the deployment model ({{model}}) at @champion scored the batch'
+  official COMMENT 'TRUE when the deployment model ({{model}}) at @champion scored the batch',
+  features_version COMMENT 'Delta version of the feature table the run read (yws score --replay reads it again)',
+  spec_hash COMMENT 'sha256 of the scoring spec the run used',
+  engine COMMENT 'Scoring engine of the run'
 )
 COMMENT 'YWS scoring runs: rows read, scored and quarantined, model version, duration'
 AS SELECT run_id, batch_id, as_of_date, model_name, model_alias, model_version, rows_read,
@@ -24,7 +27,8 @@ AS SELECT run_id, batch_id, as_of_date, model_name, model_alias, model_version, 
                ELSE CAST(rows_quarantined AS DOUBLE) / rows_read END AS quarantine_rate,
           started_at, ended_at, duration_seconds, status,
           model_alias = 'champion' AND model_name = '{{catalog}}.{{schema}}.{{model}}'
-            AS official
+            AS official,
+          features_version, spec_hash, engine
 FROM {{catalog}}.{{schema}}.yws_score_runs
 WHERE status = 'SUCCEEDED'
 QUALIFY ROW_NUMBER() OVER (PARTITION BY batch_id ORDER BY ended_at DESC, run_id DESC) = 1;

@@ -14,9 +14,14 @@ import pytest
 
 from conftest import point_sdk_at
 from yws.config import Settings
-from yws.contract.sqlfiles import SqlFileError, statements
+from yws.contract.sqlfiles import SqlFileError, _ddl_trees, statements, table_columns
 from yws.warehouse import QueryError, WarehouseError
 from yws.warehouse import databricks as dbx
+
+DDL_TABLES = list(_ddl_trees())  # in apply order
+COLUMNS_QUERY = ("SELECT table_name, column_name FROM yws_prod.information_schema.columns "
+                 "WHERE table_schema = :schema AND table_name IN ("
+                 + ", ".join(f":t{i}" for i in range(len(DDL_TABLES))) + ")")
 
 
 class Stub:
@@ -24,6 +29,8 @@ class Stub:
         self.requests: list[tuple[str, str, dict | None]] = []
         self.fail_on: str | None = None
         self.pending_once = False
+        # information_schema.columns: (table, column) rows; by default every DDL column
+        self.columns = [[t, c] for t in DDL_TABLES for c in table_columns(t)]
 
 
 @pytest.fixture
@@ -63,6 +70,14 @@ def stub(monkeypatch):
                 self.reply(200, {"statement_id": "s-f", "status": {
                     "state": "FAILED", "error": {"error_code": "BAD_REQUEST",
                                                  "message": "[TABLE_OR_VIEW_NOT_FOUND] nope"}}})
+            elif "information_schema.columns" in text:
+                self.reply(200, {
+                    "statement_id": "s-c", "status": {"state": "SUCCEEDED"},
+                    "manifest": {"format": "JSON_ARRAY", "total_chunk_count": 1, "schema": {
+                        "column_count": 2, "columns": [
+                            {"name": n, "type_name": "STRING", "position": i}
+                            for i, n in enumerate(["table_name", "column_name"])]}},
+                    "result": {"chunk_index": 0, "row_offset": 0, "data_array": state.columns}})
             elif "information_schema" in text:
                 self.reply(200, {
                     "statement_id": "s-g", "status": {"state": "SUCCEEDED"},
@@ -131,10 +146,17 @@ def test_query_binds_parameters_and_follows_chunks(stub, wh):
 def test_apply_sends_every_rendered_statement_in_order(stub, wh):
     stmts = statements(wh.settings)
     steps = wh.apply(stmts)
-    assert [b["statement"] for b in posts(stub)] == [s.text for s in stmts]
+    # the tables' columns are read once, after the last CREATE TABLE, before the first view
+    first_view = next(i for i, s in enumerate(stmts) if "CREATE OR REPLACE VIEW" in s.text)
+    texts = [s.text for s in stmts]
+    assert [b["statement"] for b in posts(stub)] == [
+        *texts[:first_view], COLUMNS_QUERY, *texts[first_view:]]
+    (query,) = [b for b in posts(stub) if b["statement"] == COLUMNS_QUERY]
+    assert query["parameters"] == [{"name": "schema", "value": "risk"}] + [
+        {"name": f"t{i}", "value": t} for i, t in enumerate(DDL_TABLES)]
     assert steps[0].object == "yws_prod.risk" and steps[1].object == "yws_prod.risk.mlflow_tmp"
     assert steps[2].object == "yws_prod.risk.r_models"  # R users' uploads (issue 17)
-    assert steps[7].object == "yws_prod.risk.v_yws_predictions"
+    assert steps[3 + len(DDL_TABLES)].object == "yws_prod.risk.v_yws_predictions"
     assert {s.action for s in steps} == {"sent"}
 
 
@@ -170,7 +192,7 @@ def test_each_statement_is_sent_in_the_namespace_its_object_lives_in(stub, wh):
     assert by_text["GRANT READ VOLUME, WRITE VOLUME ON VOLUME yws_prod.risk.mlflow_tmp TO "
                    "`yws_jobs`"] == ("yws_prod", "risk")
     tables = [context(b) for b in sent if b["statement"].startswith("CREATE TABLE")]
-    assert tables == [("yws_prod", "risk")] * 4
+    assert tables == [("yws_prod", "risk")] * len(DDL_TABLES)
     # only the statement creating the schema is ever sent without it, among the DDL
     assert [b["statement"].split("\n")[0] for b in sent
             if b["statement"].startswith("CREATE") and context(b)[1] is None] == [
@@ -205,7 +227,7 @@ def test_grants_read_every_privilege_table_including_volumes(stub, wh):
 
 def test_a_failed_statement_names_file_line_and_object(stub, wh):
     stub.fail_on = "v_yws_warnings"
-    with pytest.raises(WarehouseError, match="sql/20_views/22_v_yws_warnings.sql:4: view "
+    with pytest.raises(WarehouseError, match="sql/20_views/22_v_yws_warnings.sql:[0-9]+: view "
                                              "yws_prod.risk.v_yws_warnings: "
                                              "\\[TABLE_OR_VIEW_NOT_FOUND\\]"):
         wh.apply(statements(wh.settings))
@@ -226,3 +248,34 @@ def test_checks_happen_before_anything_is_sent(stub, wh):
     no_id = dbx.DatabricksWarehouse(Settings(target="databricks"))
     with pytest.raises(WarehouseError, match="YWS_WAREHOUSE_ID"):
         no_id.execute("SELECT 1")
+
+
+def test_apply_adds_the_nullable_columns_a_table_of_an_older_release_lacks(stub, wh):
+    """CREATE TABLE IF NOT EXISTS leaves an existing table alone, so apply reads the tables'
+    columns from information_schema.columns (docs: Databricks SQL, INFORMATION_SCHEMA.COLUMNS:
+    TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME) and adds what is missing with ALTER TABLE … ADD
+    COLUMNS (docs: ALTER TABLE … COLUMN clause; new columns are NULL for existing rows), before
+    the views that read them are sent. A missing NOT NULL column stops the apply there."""
+    stub.columns = [r for r in stub.columns
+                    if r != ["yws_score_runs", "spec_hash"] and r != ["yws_score_runs", "engine"]]
+    stmts = statements(wh.settings)
+    steps = wh.apply(stmts)
+    alter = ("ALTER TABLE yws_prod.risk.yws_score_runs ADD COLUMNS (spec_hash STRING COMMENT "
+             f"'{table_columns('yws_score_runs')['spec_hash'][1]}', engine STRING COMMENT "
+             f"'{table_columns('yws_score_runs')['engine'][1]}')")
+    sent = [b["statement"] for b in posts(stub)]
+    assert sent.index(alter) == sent.index(COLUMNS_QUERY) + 1
+    assert sent[sent.index(alter) + 1].startswith("CREATE OR REPLACE VIEW")
+    assert context(posts(stub)[sent.index(alter)]) == ("yws_prod", "risk")
+    added = [s for s in steps if s.action.startswith("columns added")]
+    assert [(s.object, s.action) for s in added] == [
+        ("yws_prod.risk.yws_score_runs", "columns added: spec_hash, engine")]
+
+    stub.requests.clear()
+    stub.columns = [r for r in stub.columns if r != ["yws_score_runs", "status"]]
+    with pytest.raises(WarehouseError, match="13_yws_score_runs.sql:4: table "
+                                             "yws_prod.risk.yws_score_runs lacks NOT NULL "
+                                             "column\\(s\\) status: an older release"):
+        wh.apply(stmts)
+    sent = [b["statement"] for b in posts(stub)]
+    assert sent[-1] == COLUMNS_QUERY  # no ALTER, no view

@@ -439,3 +439,34 @@ def test_the_quarantine_view_shows_the_published_runs_rows_without_the_input_row
     assert got.column_names == ["entity_id", "as_of_date", "batch_id", "reason",
                                 "quarantined_at", "run_id"]  # no record: no feature values
     assert [(r["entity_id"], r["run_id"]) for r in got.to_pylist()] == [("A", "r1")]
+
+
+def test_apply_adds_new_nullable_columns_to_a_table_an_older_release_created(settings):
+    """A score-runs table written before features_version, spec_hash and engine existed gets
+    them (its row reads NULL) and the views over it work; a missing NOT NULL column is
+    refused, naming it, and nothing is changed."""
+    names = list(SCORE_RUNS)
+    new = names[names.index("superseded_by") + 1:]  # what releases since have appended
+    assert new[:3] == ["features_version", "spec_hash", "engine"]
+    old = {c: v for c, v in SCORE_RUNS.items() if c not in new}
+    storage = LocalStorage(settings)
+    row = _run("r1", "b1", dt.date(2026, 11, 1), T0)
+    storage.write(pa.Table.from_pylist([row], schema=arrow_schema(old)), settings.score_runs)
+    wh = LocalWarehouse(settings)
+    steps = wh.apply(statements(settings))
+    assert [s.action for s in steps if s.object == settings.score_runs and s.kind == "TABLE"] == [
+        f"columns added: {', '.join(new)}"]
+    assert storage.arrow_schema(settings.score_runs).names == list(SCORE_RUNS)
+    got = wh.query("SELECT run_id, features_version, spec_hash, engine FROM "
+                   "yws_dev.ml.v_yws_score_runs").to_pylist()
+    assert got == [{"run_id": "r1", "features_version": None, "spec_hash": None, "engine": None}]
+    assert {s.action for s in wh.apply(statements(settings)) if s.kind == "TABLE"} == {"exists"}
+
+    shutil.rmtree(storage.path(settings.score_runs))
+    no_status = {c: v for c, v in SCORE_RUNS.items() if c != "status"}
+    storage.write(pa.Table.from_pylist([row], schema=arrow_schema(no_status)),
+                  settings.score_runs)
+    with pytest.raises(SqlFileError, match="table yws_dev.ml.yws_score_runs exists with other "
+                                           "columns than its DDL: missing NOT NULL status"):
+        wh.apply(statements(settings))
+    assert storage.version(settings.score_runs) == 0

@@ -121,11 +121,33 @@ def test_a_stale_publish_conflicts_and_commits_nothing(storage, settings, monkey
 
 def test_ensure_table_creates_once_and_refuses_an_old_schema(storage):
     schema = pa.schema([("run_id", pa.string()), ("k", pa.int64())])
-    storage.ensure_table(NAME, schema)
+    assert storage.ensure_table(NAME, schema) == []
     storage.ensure_table(NAME, schema)
     assert storage.version(NAME) == 0 and storage.read_arrow(NAME).num_rows == 0
-    with pytest.raises(StorageError, match="lacks column\\(s\\) extra: it was created by an older"):
-        storage.ensure_table(NAME, schema.append(pa.field("extra", pa.string())))
+    with pytest.raises(StorageError, match="lacks NOT NULL column\\(s\\) extra: it was created "
+                                           "by an older release"):
+        storage.ensure_table(NAME, schema.append(pa.field("extra", pa.string())),
+                             not_null={"extra"})
+    assert storage.version(NAME) == 0  # nothing was changed
+
+
+def test_ensure_table_adds_the_nullable_columns_a_new_release_brought(storage):
+    """A table an older release created (with a row) gets the new nullable columns at the end,
+    in one commit, with their comments where Spark keeps them; the old row reads NULL."""
+    storage.write(rows("a", 1), NAME)
+    new = pa.schema([("batch_id", pa.string()), ("k", pa.int64()), ("d", pa.date32()),
+                     ("engine", pa.string()), ("features_version", pa.int64())])
+    added = storage.ensure_table(NAME, new, comments={"engine": "which engine"},
+                                 not_null={"batch_id", "k"})
+    assert added == ["engine", "features_version"] and storage.version(NAME) == 1
+    schema = storage.arrow_schema(NAME)
+    assert schema.names == new.names
+    assert schema.field("features_version").type == pa.int64()
+    assert schema.field("engine").metadata == {b"comment": b"which engine"}
+    assert storage.read_arrow(NAME).to_pylist() == [
+        {"batch_id": "a", "k": 0, "d": dt.date(2026, 1, 1), "engine": None,
+         "features_version": None}]
+    assert storage.ensure_table(NAME, new) == [] and storage.version(NAME) == 1
 
 
 def test_describe_list_and_missing(storage, settings):

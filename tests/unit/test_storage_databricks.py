@@ -202,3 +202,18 @@ def test_nothing_unvalidated_reaches_sql(settings):
         storage.write(pa.table({"a": [1]}), settings.predictions, mode="overwrite",
                       replace_where=("batch_id", "' OR 1=1 --"))
     assert not [c for c in rec.calls if c[0] in ("sql", "saveAsTable")]
+
+
+def test_new_nullable_columns_are_one_alter_table(settings):
+    """Databricks SQL reference, ALTER TABLE … COLUMN clause: ``ADD [COLUMN | COLUMNS]
+    ( column_identifier data_type [COMMENT comment] … )`` appends at the end, and "all columns
+    added to Delta tables are treated as NULL for existing rows"."""
+    storage, rec = make(settings, {settings.score_runs})
+    storage.add_columns(settings.score_runs,
+                        [pa.field("features_version", pa.int64()), pa.field("engine", pa.string())],
+                        {"features_version": "Delta version's \\ read"})
+    assert rec.calls == [("sql", "ALTER TABLE yws_prod.risk.yws_score_runs ADD COLUMNS "
+                                 "(features_version BIGINT COMMENT 'Delta version\\'s \\\\ read', "
+                                 "engine STRING)")]
+    with pytest.raises(ValueError, match="not a valid identifier"):
+        storage.add_columns(settings.score_runs, [pa.field("x INT, y", pa.int64())], {})

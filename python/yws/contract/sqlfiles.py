@@ -263,16 +263,65 @@ def table_columns(table: str) -> dict[str, tuple[str, str]]:
     return tables[table]
 
 
+def table_not_null(table: str) -> frozenset[str]:
+    """The NOT NULL columns of ``CREATE TABLE … <table>`` in ``sql/``: a table an older release
+    created can be given the missing nullable columns, never these (old rows have no value)."""
+    table_columns(table)  # an unknown table fails the same way
+    return _ddl_not_null()[table]
+
+
 @functools.cache
 def _ddl_tables() -> dict[str, dict[str, tuple[str, str]]]:
+    return {name: columns_of(tree) for name, tree in _ddl_trees().items()}
+
+
+@functools.cache
+def _ddl_not_null() -> dict[str, frozenset[str]]:
+    return {name: not_null_of(tree) for name, tree in _ddl_trees().items()}
+
+
+@functools.cache
+def _ddl_trees() -> dict[str, Any]:
     from sqlglot import exp
 
-    out: dict[str, dict[str, tuple[str, str]]] = {}
+    out: dict[str, Any] = {}
     for stmt in statements(Settings()):
         tree = stmt.parse()
         if isinstance(tree, exp.Create) and str(tree.args.get("kind")).upper() == "TABLE":
-            out[tree.this.this.name] = columns_of(tree)
+            out[tree.this.this.name] = tree
     return out
+
+
+def not_null_of(create: Any) -> frozenset[str]:
+    """The columns of a parsed CREATE TABLE declared ``NOT NULL``."""
+    from sqlglot import exp
+
+    return frozenset(
+        col.name for col in create.this.expressions
+        if any(isinstance(c.args.get("kind"), exp.NotNullColumnConstraint)
+               and not c.args["kind"].args.get("allow_null")
+               for c in col.args.get("constraints", [])))
+
+
+def add_columns_sql(name: str, create: Any, columns: list[str]) -> str:
+    """``ALTER TABLE <name> ADD COLUMNS (…)`` giving ``columns`` their type and comment from
+    the parsed CREATE TABLE ``create`` (Databricks SQL: "ADD [COLUMN | COLUMNS] ( column_identifier
+    data_type [COMMENT comment] … )"; a column added to a Delta table is NULL for existing
+    rows). ``name`` and each column are checked identifiers; the comment is the DDL's literal."""
+    from sqlglot import exp
+
+    defs = {col.name: col for col in create.this.expressions}
+    parts = []
+    for column in columns:
+        col = defs[check_identifier(column, "column")]
+        text = f"{column} {col.args['kind'].sql('databricks').upper()}"
+        for c in col.args.get("constraints", []):
+            if isinstance(c.args.get("kind"), exp.CommentColumnConstraint):
+                text += f" COMMENT {c.args['kind'].this.sql('databricks')}"
+        parts.append(text)
+    for part in name.split("."):
+        check_identifier(part, "table name part")
+    return f"ALTER TABLE {name} ADD COLUMNS ({', '.join(parts)})"
 
 
 def columns_of(create: Any) -> dict[str, tuple[str, str]]:

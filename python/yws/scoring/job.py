@@ -28,7 +28,7 @@ from yws.config import Settings
 from yws.console import Progress, quiet
 from yws.contract.quality import InputDataError
 from yws.contract.spec import Spec
-from yws.contract.tables import PREDICTIONS, QUARANTINE, SCORE_RUNS, arrow_schema
+from yws.contract.tables import SCORE_RUNS, arrow_schema
 from yws.errors import YwsError
 from yws.model import registry
 from yws.platform import storage_for
@@ -150,9 +150,10 @@ def score(
     published = False
     superseded: list[str] = []
     try:
-        for name, columns in ((settings.predictions, PREDICTIONS),
-                              (settings.quarantine, QUARANTINE), (settings.score_runs, SCORE_RUNS)):
-            storage.ensure_table(name, arrow_schema(columns))
+        for name, table in ((settings.predictions, "yws_predictions"),
+                            (settings.quarantine, "yws_quarantine"),
+                            (settings.score_runs, "yws_score_runs")):
+            storage.ensure_ddl_table(name, table)  # adds the columns a new release brought
         written = storage.write(scoring.predictions(), settings.predictions, mode="append")
         lap("score_and_write_predictions")
         through = scoring.rows_through()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -118,10 +118,17 @@ class Storage(ABC):
     def version(self, name: str) -> int | None:
         """The table's current version, or None if it does not exist."""
 
-    def ensure_table(self, name: str, schema: pa.Schema) -> None:
+    def ensure_table(self, name: str, schema: pa.Schema, *, not_null: Collection[str] = (),
+                     comments: Mapping[str, str] | None = None) -> list[str]:
         """Create ``name`` empty with ``schema`` unless it exists (another writer may create it
-        at the same moment: that is fine); refuse a table that lacks one of ``schema``'s
-        columns, so a write never fails half-way on a table an older release created."""
+        at the same moment: that is fine), and give a table an older release created the
+        columns of ``schema`` it lacks; return the columns added.
+
+        New releases add nullable columns at the end of a table (``sql/10_tables``): existing
+        rows read them as NULL, so they are added here, with their ``comments``, before a
+        write needs them. A missing column that is ``not_null`` (or a non-nullable field) is
+        refused: old rows have no value for it, and a write must not fail half-way.
+        """
         if not self.exists(name):
             try:
                 self.write(schema.empty_table(), name, mode="append")
@@ -129,13 +136,41 @@ class Storage(ABC):
                 if not self.exists(name):
                     raise
         have = set(self.read_arrow(name, limit=0).schema.names)
-        missing = [f.name for f in schema if f.name not in have]
-        if missing:
+        missing = [f for f in schema if f.name not in have]
+        if not missing:
+            return []
+        required = set(not_null) | {f.name for f in schema if not f.nullable}
+        refused = [f.name for f in missing if f.name in required]
+        if refused:
             raise StorageError(
-                f"{name} lacks column(s) {', '.join(missing)}: it was created by an older "
-                "release of yws. Add them (ALTER TABLE … ADD COLUMNS, see docs/migration.md) "
-                "or, on the local target, move the table's folder aside, then run again"
+                f"{name} lacks NOT NULL column(s) {', '.join(refused)}: it was created by an "
+                "older release of yws and its rows have no value for them. Migrate it as "
+                "docs/migration.md (\"Schema changes\") says, or, on the local target, move the "
+                "table's folder aside, then run again"
             )
+        try:
+            self.add_columns(name, [f.with_nullable(True) for f in missing], comments or {})
+        except StorageError:  # another writer may have added them at the same moment
+            have = set(self.read_arrow(name, limit=0).schema.names)
+            if any(f.name not in have for f in missing):
+                raise
+        return [f.name for f in missing]
+
+    def ensure_ddl_table(self, name: str, table: str) -> list[str]:
+        """:meth:`ensure_table` with the columns, NOT NULL constraints and comments of
+        ``CREATE TABLE … <table>`` in ``sql/10_tables`` (``name`` is where it lives)."""
+        from yws.contract.sqlfiles import table_not_null
+        from yws.contract.tables import arrow_schema, table_columns
+
+        columns = table_columns(table)
+        return self.ensure_table(name, arrow_schema(columns), not_null=table_not_null(table),
+                                 comments={c: comment for c, (_, comment) in columns.items()})
+
+    @abstractmethod
+    def add_columns(self, name: str, fields: Sequence[pa.Field],
+                    comments: Mapping[str, str]) -> None:
+        """Append the nullable ``fields`` to the table ``name`` in one commit (existing rows
+        read NULL), each with its entry of ``comments`` where there is one."""
 
     # -- scoring runs -----------------------------------------------------------------------
     # Rows of the score job carry the run that wrote them (column ``run_id``); a run becomes

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from yws.config import Settings, check_identifier
+from yws.config import Settings, check_identifier, check_table_name
 from yws.storage.base import (
     PublishConflictError,
     Storage,
@@ -119,6 +119,17 @@ class DatabricksStorage(Storage):
         raise StorageError(f"the commit of this write to {name} is not among its last "
                            f"{_HISTORY} commits; its row count is unknown")
 
+    def add_columns(self, name: str, fields: Sequence[pa.Field],
+                    comments: Mapping[str, str]) -> None:
+        # Databricks SQL, ALTER TABLE … ADD COLUMNS: columns are appended at the end and "all
+        # columns added to Delta tables are treated as NULL for existing rows".
+        statement = add_columns_statement(name, fields, comments)
+        try:
+            self.spark.sql(statement)
+        except Exception as e:
+            raise StorageError(f"adding column(s) {', '.join(f.name for f in fields)} to "
+                               f"{name} failed: {e}") from e
+
     def version(self, name: str) -> int | None:
         if not self.exists(name):
             return None
@@ -189,3 +200,25 @@ class DatabricksStorage(Storage):
                 .where(F.col(check_identifier(where[0], "column")) == F.lit(where[1]))
                 .groupBy(check_identifier(column, "column")).count().collect())
         return {str(r[column]): int(r["count"]) for r in sorted(rows, key=lambda r: str(r[column]))}
+
+
+def sql_string(text: str) -> str:
+    """``text`` as a Databricks SQL string literal (backslash and quote escaped)."""
+    return "'" + text.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def add_columns_statement(name: str, fields: Sequence[pa.Field],
+                          comments: Mapping[str, str]) -> str:
+    """``ALTER TABLE <name> ADD COLUMNS (<col> <TYPE> [COMMENT '…'], …)`` for Arrow ``fields``;
+    names are checked identifiers, types Spark's names for the Arrow types."""
+    from pyspark.sql.pandas.types import from_arrow_type
+
+    check_table_name(name)
+    parts = []
+    for f in fields:
+        kind = from_arrow_type(f.type).simpleString().upper()
+        text = f"{check_identifier(f.name, 'column')} {kind}"
+        if comments.get(f.name):
+            text += f" COMMENT {sql_string(comments[f.name])}"
+        parts.append(text)
+    return f"ALTER TABLE {name} ADD COLUMNS ({', '.join(parts)})"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -156,6 +156,21 @@ class LocalStorage(Storage):
                 raise failed[0] from None
             raise StorageError(f"writing {name} failed: {e}") from e
         return rows
+
+    def add_columns(self, name: str, fields: Sequence[pa.Field],
+                    comments: Mapping[str, str]) -> None:
+        # An empty append whose schema is the table's plus the new fields, merged
+        # (delta-rs ``write_deltalake(..., schema_mode="merge")``): one commit that changes the
+        # schema only. A comment goes where Spark keeps one, the field's "comment" metadata.
+        current = self.arrow_schema(name)
+        added = [f.with_metadata({"comment": comments[f.name]}) if comments.get(f.name) else f
+                 for f in fields]
+        try:
+            write_deltalake(str(self.path(name)), pa.schema([*current, *added]).empty_table(),
+                            mode="append", schema_mode="merge")
+        except Exception as e:  # delta-rs raises several exception types; name the table
+            raise StorageError(f"adding column(s) {', '.join(f.name for f in fields)} to "
+                               f"{name} failed: {e}") from e
 
     def version(self, name: str) -> int | None:
         return DeltaTable(str(self.path(name))).version() if self.exists(name) else None

@@ -20,6 +20,7 @@ from typing import Any
 
 import pyarrow as pa
 
+from yws.config import check_identifier
 from yws.contract.sqlfiles import Grant, Statement, describe
 from yws.warehouse.base import ApplyStep, QueryError, Warehouse, WarehouseError, check_query
 
@@ -178,14 +179,71 @@ class DatabricksWarehouse(Warehouse):
         targets = [(stmt, describe(stmt)) for stmt in statements]
         for stmt, _ in targets:
             stmt.parse()
-        steps = []
+        steps: list[ApplyStep] = []
+        tables: list[tuple[Statement, str]] = []  # created (or found) since the last check
         for stmt, target in targets:
+            if tables and target.kind != "TABLE":  # before the views that read them
+                steps.extend(self._add_missing_columns(tables))
+                tables = []
             try:
                 self.execute(stmt.text, context=target.parent)
             except WarehouseError as e:
                 raise WarehouseError(
                     f"{stmt.where}: {target.kind.lower()} {target.name}: {e}") from None
             steps.append(ApplyStep(stmt.where, target.kind, target.name, "sent"))
+            if target.kind == "TABLE":
+                tables.append((stmt, target.name))
+        if tables:
+            steps.extend(self._add_missing_columns(tables))
+        return steps
+
+    def _add_missing_columns(self, tables: list[tuple[Statement, str]]) -> list[ApplyStep]:
+        """Give a table an older release created the nullable columns its DDL has gained.
+
+        ``CREATE TABLE IF NOT EXISTS`` leaves an existing table as it is, so the tables' columns
+        are read from ``<catalog>.information_schema.columns`` (one query per schema) and each
+        table lacking columns gets one ``ALTER TABLE … ADD COLUMNS`` with the DDL's types and
+        comments (existing rows read NULL). A missing NOT NULL column is refused before any
+        view is sent: old rows have no value for it (docs/migration.md, "Schema changes").
+        """
+        from yws.contract.sqlfiles import add_columns_sql, columns_of, not_null_of
+
+        by_schema: dict[tuple[str, str], list[tuple[Statement, str]]] = {}
+        for stmt, name in tables:
+            catalog, schema, _ = name.split(".")
+            by_schema.setdefault((catalog, schema), []).append((stmt, name))
+        steps = []
+        for (catalog, schema), items in by_schema.items():
+            names = {name.split(".")[2]: (stmt, name) for stmt, name in items}
+            marks = ", ".join(f":t{i}" for i in range(len(names)))
+            found = self.query(
+                "SELECT table_name, column_name FROM "
+                f"{check_identifier(catalog, 'catalog')}.information_schema.columns "
+                f"WHERE table_schema = :schema AND table_name IN ({marks})",
+                {"schema": schema, **{f"t{i}": t for i, t in enumerate(names)}}).to_pylist()
+            have: dict[str, set[str]] = {}
+            for row in found:
+                have.setdefault(row["table_name"], set()).add(row["column_name"])
+            for table, (stmt, name) in names.items():
+                if table not in have:  # not visible to this principal: nothing to compare
+                    continue
+                tree = stmt.parse()
+                missing = [c for c in columns_of(tree) if c not in have[table]]
+                if not missing:
+                    continue
+                required = sorted(set(missing) & not_null_of(tree))
+                if required:
+                    raise WarehouseError(
+                        f"{stmt.where}: table {name} lacks NOT NULL column(s) "
+                        f"{', '.join(required)}: an older release created it and its rows have "
+                        "no value for them; migrate it as docs/migration.md (\"Schema "
+                        "changes\") says, then apply again")
+                try:
+                    self.execute(add_columns_sql(name, tree, missing), context=(catalog, schema))
+                except WarehouseError as e:
+                    raise WarehouseError(f"{stmt.where}: table {name}: {e}") from None
+                steps.append(ApplyStep(stmt.where, "TABLE", name,
+                                       f"columns added: {', '.join(missing)}"))
         return steps
 
     def batches(self, sql: str, params: Mapping[str, Any] | None = None

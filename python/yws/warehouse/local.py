@@ -24,7 +24,15 @@ from typing import Any
 
 import pyarrow as pa
 
-from yws.contract.sqlfiles import Grant, SqlFileError, Statement, columns_of, describe, parse_grant
+from yws.contract.sqlfiles import (
+    Grant,
+    SqlFileError,
+    Statement,
+    columns_of,
+    describe,
+    not_null_of,
+    parse_grant,
+)
 from yws.contract.tables import PREDICTIONS, arrow_type
 from yws.storage.local import LocalStorage
 from yws.warehouse import ai_query
@@ -189,6 +197,7 @@ class LocalWarehouse(Warehouse):
         comments: dict[str, Any] = {}
         volumes: dict[str, str] = {}  # name -> where
         to_create: dict[str, pa.Schema] = {}
+        to_extend: dict[str, tuple[pa.Schema, list[str], dict[str, tuple[str, str]]]] = {}
         for stmt in statements:
             tree = stmt.parse()
             what = describe(stmt)
@@ -207,7 +216,8 @@ class LocalWarehouse(Warehouse):
                     duck = f"CREATE SCHEMA IF NOT EXISTS {name}"
                     action = "created"
                 elif kind == "TABLE":
-                    duck, action = self._table(stmt, tree, name, storage, con, to_create)
+                    duck, action = self._table(stmt, tree, name, storage, con, to_create,
+                                               to_extend)
                     comments[name] = columns_of(tree)
                 elif kind == "VIEW":
                     duck = self._view(stmt, tree, name)
@@ -237,6 +247,8 @@ class LocalWarehouse(Warehouse):
         # Everything ran: now create the missing Delta tables and save the state.
         for name, schema in to_create.items():
             storage.write(schema.empty_table(), name, mode="append")
+        for name, (schema, missing, want) in to_extend.items():
+            storage.ensure_table(name, schema, comments={c: want[c][1] for c in missing})
         for item in replay:
             if item["kind"] == "TABLE":
                 item["duckdb"] = self._table_view(item["object"], storage)
@@ -259,7 +271,9 @@ class LocalWarehouse(Warehouse):
         return f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM delta_scan('{path}')"
 
     def _table(self, stmt: Statement, tree: Any, name: str, storage: LocalStorage, con: Any,
-               to_create: dict[str, pa.Schema]) -> tuple[str, str]:
+               to_create: dict[str, pa.Schema],
+               to_extend: dict[str, tuple[pa.Schema, list[str], dict[str, tuple[str, str]]]],
+               ) -> tuple[str, str]:
         from sqlglot import exp
 
         want = columns_of(tree)
@@ -271,22 +285,30 @@ class LocalWarehouse(Warehouse):
             wrong = [f"{c} is {_kind(have.field(c).type)}, DDL says {want[c][0]}"
                      for c in want if c in have.names
                      and _kind(have.field(c).type) != _kind(schema.field(c).type)]
-            if missing or extra or wrong:
+            required = sorted(set(missing) & not_null_of(tree))
+            if required or extra or wrong:
                 raise SqlFileError(
                     f"{stmt.where}: table {name} exists with other columns than its DDL: "
                     + "; ".join(p for p in (
-                        f"missing {', '.join(missing)}" if missing else "",
+                        f"missing NOT NULL {', '.join(required)}" if required else "",
                         f"not in the DDL {', '.join(extra)}" if extra else "",
                         "; ".join(wrong)) if p)
+                    + " (see docs/migration.md, \"Schema changes\")"
                 )
-            return self._table_view(name, storage), "exists"
-        # Not there yet: an empty DuckDB table stands in while the views are checked.
-        to_create[name] = schema
+            if not missing:
+                return self._table_view(name, storage), "exists"
+            # An older release created it: the new nullable columns are added once every
+            # statement has run; meanwhile the DDL's empty table stands in for the views.
+            to_extend[name] = (schema, missing, want)
+            action = f"columns added: {', '.join(missing)}"
+        else:
+            to_create[name] = schema  # not there yet: an empty DuckDB table stands in
+            action = "created"
         cols = ", ".join(
             f"{c} {exp.DataType.build(t, dialect='databricks').sql('duckdb')}"
             for c, (t, _) in want.items()
         )
-        return f"CREATE OR REPLACE TABLE {name} ({cols})", "created"
+        return f"CREATE OR REPLACE TABLE {name} ({cols})", action
 
     @staticmethod
     def _view(stmt: Statement, tree: Any, name: str) -> str:
