@@ -19,7 +19,12 @@
 #' @return A tibble: `entity_id`, `as_of_date` (Date), `batch_id`, `probability`,
 #'   `prediction`, `band` (ordered factor GREEN < YELLOW < RED), `model_name`,
 #'   `model_version`, `scored_at` (POSIXct, UTC), and with `view = "all"` `run_id`,
-#'   `model_alias` and `official`.
+#'   `model_alias` and `official`; then the reason codes, why the model scored the row as it
+#'   did: `reason_1`, `reason_2`, `reason_3` (character: the features that raised the
+#'   log-odds most, a category as `feature=level`) and `reason_1_contribution`, ...
+#'   (double: each one's contribution to the log-odds), `NA` past the row's positive
+#'   contributions, for a batch scored with `--no-reasons` or by a model without reasons
+#'   (an R glm).
 #' @examplesIf identical(Sys.getenv("YWS_EXAMPLES"), "true")
 #' # needs a workspace or `yws up` (DATABRICKS_HOST, DATABRICKS_TOKEN)
 #' yws_predictions(batch_id = "nightly-2026-11-30", bands = c("YELLOW", "RED"))
@@ -49,7 +54,8 @@ prediction_query <- function(view, filters, all_batches, via) {
     paste0("band IN (", paste0(":band", seq_along(filters$bands), collapse = ", "), ")")
   }
   columns <- paste("entity_id, as_of_date, batch_id, probability, prediction, band,",
-                   "model_name, model_version, scored_at")
+                   "model_name, model_version, scored_at,",
+                   paste(reason_columns, collapse = ", "))
   if (view == "latest" && !is.null(filters$as_of)) {
     # each entity's latest official prediction as it stood on as_of
     inner <- paste0("SELECT ", columns, ", ROW_NUMBER() OVER (PARTITION BY entity_id ",
@@ -176,8 +182,18 @@ prediction_types <- function(df) {
   for (col in intersect(c("official", "already_flagged"), names(df))) {
     if (!is.logical(df[[col]])) df[[col]] <- as_logical(df[[col]])
   }
+  # the reason codes: all NA in a batch without reasons, which a driver may hand back as
+  # logical; always character names and double contributions
+  for (col in intersect(reason_columns, names(df))) {
+    df[[col]] <- if (endsWith(col, "_contribution")) as.numeric(df[[col]]) else
+      as.character(df[[col]])
+  }
   df
 }
+
+# The reason code columns of the predictions views, in order.
+reason_columns <- c("reason_1", "reason_1_contribution", "reason_2", "reason_2_contribution",
+                    "reason_3", "reason_3_contribution")
 
 as_logical <- function(x) {
   if (is.numeric(x)) return(x != 0)

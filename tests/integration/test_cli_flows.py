@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,8 @@ def test_demo_end_to_end_through_the_console_script(tmp_path):
     out = done.stdout
     assert "yws_dev.ml.yws_lr v1  aliases: challenger, champion" in out
     assert "read = " in out and "quarantined" in out
+    why = next(line for line in out.splitlines() if line.startswith("  why RED     C"))
+    assert re.search(r"\): [a-z_]+(=\S+)? \+\d+\.\d\d", why), why  # its top reason first
     assert f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}" in out
     assert "mlflow ui --backend-store-uri" in out
     assert (tmp_path / "home" / "warehouse" / "yws_dev" / "ml" / "yws_predictions"

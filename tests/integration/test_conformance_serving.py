@@ -211,6 +211,43 @@ def test_bad_rows_are_errors_of_their_own_rows(server, rows, spec):
     assert imputed["predictions"][0]["error"] is None  # imputed: the batch job scores it too
 
 
+def test_params_reasons_adds_each_rows_reason_codes(server, rows, spec, home):
+    """`params` travels beside the input in MLflow's scoring protocol (its scoring server
+    splits `"params"` off the request, `SERVING_PARAMS_KEY` in
+    mlflow/pyfunc/scoring_server/__init__.py, and calls `predict(data, params=params)`; the
+    params a model takes are its signature's ParamSchema,
+    https://mlflow.org/docs/latest/model/signatures.html): `{"reasons": true}` adds the reason
+    code columns to every row, null where a row is refused; without it the answer is as
+    before. Sent through the official client's API client (its `query` has no `params`)."""
+    from yws.model.evaluator import OUTPUTS, REASON_OUTPUTS
+
+    w = client(server, "analyst")
+    path = f"/serving-endpoints/{ENDPOINT}/invocations"
+    model = version_model(home, 1)
+    for sent in (rows[:3], rows):  # coalesced (small) and alone
+        got = w.api_client.do("POST", path, body={"dataframe_records": sent,
+                                                  "params": {"reasons": True}})
+        expected = score_records(model, spec, sent, reasons=True)
+        assert got["predictions"] == expected
+        assert list(expected[0]) == [*OUTPUTS, *REASON_OUTPUTS]
+        plain = w.api_client.do("POST", path, body={"dataframe_records": sent,
+                                                    "params": {"reasons": False}})
+        assert plain["predictions"] == score_records(model, spec, sent)
+    refused = [r for r in expected if r["error"] is not None]
+    assert refused and all(r["reason_1"] is None for r in refused)
+    scored = [r for r in expected if r["error"] is None]
+    assert sum(r["reason_1"] is not None for r in scored) > len(scored) // 2
+    for r in scored:  # largest first, positive
+        values = [r[f"reason_{k}_contribution"] for k in (1, 2, 3)
+                  if r[f"reason_{k}"] is not None]
+        assert values == sorted(values, reverse=True) and all(v > 0 for v in values)
+    names = spec.feature_names
+    split = w.api_client.do("POST", path, body={
+        "dataframe_split": {"columns": names, "data": [[r[n] for n in names] for r in rows]},
+        "params": {"reasons": True}})
+    assert split["predictions"] == expected
+
+
 def test_tokens_and_can_query_are_required(server, rows):
     """Every request needs a bearer token (401 `UNAUTHENTICATED` without one, or with an
     unknown one); querying needs `CAN_QUERY` (or `CAN_MANAGE`) on the endpoint, else 403
@@ -251,7 +288,9 @@ MALFORMED = [
     (b'{"dataframe_records": [], "inputs": {}}', "exactly one of the input fields"),
     (b'{"columns": ["a"], "data": [[1]]}', "exactly one of the input fields"),
     (b'{"dataframe_records": [], "extra": 1}', "unknown field 'extra'"),
-    (b'{"dataframe_records": [], "params": {"a": 1}}', "takes no inference parameters"),
+    (b'{"dataframe_records": [], "params": {"a": 1}}', "unknown inference parameter 'a'"),
+    (b'{"dataframe_records": [], "params": {"reasons": "yes"}}', "reasons must be true or"),
+    (b'{"dataframe_records": [], "params": [true]}', "params must be an object"),
     (b'{"dataframe_records": {"a": 1}}', "must be an array of rows"),
     (b'{"dataframe_records": [1, 2]}', "dataframe_records[0] must be an object"),
     (b'{"dataframe_records": "rows"}', "must be an array of rows"),

@@ -213,6 +213,20 @@ def test_both_engines_write_the_same_batch(home, spark, spec):
         other = by["by-arrow"][entity]
         assert abs(row["probability"] - other["probability"]) < 1e-9
         assert (row["prediction"], row["band"]) == (other["prediction"], other["band"])
+        for k in (1, 2, 3):  # the reason codes: the same names, contributions to 1e-9
+            assert row[f"reason_{k}"] == other[f"reason_{k}"], (entity, k)
+            mine, theirs = row[f"reason_{k}_contribution"], other[f"reason_{k}_contribution"]
+            assert (mine is None) == (theirs is None) and \
+                (mine is None or abs(mine - theirs) < 1e-9), (entity, k)
+    assert sum(r["reason_1"] is not None for r in by["by-arrow"].values()) > \
+        len(by["by-arrow"]) // 2
+    bare = score(home, spec, None, storage=storage, batch_id="bare", engine="arrow",
+                 reason_codes=False)  # yws score --no-reasons
+    rows = storage.read_arrow(home.predictions, where=("batch_id", "bare"))
+    assert rows.num_rows == bare.rows_scored == b.rows_scored
+    assert all(rows[f"reason_{k}"].null_count == rows.num_rows for k in (1, 2, 3))
+    assert rows["probability"].to_pylist() == [by["by-arrow"][e]["probability"]
+                                               for e in rows["entity_id"].to_pylist()]
     quarantine = storage.read_arrow(home.quarantine).to_pylist()
     reasons = {}
     for row in quarantine:

@@ -339,12 +339,13 @@ def test_a_bad_view_names_its_file_line_and_object_and_changes_nothing(settings,
     shutil.copytree(sql_dir(), root)
     view = root / "20_views" / "21_v_yws_predictions_latest.sql"
     text = view.read_text()
-    view.write_text(text.replace("model_version, scored_at\nFROM",
-                                 "model_verison, scored_at\nFROM"))
+    assert "model_version, scored_at, reason_1" in text
+    view.write_text(text.replace("model_version, scored_at, reason_1",
+                                 "model_verison, scored_at, reason_1"))
     with pytest.raises(SqlFileError, match="declares columns .* but its query returns"):
         wh.apply(statements(settings, root))
-    view.write_text(text.replace("model_version, scored_at\nFROM",
-                                 "model_verison AS model_version, scored_at\nFROM"))
+    view.write_text(text.replace("model_version, scored_at, reason_1",
+                                 "model_verison AS model_version, scored_at, reason_1"))
     with pytest.raises(WarehouseError) as err:
         wh.apply(statements(settings, root))
     message = str(err.value)

@@ -42,6 +42,7 @@ def run_demo(settings: Settings, rows: int = 20_000, today: dt.date | None = Non
     return {
         "train": trained.as_dict(),
         "score": scored.as_dict(),
+        "why_red": why_red(storage, settings, scored.run_id),
         "warehouse": str(settings.warehouse_dir),
         "tables": {name: str(storage.path(name)) if hasattr(storage, "path") else name
                    for name in (settings.features, settings.predictions, settings.quarantine,
@@ -51,6 +52,22 @@ def run_demo(settings: Settings, rows: int = 20_000, today: dt.date | None = Non
                       f"--default-artifact-root {settings.mlflow_artifacts.as_uri()} "
                       "--host 127.0.0.1 --port 5000"),
     }
+
+
+def why_red(storage: Any, settings: Settings, run_id: str) -> dict[str, Any] | None:
+    """The run's RED entity with the highest probability and its reason codes, or None."""
+    import pyarrow.compute as pc
+
+    rows = storage.read_arrow(settings.predictions, where=("run_id", run_id))
+    red = rows.filter(pc.equal(rows["band"], "RED"))
+    if not red.num_rows:
+        return None
+    top: dict[str, Any] = red.take([int(pc.index(red["probability"],
+                                                  pc.max(red["probability"])).as_py())]
+                                   ).to_pylist()[0]
+    return {"entity_id": top["entity_id"], "probability": top["probability"],
+            "reasons": [(top[f"reason_{k}"], top[f"reason_{k}_contribution"])
+                        for k in (1, 2, 3) if top.get(f"reason_{k}") is not None]}
 
 
 def render(summary: dict[str, Any]) -> str:
@@ -74,6 +91,11 @@ def render(summary: dict[str, Any]) -> str:
     ]
     for reason, n in s["quarantine_reasons"].items():
         lines.append(f"  quarantine  {n:>5}  {reason}")
+    red = summary.get("why_red")
+    if red:
+        lines.append(f"  why RED     {red['entity_id']} (p {red['probability']:.2f}): " + (
+            ", ".join(f"{name} {value:+.2f}" for name, value in red["reasons"])
+            or "no reason codes (the model gives none)"))
     lines += ["", "  tables"]
     lines += [f"    {name:<28} {where}" for name, where in summary["tables"].items()]
     lines += [

@@ -25,15 +25,18 @@ def _engines() -> tuple[str, ...]:
 @click.option("--engine", type=LazyChoice(_engines), default="auto", show_default=True,
               help="arrow: NumPy, no JVM; spark: the PipelineModel's transform; auto: arrow "
                    "when it implements the model (local target), else spark.")
+@click.option("--no-reasons", "no_reasons", is_flag=True,
+              help="Leave the reason codes (reason_1..3 and their contributions) null: "
+                   "a little faster.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def score(settings: Settings, as_of: str | None, batch_id: str | None, model_alias: str,
-          engine: str, as_json: bool) -> None:
+          engine: str, no_reasons: bool, as_json: bool) -> None:
     """Score a feature snapshot with the registered model into the predictions table."""
     from yws.scoring.job import score as run_score
 
     result = run_score(settings, load_spec(settings.spec), None, as_of=parse_date(as_of),
                        batch_id=batch_id, alias=model_alias, engine=engine,
-                       progress=stderr_progress())
+                       progress=stderr_progress(), reason_codes=not no_reasons)
     if as_json:
         emit(result.as_dict())
         return

@@ -13,6 +13,12 @@ that only when it is there; and only packages listed in :data:`yws.model.flavor.
 With it travels the spec's row contract (:class:`RowContract`: which rows the batch job would
 quarantine, and the bands), so the pyfunc answers what on-demand scoring answers
 (probability, prediction, band, error per row) with no ``yws`` installed.
+
+Reason codes (:class:`ReasonPlan`): each scored row's top :data:`REASONS` features by their
+contribution to its log-odds, coefficient × (the value entering the regression − that column's
+training mean), summed over a feature's encoded columns. The training means are the
+StandardScaler's (Spark stores them whatever withMean and withStd say); a model without one
+has no reasons. The Spark engine computes the same plan with DataFrame expressions.
 """
 
 from __future__ import annotations
@@ -347,6 +353,7 @@ class ArrowModel:
         if not stages or not isinstance(stages[-1], LogisticStage):
             raise UnsupportedModelError("the pipeline must end with a LogisticRegression")
         self.stages = stages
+        self.reason_plan = ReasonPlan.of(stages)
 
     @classmethod
     def load(cls, path: str | Path) -> ArrowModel:
@@ -385,12 +392,177 @@ class ArrowModel:
                 out.update(zip(stage.inputs, stage.labels, strict=True))
         return out
 
-    def predict(self, data: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
-        """(P(label = 1), prediction) for every row, in order."""
+    def _run(self, data: pa.Table | pa.RecordBatch) -> Columns:
         cols: Columns = {name: data.column(name) for name in data.column_names}
         for stage in self.stages:
             stage.apply(cols)
+        return cols
+
+    def predict(self, data: pa.Table | pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
+        """(P(label = 1), prediction) for every row, in order."""
+        cols = self._run(data)
         return cols["probability__p1"], cols["prediction"]
+
+    def explain(self, data: pa.Table | pa.RecordBatch,
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, pa.Array] | None]:
+        """:meth:`predict`, and each row's reasons (:data:`REASON_OUTPUTS`) from the same pass
+        through the stages; None for a model without training means (no StandardScaler)."""
+        cols = self._run(data)
+        plan = self.reason_plan
+        return cols["probability__p1"], cols["prediction"], \
+            plan.reasons(cols) if plan is not None else None
+
+
+# -- reason codes ----------------------------------------------------------------------------
+REASONS = 3
+"""Reasons per scored row: the features that raised its log-odds the most."""
+UNKNOWN_LEVEL = "<unknown>"
+"""How a reason names the StringIndexer's extra bucket (a null or unseen category under
+handleInvalid=keep): ``region=<unknown>``, as the training's coefficient names do."""
+REASON_OUTPUTS = {name: kind for k in range(1, REASONS + 1)
+                  for name, kind in ((f"reason_{k}", pa.string()),
+                                     (f"reason_{k}_contribution", pa.float64()))}
+"""The reason columns, in order: ``reason_1``, ``reason_1_contribution``, … (null where the row
+has fewer positive contributions, or the model no reasons)."""
+
+
+def no_reasons(n: int) -> dict[str, pa.Array]:
+    """:data:`REASON_OUTPUTS` for ``n`` rows, all null."""
+    return {name: pa.nulls(n, kind) for name, kind in REASON_OUTPUTS.items()}
+
+
+@dataclass(frozen=True)
+class ReasonFeature:
+    """One raw feature's encoded columns ``[start, stop)`` of the regression's input; for a
+    categorical, the column holding its StringIndexer index and the name of each level."""
+
+    name: str
+    start: int
+    stop: int
+    index_column: str | None = None
+    levels: tuple[str, ...] = ()  # "feature=level" per index, the extra bucket last
+
+
+@dataclass(frozen=True)
+class ReasonPlan:
+    """How each feature's contribution is computed from the columns the stages produce:
+    ``sum over j in [start, stop) of (z[j] - zbar[j]) * beta[j]``, added column by column in
+    the coefficients' order (as the margin is: a row's answer never depends on the rows beside
+    it), where ``z`` is :attr:`features_column` (what the LogisticRegression reads) and
+    ``zbar`` its training mean. The Spark engine builds the same sums with DataFrame
+    expressions from this plan (``yws.scoring.spark``), so both engines agree."""
+
+    features: tuple[ReasonFeature, ...]
+    features_column: str
+    beta: np.ndarray
+    zbar: np.ndarray
+
+    @classmethod
+    def of(cls, stages: list[Any]) -> ReasonPlan | None:
+        """The plan of a pipeline: LogisticRegression ← StandardScaler ← VectorAssembler, each
+        assembled column traced back through the casts, imputers, indexers and encoders to
+        the raw feature it came from. None when the shape is another (no scaler: no training
+        means)."""
+        lr = stages[-1]
+        scaler = next((s for s in stages if isinstance(s, ScalerStage)
+                       and s.output == lr.features), None)
+        if scaler is None:
+            return None
+        assembler = next((s for s in stages if isinstance(s, AssemblerStage)
+                          and s.output == scaler.source), None)
+        if assembler is None:
+            return None
+        source: dict[str, str] = {}  # a stage's output column -> its input column
+        encoders: dict[str, OneHotStage] = {}
+        labels: dict[str, list[str]] = {}  # an index column -> its labels
+        for stage in stages:
+            if isinstance(stage, CastStage):
+                source.update((target, src) for src, target in stage.casts)
+            elif isinstance(stage, ImputerStage | IndexerStage | OneHotStage):
+                source.update(zip(stage.outputs, stage.inputs, strict=True))
+                if isinstance(stage, IndexerStage):
+                    labels.update(zip(stage.outputs, stage.labels, strict=True))
+                if isinstance(stage, OneHotStage):
+                    encoders.update((o, stage) for o in stage.outputs)
+
+        def root(column: str) -> str:
+            seen = set()
+            while column in source and column not in seen:
+                seen.add(column)
+                column = source[column]
+            return column
+
+        features, at = [], 0
+        for column in assembler.inputs:
+            name = root(column)
+            if column in encoders:
+                encoder = encoders[column]
+                size = encoder.sizes[encoder.outputs.index(column)]
+                width = size + (1 if encoder.keep else 0) - (1 if encoder.drop_last else 0)
+                index = source[column]
+                if index not in labels:
+                    return None
+                levels = (*labels[index], UNKNOWN_LEVEL)
+                features.append(ReasonFeature(name, at, at + width, index,
+                                              tuple(f"{name}={v}" for v in levels)))
+            else:
+                width = 1
+                features.append(ReasonFeature(name, at, at + 1))
+            at += width
+        if not features or at != len(lr.coefficients) or at != len(scaler.mean):
+            return None
+        mean = scaler.mean
+        if scaler.with_mean:
+            zbar = np.zeros(at)
+        elif scaler.with_std:
+            zbar = np.where(scaler.std != 0.0, mean / np.where(scaler.std != 0.0, scaler.std,
+                                                               1.0), 0.0)
+        else:
+            zbar = mean.copy()
+        return cls(tuple(features), lr.features, lr.coefficients.copy(), zbar)
+
+    def contributions(self, z: np.ndarray) -> np.ndarray:
+        """Rows × features: each feature's contribution to each row's log-odds."""
+        out = np.empty((z.shape[0], len(self.features)))
+        for k, f in enumerate(self.features):
+            c = np.zeros(z.shape[0])
+            for j in range(f.start, f.stop):
+                c += (z[:, j] - self.zbar[j]) * self.beta[j]
+            out[:, k] = c
+        return out
+
+    def reasons(self, cols: Columns) -> dict[str, pa.Array]:
+        """:data:`REASON_OUTPUTS` of the rows whose stage outputs are ``cols``: the features
+        with the largest positive contributions, largest first; a tie goes to the feature that
+        comes first in the spec (the assembler's order: ``argmax`` takes the first); fewer than
+        :data:`REASONS` positive contributions leave the rest null."""
+        work = self.contributions(cols[self.features_column])
+        n = work.shape[0]
+        table: list[str] = []
+        offsets = np.zeros(len(self.features), dtype=np.int64)
+        levels: dict[int, np.ndarray] = {}  # categorical feature -> each row's level index
+        for k, f in enumerate(self.features):
+            offsets[k] = len(table)
+            if f.index_column is None:
+                table.append(f.name)
+            else:
+                table.extend(f.levels)
+                levels[k] = np.asarray(cols[f.index_column], dtype=np.float64).astype(np.int64)
+        names = pa.array(table, pa.string())
+        rows = np.arange(n)
+        out: dict[str, pa.Array] = {}
+        for k in range(1, REASONS + 1):
+            pick = np.argmax(work, axis=1)
+            value = work[rows, pick]
+            none = ~(value > 0.0)
+            work[rows, pick] = -np.inf
+            at = offsets[pick]
+            for feature, level in levels.items():
+                chosen = pick == feature
+                at[chosen] += level[chosen]
+            out[f"reason_{k}"] = names.take(pa.array(at, pa.int64(), mask=none))
+            out[f"reason_{k}_contribution"] = pa.array(value, pa.float64(), mask=none)
+        return out
 
 
 # -- what one row gets: the spec's row contract, logged with the model ----------------------
@@ -532,12 +704,14 @@ class RowContract:
         return pa.array(self.band_names, pa.string()).take(pa.array(level))
 
     def score(self, model: Any, table: pa.Table,
-              errors: list[str | None] | None = None) -> pa.Table:
+              errors: list[str | None] | None = None, *, reasons: bool = False) -> pa.Table:
         """:data:`OUTPUTS` for every row of ``table`` (the features, typed), in order.
         ``errors``: rows already refused (a value of the wrong type). ``model``: an
         :class:`ArrowModel`, or any model with ``categories()`` and ``predict(table)``; one
         with ``refusals(table)`` (an R glm, :mod:`yws.model.families`) also refuses, with its
-        reasons, rows the contract lets through that it cannot score."""
+        reasons, rows the contract lets through that it cannot score. ``reasons``: the
+        :data:`REASON_OUTPUTS` columns follow, from the model's ``explain(table)`` (null for a
+        refused row, and for a model that gives none)."""
         n = table.num_rows
         texts = self.refusals(table, model.categories(), errors)
         own = getattr(model, "refusals", None)
@@ -548,17 +722,35 @@ class RowContract:
         p = np.full(n, np.nan)
         y = np.zeros(n, dtype=np.int32)
         good = np.nonzero(~refused)[0]
+        why: dict[str, pa.Array] | None = None
         if len(good):
-            p_good, y_good = model.predict(table.take(pa.array(good)))
+            rows = table.take(pa.array(good))
+            explain = getattr(model, "explain", None) if reasons else None
+            if explain is not None:
+                p_good, y_good, why = explain(rows)
+            else:
+                p_good, y_good = model.predict(rows)
             p[good], y[good] = p_good, y_good
         band = self.bands(np.where(refused, 0.0, p)).to_pylist()
-        return pa.table({
+        out = pa.table({
             "probability": pa.array(p, pa.float64(), mask=refused),
             "prediction": pa.array(y, pa.int32(), mask=refused),
             "band": pa.array([None if r else b for r, b in zip(refused, band, strict=True)],
                              pa.string()),
             "error": pa.array(texts, pa.string()),
         }, schema=pa.schema(OUTPUTS))
+        if not reasons:
+            return out
+        if why is None:
+            extra = no_reasons(n)
+        else:  # the scored rows' reasons in their places, null for the refused ones
+            where = np.full(n, -1, dtype=np.int64)
+            where[good] = np.arange(len(good))
+            at = pa.array(where, pa.int64(), mask=refused)
+            extra = {name: why[name].take(at) for name in REASON_OUTPUTS}
+        for name, kind in REASON_OUTPUTS.items():
+            out = out.append_column(pa.field(name, kind), extra[name])
+        return out
 
 
 def _missing(raw: Any) -> bool:
@@ -631,17 +823,48 @@ class ArrowPyfunc:
         self.model, self.contract = model, contract
 
     def predict(self, data: Any, params: dict[str, Any] | None = None) -> Any:
+        """``params``: ``{"reasons": true}`` adds the :data:`REASON_OUTPUTS` columns (MLflow's
+        scoring protocol passes a request's ``params`` here); without it the answer is what it
+        always was."""
         import pandas as pd
 
+        reasons = reasons_param(params)
         if self.contract is None:
             table = data if isinstance(data, pa.Table) else pa.Table.from_pandas(
                 pd.DataFrame(data), preserve_index=False)
-            p, y = self.model.predict(table)
-            return pd.DataFrame({"prediction": y.astype(np.float64), "probability": p})
+            p, y, why = self.model.explain(table) if reasons else (*self.model.predict(table),
+                                                                   None)
+            frame = pd.DataFrame({"prediction": y.astype(np.float64), "probability": p})
+            if reasons:
+                for name, values in (why or no_reasons(len(p))).items():
+                    frame[name] = pd.Series(values.to_pylist(), dtype=object)
+            return frame
         table, errors = self.contract.typed(data)
-        out = self.contract.score(self.model, table, errors)
+        out = self.contract.score(self.model, table, errors, reasons=reasons)
         return pd.DataFrame({name: pd.Series(out[name].to_pylist(), dtype=object)
-                             for name in OUTPUTS})
+                             for name in out.column_names})
+
+
+PARAMS = {"reasons": bool}
+"""The inference parameters the model takes (a request's ``params``), and their types."""
+
+
+def reasons_param(params: Any) -> bool:
+    """Whether ``params`` (a request's inference parameters, or None) asks for reasons; any
+    other parameter, or a value of the wrong type, is an :class:`InvalidInputError`."""
+    if not params:
+        return False
+    if not isinstance(params, dict):
+        raise InvalidInputError("params must be an object of inference parameters, such as "
+                                '{"reasons": true}')
+    unknown = sorted(str(k) for k in params if k not in PARAMS)
+    if unknown:
+        raise InvalidInputError(f"params: unknown inference parameter {unknown[0][:100]!r}; "
+                                "the model takes reasons (true or false)")
+    value = params.get("reasons", False)
+    if not isinstance(value, bool | np.bool_):
+        raise InvalidInputError(f"params: reasons must be true or false, not {value!r:.100}")
+    return bool(value)
 
 
 def _load_pyfunc(path: str) -> ArrowPyfunc:

@@ -57,6 +57,13 @@ class FamilyModel(Protocol):
         """(P(label = 1), prediction) of rows it does not refuse, in order."""
         ...
 
+    def explain(self, table: pa.Table,
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, pa.Array] | None]:
+        """:meth:`predict` and, from the same pass, each row's reason codes
+        (:data:`yws.model.evaluator.REASON_OUTPUTS`: its top features by contribution to the
+        log-odds); None where the family gives none (the reason columns are then null)."""
+        ...
+
 
 class SparkPipeline:
     """A SparkML pipeline version: :class:`ArrowModel` refuses no row the rules pass."""
@@ -74,6 +81,10 @@ class SparkPipeline:
 
     def predict(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         return self.model.predict(table)
+
+    def explain(self, table: pa.Table,
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, pa.Array] | None]:
+        return self.model.explain(table)
 
 
 @dataclass(eq=False)  # compared and hashed by identity, as loaded models are
@@ -94,6 +105,11 @@ class RGlmModel:
     def predict(self, table: pa.Table) -> tuple[np.ndarray, np.ndarray]:
         p = self.model.predict(table).probability
         return p, (p > self.threshold).astype(np.int32)
+
+    def explain(self, table: pa.Table,
+                ) -> tuple[np.ndarray, np.ndarray, dict[str, pa.Array] | None]:
+        """No reason codes for an R glm yet: its rows' reason columns are null."""
+        return (*self.predict(table), None)
 
 
 def _mlmodel(folder: Path) -> dict[str, object]:

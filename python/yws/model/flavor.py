@@ -56,15 +56,20 @@ OUTPUT_TYPES = {"probability": "double", "prediction": "integer", "band": "strin
 
 def signature(spec: Spec) -> ModelSignature:
     """Inputs: the raw feature columns (each may be null: the row contract says which nulls
-    refuse the row); outputs: every column the pyfunc returns."""
+    refuse the row); outputs: every column the pyfunc returns; params: ``reasons`` (boolean,
+    default false), which adds the reason code columns (``evaluator.REASON_OUTPUTS``) to the
+    answer. MLflow passes the pyfunc only the params its signature declares. The outputs stay
+    the four columns every answer has: ``ai_query`` without a return type reads its struct
+    from them (``sql/30_functions``)."""
     from mlflow.models.signature import ModelSignature
-    from mlflow.types import ColSpec, Schema
+    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
 
     inputs = Schema([ColSpec(f.kind.mlflow_type, f.name, required=False)
                      for f in spec.features])
     outputs = Schema([ColSpec(kind, name, required=False)
                       for name, kind in OUTPUT_TYPES.items()])
-    return ModelSignature(inputs=inputs, outputs=outputs)
+    params = ParamSchema([ParamSpec("reasons", "boolean", False)])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
 
 
 def row_contract(spec: Spec) -> RowContract:

@@ -105,11 +105,13 @@ def build_pipeline(spec: Spec, *, seed: int | None = None) -> Pipeline:
             handleInvalid="error",
         )
     )
-    features_col = FEATURES_COL
-    if spec.scale_features:
-        stages.append(StandardScaler(inputCol=FEATURES_COL, outputCol=SCALED_COL,
-                                     withMean=False, withStd=True))
-        features_col = SCALED_COL
+    # Always a StandardScaler: its fitted model keeps the training mean of every assembled
+    # column, which the reason codes measure each row against (yws.model.evaluator.ReasonPlan).
+    # Without scaleFeatures it scales nothing (withStd=False: Spark passes the vector through
+    # as it is), so the regression and its coefficients are what they would be without it.
+    stages.append(StandardScaler(inputCol=FEATURES_COL, outputCol=SCALED_COL,
+                                 withMean=False, withStd=spec.scale_features))
+    features_col = SCALED_COL
     stages.append(
         LogisticRegression(
             featuresCol=features_col,
@@ -162,13 +164,14 @@ def expanded_feature_names(model: PipelineModel, sample: DataFrame, spec: Spec) 
 
 
 def coefficients(model: PipelineModel, sample: DataFrame, spec: Spec) -> Coefficients:
-    """Coefficients on the unscaled vector: a StandardScaler stage is folded in."""
+    """Coefficients on the unscaled vector: a StandardScaler stage that scales (withStd) is
+    folded in."""
     from pyspark.ml.feature import StandardScalerModel
 
     lr: Any = model.stages[-1]  # LogisticRegressionModel
     values = [float(v) for v in lr.coefficients.toArray()]
     scaler = next((s for s in model.stages if isinstance(s, StandardScalerModel)), None)
-    if scaler is not None:
+    if scaler is not None and scaler.getWithStd():
         std = scaler.std.toArray()
         values = [v / s if s != 0 else 0.0 for v, s in zip(values, std, strict=True)]
     names = expanded_feature_names(model, sample, spec)

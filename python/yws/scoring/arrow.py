@@ -35,6 +35,7 @@ from yws.contract.rules import Rule, quarantine_rules
 from yws.contract.spec import Spec
 from yws.contract.tables import FEATURES_HINT, PREDICTIONS, QUARANTINE, arrow_schema
 from yws.model import families
+from yws.model.evaluator import no_reasons
 from yws.model.families import FamilyModel
 from yws.scoring.base import Engine, RunIds, Scoring, UnsuitableEngineError
 from yws.storage import Storage
@@ -225,6 +226,9 @@ class Scorer:
         self._spill = folder / "held.parquet"
         self._writer: pq.ParquetWriter | None = None
 
+    reasons = True
+    """Whether the predictions carry reason codes (``yws score --no-reasons``: null)."""
+
     def predictions(self, batches: Iterable[pa.RecordBatch]) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(arrow_schema(PREDICTIONS), self._run(batches))
 
@@ -242,7 +246,8 @@ class Scorer:
             yield from predictions(
                 self.model, table, self.spec, batch_id=self.batch_id, run_id=self.run_id,
                 model_name=self.model_name,
-                model_version=self.model_version, scored_at=self.at).to_batches()
+                model_version=self.model_version, scored_at=self.at,
+                reasons=self.reasons).to_batches()
             if self.rows_read - said >= 10 * BATCH_ROWS:
                 said = self.rows_read
                 self.progress(f"  {self.rows_read:,} of {self.total:,} rows through the model")
@@ -313,9 +318,18 @@ def bands(p: np.ndarray, spec: Spec) -> pa.Array:
 
 
 def predictions(model: FamilyModel, good: pa.Table, spec: Spec, *, batch_id: str, run_id: str,
-                model_name: str, model_version: int, scored_at: dt.datetime) -> pa.Table:
+                model_name: str, model_version: int, scored_at: dt.datetime,
+                reasons: bool = True) -> pa.Table:
+    """Predictions table rows for ``good`` (rows that passed the checks); ``reasons``: with
+    each row's reason codes from the model (:meth:`FamilyModel.explain`), else null."""
     n = good.num_rows
-    p, y = model.predict(good) if n else (np.zeros(0), np.zeros(0, dtype=np.int32))
+    why = None
+    if not n:
+        p, y = np.zeros(0), np.zeros(0, dtype=np.int32)
+    elif reasons:
+        p, y, why = model.explain(good)
+    else:
+        p, y = model.predict(good)
     return pa.table({
         "entity_id": pc.cast(good[spec.entity_key], pa.string()),
         "as_of_date": good[spec.as_of_column],
@@ -327,6 +341,7 @@ def predictions(model: FamilyModel, good: pa.Table, spec: Spec, *, batch_id: str
         "model_name": pa.array([model_name] * n, pa.string()),
         "model_version": pa.array(np.full(n, model_version, dtype=np.int32)),
         "scored_at": pa.repeat(pa.scalar(scored_at, pa.timestamp("us", tz="UTC")), n),
+        **(why if why is not None else no_reasons(n)),
     }, schema=arrow_schema(PREDICTIONS))
 
 
@@ -425,6 +440,7 @@ class ArrowEngine(Engine):
                         batch_id=ids.batch_id, run_id=ids.run_id, model_name=ids.model_name,
                         model_version=ids.model_version, at=ids.at, total=rows,
                         progress=ctx.progress)
+        scorer.reasons = ctx.reasons
         batches = ctx.storage.scan_arrow(ctx.settings.features,
                                          where=(ctx.spec.as_of_column, snap.as_of),
                                          batch_rows=BATCH_ROWS, version=snap.version)

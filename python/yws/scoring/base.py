@@ -38,6 +38,7 @@ class Context:
     storage: Storage
     progress: Progress = quiet
     spark: SparkSession | None = None  # the caller's session, or one made when first needed
+    reasons: bool = True  # the predictions carry reason codes (False: null, --no-reasons)
 
     def session(self) -> SparkSession:
         if self.spark is None:

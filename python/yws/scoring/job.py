@@ -115,9 +115,12 @@ def score(
     engine: str = "auto",
     storage: Storage | None = None,
     progress: Progress = quiet,
+    reason_codes: bool = True,
 ) -> ScoreResult:
     """Score the snapshot for ``as_of`` (default: the latest) as one batch, on ``engine``
-    (a name in :data:`yws.scoring.engines.CHOICES`; ``auto`` lets the target choose)."""
+    (a name in :data:`yws.scoring.engines.CHOICES`; ``auto`` lets the target choose).
+    ``reason_codes``: each prediction carries its reason codes (False: the columns are null,
+    ``yws score --no-reasons``)."""
     started = dt.datetime.now(dt.UTC)
     start = clock = time.perf_counter()
     timings: dict[str, float] = {}
@@ -128,7 +131,8 @@ def score(
         timings[name] = round(now - clock, 3)
         clock = now
 
-    ctx = Context(settings, spec, storage or storage_for(settings), progress, spark)
+    ctx = Context(settings, spec, storage or storage_for(settings), progress, spark,
+                  reasons=reason_codes)
     storage = ctx.storage
     run_id = uuid.uuid4().hex
     if batch_id is not None:

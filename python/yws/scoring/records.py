@@ -21,6 +21,7 @@ from yws.contract.features import FeatureType
 from yws.contract.spec import Feature, Spec
 from yws.errors import InvalidValueError
 from yws.model.evaluator import OUTPUTS as OUTPUTS
+from yws.model.evaluator import REASON_OUTPUTS as REASON_OUTPUTS
 from yws.model.evaluator import RowContract
 from yws.model.families import FamilyModel
 from yws.model.flavor import row_contract
@@ -116,11 +117,14 @@ def table_from_columns(columns: Mapping[str, Sequence[Any]], rows: int, spec: Sp
 
 
 def score_table(model: FamilyModel, spec: Spec, table: pa.Table,
-                errors: Sequence[str | None] | None = None) -> pa.Table:
+                errors: Sequence[str | None] | None = None, *,
+                reasons: bool = False) -> pa.Table:
     """Score every row of ``table`` (the spec's feature columns): ``OUTPUTS`` per row, in
-    order. ``errors``: rows already refused (a value of the wrong type). The logged model's
-    pyfunc runs the same code on the same contract (:func:`yws.model.flavor.row_contract`)."""
-    return _contract(spec).score(model, table, list(errors) if errors is not None else None)
+    order, then with ``reasons`` each row's reason codes (``REASON_OUTPUTS``). ``errors``:
+    rows already refused (a value of the wrong type). The logged model's pyfunc runs the same
+    code on the same contract (:func:`yws.model.flavor.row_contract`)."""
+    return _contract(spec).score(model, table, list(errors) if errors is not None else None,
+                                 reasons=reasons)
 
 
 _contracts: list[tuple[Spec, RowContract]] = []
@@ -137,23 +141,27 @@ def _contract(spec: Spec) -> RowContract:
     return contract
 
 
-def score_records(model: FamilyModel, spec: Spec,
-                  records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Score JSON-like rows: one ``OUTPUTS`` dict per row, in order."""
-    return _outputs(model, spec, *table_from_records(records, spec))
+def score_records(model: FamilyModel, spec: Spec, records: Sequence[Mapping[str, Any]], *,
+                  reasons: bool = False) -> list[dict[str, Any]]:
+    """Score JSON-like rows: one ``OUTPUTS`` dict per row, in order (and with ``reasons``,
+    ``REASON_OUTPUTS`` after them)."""
+    return _outputs(model, spec, *table_from_records(records, spec), reasons=reasons)
 
 
 def score_columns(model: FamilyModel, spec: Spec, columns: Mapping[str, Sequence[Any]],
-                  rows: int) -> list[dict[str, Any]]:
+                  rows: int, *, reasons: bool = False) -> list[dict[str, Any]]:
     """:func:`score_records` of rows sent column-wise (see :func:`table_from_columns`)."""
-    return _outputs(model, spec, *table_from_columns(columns, rows, spec))
+    return _outputs(model, spec, *table_from_columns(columns, rows, spec), reasons=reasons)
 
 
-def _outputs(model: FamilyModel, spec: Spec, table: pa.Table, errors: list[str | None],
-             ) -> list[dict[str, Any]]:
-    out = score_table(model, spec, table, errors).to_pylist()
-    for row in out:  # JSON has no NaN: a probability is finite or absent
-        p = row["probability"]
-        if p is not None and not math.isfinite(p):
-            row["probability"] = None
+def _outputs(model: FamilyModel, spec: Spec, table: pa.Table, errors: list[str | None], *,
+             reasons: bool = False) -> list[dict[str, Any]]:
+    out = score_table(model, spec, table, errors, reasons=reasons).to_pylist()
+    finite = ("probability", *(n for n in REASON_OUTPUTS if n.endswith("_contribution"))) \
+        if reasons else ("probability",)
+    for row in out:  # JSON has no NaN: a number is finite or absent
+        for name in finite:
+            x = row[name]
+            if x is not None and not math.isfinite(x):
+                row[name] = None
     return out

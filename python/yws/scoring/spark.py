@@ -1,7 +1,9 @@
 """The Spark engine: the registered SparkML PipelineModel over the snapshot as a DataFrame.
 
 The quarantine rules are compiled to column expressions by :func:`yws.contract.quality.with_reason`
-(training uses the same compilation); the bands by :func:`band_column`.
+(training uses the same compilation); the bands by :func:`band_column`; the reason codes by
+:func:`reason_columns`, from the same plan the arrow engine evaluates
+(:class:`yws.model.evaluator.ReasonPlan`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from yws.contract.quality import REASON_COL, InputDataError, check_schema, with_reason
 from yws.contract.spec import Spec
 from yws.contract.tables import FEATURES_HINT, PREDICTIONS, QUARANTINE, conform
-from yws.model.evaluator import UnsupportedModelError
+from yws.model.evaluator import REASON_OUTPUTS, ArrowModel, ReasonPlan, UnsupportedModelError
 from yws.model.families import SPARK_LR, family_of_version
 from yws.scoring.base import Engine, RunIds, Scoring
 
@@ -37,15 +39,56 @@ def band_column(spec: Spec, probability: str = "probability"):  # -> Column
     return out.otherwise(F.lit(bands.NAMES[0]))
 
 
+def reason_columns(plan: ReasonPlan | None) -> list[Any]:  # -> list[Column]
+    """The reason code columns (:data:`yws.model.evaluator.REASON_OUTPUTS`) of a transformed
+    DataFrame, as DataFrame expressions (no Python UDF: they run on Spark Connect too).
+
+    The arithmetic is the arrow engine's, term by term in the same order, so the two engines
+    agree to the last bit wherever the regression's inputs do: each feature's contribution is a
+    struct (contribution, -position in the spec, name); sorted descending, the positive ones
+    come first, a tie to the feature first in the spec. ``plan`` None: all null."""
+    from pyspark.sql import functions as F
+
+    if plan is None:
+        return [F.lit(None).cast(str(kind)).alias(name)  # "string", "double"
+                for name, kind in REASON_OUTPUTS.items()]
+    z = F.col(REASON_VECTOR)
+    items = []
+    for k, f in enumerate(plan.features):
+        c = F.lit(0.0)
+        for j in range(f.start, f.stop):
+            c = c + (z[j] - F.lit(float(plan.zbar[j]))) * F.lit(float(plan.beta[j]))
+        name = F.lit(f.name) if f.index_column is None else \
+            F.array(*[F.lit(v) for v in f.levels])[F.col(f.index_column).cast("int")]
+        items.append(F.struct(c.alias("c"), F.lit(-k).alias("o"), name.alias("n")))
+    ranked = F.filter(F.sort_array(F.array(*items), asc=False), lambda r: r["c"] > 0)
+    out = []
+    for k in range(1, len(REASON_OUTPUTS) // 2 + 1):
+        top = F.try_element_at(ranked, F.lit(k))  # null past the positive ones
+        out += [top["n"].alias(f"reason_{k}"), top["c"].alias(f"reason_{k}_contribution")]
+    return out
+
+
+REASON_VECTOR = "reasons__z"
+"""The regression's input as an array, computed once per row for :func:`reason_columns`."""
+
+
 def predict(
     model: PipelineModel, rows: DataFrame, spec: Spec, *, batch_id: str, run_id: str,
     model_name: str, model_version: int, scored_at: dt.datetime,
+    reasons: ReasonPlan | None = None,
 ) -> DataFrame:
-    """Predictions table rows for ``rows`` (which must all pass the quality checks)."""
+    """Predictions table rows for ``rows`` (which must all pass the quality checks), with
+    the reason codes of ``reasons`` (None: null)."""
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    scored = model.transform(rows).select(
+    transformed = model.transform(rows)
+    if reasons is not None:
+        transformed = transformed.withColumn(
+            REASON_VECTOR, vector_to_array(F.col(reasons.features_column)))
+    scored = transformed.select(
+        *reason_columns(reasons),
         F.col(spec.entity_key).cast("string").alias("entity_id"),
         F.col(spec.as_of_column).alias("as_of_date"),
         F.lit(batch_id).alias("batch_id"),
@@ -94,6 +137,7 @@ class SparkEngine(Engine):
     rows: DataFrame | None = None
     model: Any = None
     categories: dict[str, list[str]] | None = None
+    reason_plan: ReasonPlan | None = None
 
     def count(self, as_of: dt.date | None) -> tuple[dt.date, int]:
         from pyspark.sql import functions as F
@@ -126,6 +170,8 @@ class SparkEngine(Engine):
                 "arrow")
         self.model = registry.load(self.ctx.settings, model.version)
         self.categories = category_labels(self.model)
+        if self.ctx.reasons:
+            self.reason_plan = _reason_plan(self.ctx.settings.model_name, model)
         return self.categories
 
     def score(self, ids: RunIds, rows: int) -> Scoring:
@@ -137,7 +183,19 @@ class SparkEngine(Engine):
         good = predict(self.model, checked.where(F.col(REASON_COL).isNull()).drop(REASON_COL),
                        spec, batch_id=ids.batch_id, run_id=ids.run_id,
                        model_name=ids.model_name, model_version=ids.model_version,
-                       scored_at=ids.at)
+                       scored_at=ids.at,
+                       reasons=self.reason_plan if self.ctx.reasons else None)
         bad = quarantined(checked.where(F.col(REASON_COL).isNotNull()), spec,
                           batch_id=ids.batch_id, run_id=ids.run_id, at=ids.at)
         return SparkScoring(good, bad)
+
+def _reason_plan(model_name: str, model: Located) -> ReasonPlan | None:
+    """The version's reason plan, read from its saved stages as the arrow engine reads them
+    (one reading for both engines); None for a model it does not implement, or without
+    training means: its reason columns are null."""
+    try:
+        loaded = ArrowModel.load(model.path) if model.path is not None else \
+            ArrowModel.from_registry(f"models:/{model_name}/{model.version}")
+    except UnsupportedModelError:
+        return None
+    return loaded.reason_plan

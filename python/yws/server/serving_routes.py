@@ -6,7 +6,10 @@ with exactly one of ``dataframe_split`` (``{"columns": [...], "data": [[...], ..
 ``dataframe_records`` (``[{column: value}, ...]``), ``inputs`` (columns, ``{column: [...]}``,
 or rows) or ``instances`` (rows), and answers ``{"predictions": [...]}``, one object per row
 with ``probability``, ``prediction``, ``band`` and ``error`` (the pyfunc's DataFrame in the
-records orientation). A row that the batch job would quarantine, or that holds a value of the
+records orientation). ``params`` beside the input (MLflow's scoring protocol) may be
+``{"reasons": true}``: each row then also carries its reason codes (``reason_1``,
+``reason_1_contribution``, … ``reason_3_contribution``); any other parameter is a 400.
+A row that the batch job would quarantine, or that holds a value of the
 wrong type, gets its reason in ``error`` and no probability; a request that is not one of those
 shapes is a 400 ``BAD_REQUEST`` saying what is wrong.
 
@@ -32,6 +35,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import Route
 
 from yws.errors import InvalidValueError
+from yws.model.evaluator import InvalidInputError, reasons_param
 from yws.scoring.records import score_columns, score_records
 from yws.server.coalesce import Coalescer
 from yws.server.context import Api
@@ -247,8 +251,7 @@ def inputs(payload: dict[str, Any], escapes: bool = True) -> Rows | Columns:
     if unknown:
         raise bad_request(f"unknown field {unknown[0][:100]!r}: the model takes its rows in "
                           f"{given[0]}")
-    if payload.get("params"):
-        raise bad_request("params: the model takes no inference parameters")
+    wants_reasons(payload)
     field = given[0]
     value = payload[field]
     if field == "dataframe_split":
@@ -269,14 +272,25 @@ def inputs(payload: dict[str, Any], escapes: bool = True) -> Rows | Columns:
     return _clean(rows, escapes)
 
 
-def predictions(service: ServingService, model: Any, rows: Rows | Columns
-                ) -> list[dict[str, Any]]:
-    """One ``{probability, prediction, band, error}`` per row, in order."""
+def wants_reasons(payload: dict[str, Any]) -> bool:
+    """Whether the request's ``params`` ask for reason codes (``{"reasons": true}``); an
+    unknown parameter or a value of the wrong type is a 400 saying which."""
+    try:
+        return reasons_param(payload.get("params"))
+    except InvalidInputError as e:
+        raise bad_request(str(e)) from None
+
+
+def predictions(service: ServingService, model: Any, rows: Rows | Columns,
+                reasons: bool = False) -> list[dict[str, Any]]:
+    """One ``{probability, prediction, band, error}`` per row, in order (with ``reasons``,
+    the reason code columns after them)."""
     try:
         if isinstance(rows, Columns):
-            out = score_columns(model, service.spec(), rows.values, rows.rows)
+            out = score_columns(model, service.spec(), rows.values, rows.rows,
+                                reasons=reasons)
         else:
-            out = score_records(model, service.spec(), rows)
+            out = score_records(model, service.spec(), rows, reasons=reasons)
     except InvalidValueError as e:  # a feature column missing from every row
         raise bad_request(str(e)) from None
     for row in out:  # JSON has no NaN (score_records clears probabilities; be sure)
@@ -291,9 +305,10 @@ def encode(out: list[dict[str, Any]]) -> bytes:
     return json.dumps({"predictions": out}, separators=(",", ":")).encode()
 
 
-def answer(service: ServingService, model: Any, rows: Rows | Columns) -> bytes:
+def answer(service: ServingService, model: Any, rows: Rows | Columns,
+           reasons: bool = False) -> bytes:
     """The response body for ``rows`` (in a worker thread: the event loop stays free)."""
-    return encode(predictions(service, model, rows))
+    return encode(predictions(service, model, rows, reasons))
 
 
 def complete(service: ServingService, rows: Rows) -> bool:
@@ -348,16 +363,19 @@ def add_routes(app: FastAPI, api: Api, service: ServingService,
         endpoint = service.endpoint(name, principal, "CAN_QUERY")
         payload, escapes = parse(await request.body())
         rows = inputs(payload, escapes)
+        explain = wants_reasons(payload)
         loaded = service.cached_model(endpoint)
         if loaded is None:
             loaded = await run_in_threadpool(service.model, endpoint)
         served, model = loaded
         if not isinstance(rows, Columns) and len(rows) <= BATCHED_ROWS and \
                 complete(service, rows):
-            body = encode(await batches.score(model, rows,
-                                              lambda rs: predictions(service, model, rs)))
+            # requests for reasons share calls with each other, not with the others
+            key = (model, "reasons") if explain else model
+            body = encode(await batches.score(
+                key, rows, lambda rs: predictions(service, model, rs, explain)))
         else:
-            body = await run_in_threadpool(answer, service, model, rows)
+            body = await run_in_threadpool(answer, service, model, rows, explain)
         return Response(body, media_type="application/json",
                         headers={"served-model-name": served})
 

@@ -1,12 +1,18 @@
 # yws_score() end to end against a fake workspace: Jobs API, warehouses and statements.
 
 score_routes <- function(rows_as_of = NULL, quarantined = 0, warehouse = "wh1",
-                         has_warehouse_route = TRUE) {
+                         has_warehouse_route = TRUE, reasons = FALSE) {
   cols <- list(list(name = "entity_id", type_name = "STRING", position = 0),
                list(name = "as_of_date", type_name = "DATE", position = 1),
                list(name = "batch_id", type_name = "STRING", position = 2),
                list(name = "probability", type_name = "DOUBLE", position = 3),
                list(name = "band", type_name = "STRING", position = 4))
+  if (reasons) {
+    kinds <- rep(c("STRING", "DOUBLE"), 3)
+    cols <- c(cols, lapply(seq_along(reason_columns), function(i) {
+      list(name = reason_columns[[i]], type_name = kinds[[i]], position = 4 + i)
+    }))
+  }
   audit <- list(list(name = "rows_read", type_name = "LONG", position = 0),
                 list(name = "rows_quarantined", type_name = "LONG", position = 1))
   c(jobs_routes(), list(
@@ -43,6 +49,11 @@ score_routes <- function(rows_as_of = NULL, quarantined = 0, warehouse = "wh1",
       } else {
         data <- list(list("C1", day, batch, "0.1", "GREEN"),
                      list("C2", day, batch, "0.8", "RED"))
+        if (reasons) {  # the GREEN row has no positive contribution; the RED one two
+          data[[1]] <- c(data[[1]], rep(list(NULL), 6))
+          data[[2]] <- c(data[[2]], list("balance_utilization", "1.21", "region=north",
+                                         "0.4", NULL, NULL))
+        }
         columns <- cols
       }
       res$send_json(list(statement_id = "s1", status = list(state = "SUCCEEDED"),
@@ -65,6 +76,26 @@ test_that("yws_score returns the batch it started, checked, as a tibble", {
   expect_lt(match("/api/2.0/sql/warehouses/wh1", paths), match("/api/2.2/jobs/run-now", paths))
   expect_equal(yws_score(as_of = "2026-11-30", entities = "C2", batch_id = "b1")$entity_id,
                "C2")
+})
+
+test_that("yws_score returns the reason codes typed: character names, double contributions", {
+  fake <- fake_api(score_routes(reasons = TRUE))
+  with_fake_env(fake)
+  out <- yws_score(as_of = "2026-11-30", batch_id = "b1")
+  expect_equal(names(out)[6:11], reason_columns)
+  for (k in 1:3) {
+    expect_type(out[[paste0("reason_", k)]], "character")
+    expect_type(out[[paste0("reason_", k, "_contribution")]], "double")
+  }
+  expect_equal(out$reason_1, c(NA, "balance_utilization"))
+  expect_equal(out$reason_1_contribution, c(NA, 1.21))
+  expect_equal(out$reason_2, c(NA, "region=north"))
+  expect_true(all(is.na(out$reason_3)) && all(is.na(out$reason_3_contribution)))
+  # a batch without reasons, read over a driver that types an all-NULL column as logical
+  odbc_like <- prediction_types(tibble::tibble(entity_id = c("C1", "C2"), reason_1 = NA,
+                                               reason_1_contribution = NA))
+  expect_type(odbc_like$reason_1, "character")
+  expect_type(odbc_like$reason_1_contribution, "double")
 })
 
 test_that("rows of another as-of date than asked are an error, not an answer (item 1)", {
