@@ -9,6 +9,7 @@ GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_predictions_latest TO `{{anal
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_warnings TO `{{analysts_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_score_runs TO `{{analysts_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_quarantine TO `{{analysts_group}}`;
+GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_drift TO `{{analysts_group}}`;
 -- On-demand scoring through the Model Serving endpoint (30_functions/30_yws_score_row.sql).
 GRANT EXECUTE ON FUNCTION {{catalog}}.{{schema}}.yws_score_row TO `{{analysts_group}}`;
 
@@ -19,6 +20,7 @@ GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_predictions_latest TO `{{r_us
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_warnings TO `{{r_users_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_score_runs TO `{{r_users_group}}`;
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_quarantine TO `{{r_users_group}}`;
+GRANT SELECT ON TABLE {{catalog}}.{{schema}}.v_yws_drift TO `{{r_users_group}}`;
 -- R users fit their own models on the governed feature table, not a copy (yws_features(),
 -- docs/r-models.md); analysts are not granted feature values.
 GRANT SELECT ON TABLE {{catalog}}.{{schema}}.yws_features TO `{{r_users_group}}`;
@@ -39,6 +41,7 @@ GRANT SELECT, MODIFY ON TABLE {{catalog}}.{{schema}}.yws_features TO `{{jobs_pri
 GRANT SELECT, MODIFY ON TABLE {{catalog}}.{{schema}}.yws_predictions TO `{{jobs_principal}}`;
 GRANT SELECT, MODIFY ON TABLE {{catalog}}.{{schema}}.yws_quarantine TO `{{jobs_principal}}`;
 GRANT SELECT, MODIFY ON TABLE {{catalog}}.{{schema}}.yws_score_runs TO `{{jobs_principal}}`;
+GRANT SELECT, MODIFY ON TABLE {{catalog}}.{{schema}}.yws_drift TO `{{jobs_principal}}`;
 -- MLflow's SparkML temp files on serverless (05_mlflow_tmp_volume.sql).
 GRANT READ VOLUME, WRITE VOLUME ON VOLUME {{catalog}}.{{schema}}.mlflow_tmp TO `{{jobs_principal}}`;
 -- The registration job reads the R users' uploads; it never changes them.

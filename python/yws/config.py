@@ -125,6 +125,11 @@ class Settings:
         return self.table(self.score_runs_table)
 
     @property
+    def drift(self) -> str:
+        """The drift table (``sql/10_tables/14_yws_drift.sql``; its views name it so too)."""
+        return self.table("yws_drift")
+
+    @property
     def experiment_name(self) -> str:
         if self.experiment:
             return self.experiment

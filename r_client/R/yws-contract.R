@@ -8,7 +8,7 @@ contract <- list(
   # the views the package reads (sql/20_views), by what they hold
   views = c(predictions = "v_yws_predictions", latest = "v_yws_predictions_latest",
             warnings = "v_yws_warnings", score_runs = "v_yws_score_runs",
-            quarantine = "v_yws_quarantine"),
+            quarantine = "v_yws_quarantine", drift = "v_yws_drift"),
   # a batch id (Python: the storage's check_literal) and a catalog or schema name (the
   # config's check_identifier), each matched against the whole string
   batch_id_pattern = "^[A-Za-z0-9_.:-]{1,128}$",

@@ -18,7 +18,10 @@ CREATE TABLE IF NOT EXISTS {{catalog}}.{{schema}}.yws_score_runs (
   superseded_by STRING COMMENT 'The run that superseded this one, when status is SUPERSEDED',
   features_version BIGINT COMMENT 'Delta version of the feature table the run read (replay reads it again: VERSION AS OF); NULL for runs of releases before it was recorded',
   spec_hash STRING COMMENT 'sha256 of the scoring spec (canonical JSON of its parsed content); NULL for runs of older releases',
-  engine STRING COMMENT 'Scoring engine that computed the probabilities (arrow, spark, ...); NULL for runs of older releases'
+  engine STRING COMMENT 'Scoring engine that computed the probabilities (arrow, spark, ...); NULL for runs of older releases',
+  drift_status STRING COMMENT 'Drift of the batch against the model version baseline (yws_drift): OK, WARN, ALERT or NO_BASELINE; NULL for runs of older releases',
+  drift_worst_feature STRING COMMENT 'The feature with the worst drift status, then the highest PSI; NULL without a baseline',
+  drift_worst_psi DOUBLE COMMENT 'That feature PSI against the baseline; NULL without a baseline'
 )
 USING DELTA
 COMMENT 'YWS scoring audit: one row per run'

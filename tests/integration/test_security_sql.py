@@ -47,9 +47,9 @@ from yws.server.store import Store
 from yws.warehouse import QueryError, check_query
 from yws.warehouse.local import LocalWarehouse
 
-TABLES = ("yws_features", "yws_quarantine", "yws_score_runs", "yws_predictions")
+TABLES = ("yws_features", "yws_quarantine", "yws_score_runs", "yws_predictions", "yws_drift")
 VIEWS = ("v_yws_predictions", "v_yws_predictions_latest", "v_yws_warnings", "v_yws_score_runs",
-         "v_yws_quarantine")
+         "v_yws_quarantine", "v_yws_drift")
 
 # Statements that wrap a relation R (a quoted path, in backticks) in every place a relation can
 # hide: CTE scopes that do not reach it, subqueries, set operations, lateral joins.

@@ -34,4 +34,4 @@ def test_written_tables_match_the_ddl_column_for_column(trained_home, spark, spe
             assert _kind(written.field(name).type) == _kind(arrow_type(kind)), (table, name)
     # and the DDL applies over them as they are
     steps = LocalWarehouse(home).apply(statements(home))
-    assert [s.action for s in steps if s.kind == "TABLE"] == ["exists"] * 4
+    assert [s.action for s in steps if s.kind == "TABLE"] == ["exists"] * 5

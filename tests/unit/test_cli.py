@@ -73,7 +73,7 @@ def test_sql_apply_query_and_grants(yws):
     assert code == 0, err
     assert "sql/20_views/22_v_yws_warnings.sql:4" in out
     assert "yws_dev.ml.v_yws_warnings  replaced" in out
-    assert "applied 41 statements to yws_dev.ml (local)" in err
+    assert "applied 46 statements to yws_dev.ml (local)" in err
     code, out, err = yws("sql", "apply")  # again: a no-op that succeeds
     assert code == 0 and "yws_dev.ml.yws_predictions  exists" in out
     code, out, _ = yws("sql", "grants", "--json")

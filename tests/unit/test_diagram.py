@@ -81,7 +81,8 @@ def test_databricks_labels_come_from_settings_bundle_and_sql():
     for name in ("yws_train", "yws_score", "yws_train_and_score", "yws_sql_apply"):
         assert name in arch.node("jobs_api").label.replace("\n", " ")
     assert view_names(Settings()) == ["v_yws_predictions", "v_yws_predictions_latest",
-                                      "v_yws_warnings", "v_yws_score_runs", "v_yws_quarantine"]
+                                      "v_yws_warnings", "v_yws_score_runs", "v_yws_quarantine",
+                                      "v_yws_drift"]
     for view in view_names(Settings()):
         assert view in arch.node("dbsql").label
     assert arch.cluster("unity_catalog").label == "Unity Catalog — yws_dev.ml"

@@ -29,8 +29,8 @@ from yws.warehouse import QueryError, WarehouseError
 from yws.warehouse.local import LocalWarehouse
 
 VIEWS = ["v_yws_predictions", "v_yws_predictions_latest", "v_yws_warnings", "v_yws_score_runs",
-         "v_yws_quarantine"]
-TABLES = ["yws_features", "yws_predictions", "yws_quarantine", "yws_score_runs"]
+         "v_yws_quarantine", "v_yws_drift"]
+TABLES = ["yws_features", "yws_predictions", "yws_quarantine", "yws_score_runs", "yws_drift"]
 T0 = dt.datetime(2026, 11, 1, 6, 0, tzinfo=dt.UTC)
 
 
@@ -50,7 +50,7 @@ def test_every_file_parses_starts_with_a_comment_and_comments_every_column():
         if describe(stmt).kind == "VOLUME":  # sqlglot keeps CREATE VOLUME as a command
             assert "\nCOMMENT '" in stmt.text, stmt.where
     kinds = [describe(s).kind for s in stmts if s.text.startswith("CREATE")]
-    assert kinds == ["SCHEMA", "VOLUME", "VOLUME"] + ["TABLE"] * 4 + ["VIEW"] * 5 + ["FUNCTION"]
+    assert kinds == ["SCHEMA", "VOLUME", "VOLUME"] + ["TABLE"] * 5 + ["VIEW"] * 6 + ["FUNCTION"]
     names = [p.relative_to(sql_dir()).as_posix() for p in files()]
     assert names == sorted(names) and names[0] == "00_schema.sql" and names[-1] == "90_grants.sql"
 
@@ -147,13 +147,13 @@ def test_grants_that_unity_catalog_would_refuse_are_refused_first(text, message)
 def test_apply_twice_from_an_empty_warehouse(settings):
     wh = LocalWarehouse(settings)
     first = wh.apply(statements(settings))
-    assert [s.action for s in first if s.kind == "TABLE"] == ["created"] * 4
+    assert [s.action for s in first if s.kind == "TABLE"] == ["created"] * 5
     state = json.loads(wh.state_path.read_text())
     again = wh.apply(statements(settings))
-    assert [s.action for s in again if s.kind == "TABLE"] == ["exists"] * 4
+    assert [s.action for s in again if s.kind == "TABLE"] == ["exists"] * 5
     assert [(s.kind, s.object) for s in again] == [(s.kind, s.object) for s in first]
     state2 = json.loads(wh.state_path.read_text())
-    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 34
+    assert state2["grants"] == state["grants"] and len(state2["grants"]) == 38
     # A volume has no DuckDB counterpart: recorded, so grants on it are checked and kept.
     assert state2["volumes"] == ["yws_dev.ml.mlflow_tmp", "yws_dev.ml.r_models"]
     assert [(s.kind, s.action) for s in again if s.kind == "VOLUME"] == [

@@ -32,20 +32,24 @@ def data() -> None:
 @click.option("--anomalies", type=click.IntRange(min=0), default=0, show_default=True,
               help="Rows made bad on purpose (scoring quarantines them).")
 @click.option("--no-missing", is_flag=True, help="No missing values at all.")
+@click.option("--drift", default=None, metavar="FEATURE[=HOW],...",
+              help="Shift features on purpose (drift monitoring demos and tests): NUMERIC=+X "
+                   "adds X (alone: one standard deviation); CATEGORY=LEVEL gives half the rows "
+                   "LEVEL (alone: the least common level). E.g. balance_utilization=+0.3,region")
 @click.option("--table", default=None, help="Target table [the features table].")
 @click.option("--output", type=click.Path(path_type=Path), default=None,
               help="Write a .parquet or .csv file instead of a table.")
 def data_generate(settings: Settings, rows: int, as_of: str, seed: int, unlabeled: bool,
-                  anomalies: int, no_missing: bool, table: str | None,
+                  anomalies: int, no_missing: bool, drift: str | None, table: str | None,
                   output: Path | None) -> None:
     """Generate a feature snapshot for the default spec, with labels from a known model."""
     from yws.datasets.ingest import write_snapshot
-    from yws.datasets.synthetic import generate
+    from yws.datasets.synthetic import generate, parse_drift
 
     day = parse_date(as_of)
     assert day is not None
     snap = generate(rows, day, seed, missing=not no_missing, labeled=not unlabeled,
-                    anomalies=anomalies)
+                    anomalies=anomalies, drift=parse_drift(drift) if drift else None)
     if output is not None:
         if output.suffix.lower() == ".csv":
             from pyarrow import csv

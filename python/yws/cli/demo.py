@@ -46,7 +46,7 @@ def run_demo(settings: Settings, rows: int = 20_000, today: dt.date | None = Non
         "warehouse": str(settings.warehouse_dir),
         "tables": {name: str(storage.path(name)) if hasattr(storage, "path") else name
                    for name in (settings.features, settings.predictions, settings.quarantine,
-                                settings.score_runs)},
+                                settings.score_runs, settings.drift)},
         "mlflow_tracking_uri": registry.tracking_uri(settings),
         "mlflow_ui": (f"mlflow ui --backend-store-uri {registry.tracking_uri(settings)} "
                       f"--default-artifact-root {settings.mlflow_artifacts.as_uri()} "
@@ -70,6 +70,17 @@ def why_red(storage: Any, settings: Settings, run_id: str) -> dict[str, Any] | N
                         for k in (1, 2, 3) if top.get(f"reason_{k}") is not None]}
 
 
+def drift_line(drift: dict[str, Any], version: int) -> str:
+    """The batch's drift against the version's training baseline, in one line."""
+    if drift["status"] == "NO_BASELINE":
+        return f"  drift       no baseline in v{version}: null and unseen rates only"
+    psi = f" PSI {drift['worst_psi']:.3f}" if drift.get("worst_psi") is not None else ""
+    score = (f", score PSI {drift['score_psi']:.3f}" if drift.get("score_psi") is not None
+             else "")
+    return (f"  drift       {drift['status']} against v{version}'s held-out baseline: worst "
+            f"{drift['worst_feature']}{psi}{score}  (yws monitor)")
+
+
 def render(summary: dict[str, Any]) -> str:
     t, s = summary["train"], summary["score"]
     m = t["metrics"]
@@ -89,6 +100,9 @@ def render(summary: dict[str, Any]) -> str:
         f"+ {s['rows_quarantined']} quarantined",
         "  bands       " + "   ".join(f"{b} {bands.get(b, 0)}" for b in Bands.NAMES),
     ]
+    drift = s.get("drift") or {}
+    if drift:
+        lines.append(drift_line(drift, s["model_version"]))
     for reason, n in s["quarantine_reasons"].items():
         lines.append(f"  quarantine  {n:>5}  {reason}")
     red = summary.get("why_red")

@@ -10,6 +10,7 @@ import click
 from yws.cli.bundle import bundle, jobs
 from yws.cli.data import data, tables
 from yws.cli.local import demo, serve, tokens, up
+from yws.cli.monitor import monitor
 from yws.cli.score import score
 from yws.cli.spec import spec
 from yws.cli.sql import sql
@@ -24,7 +25,7 @@ def cli() -> None:
 
 
 for command in (spec, data, tables, sql, bundle, jobs, serve, up, tokens, model, train, score,
-                demo):
+                monitor, demo):
     cli.add_command(command)
 
 

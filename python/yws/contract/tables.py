@@ -1,4 +1,4 @@
-"""The columns of the tables the jobs write: predictions, quarantine and score runs.
+"""The columns of the tables the jobs write: predictions, quarantine, score runs and drift.
 
 The DDL in ``sql/10_tables`` is the one source of truth; writers select exactly its columns,
 cast to its types, so both targets hold the schema the SQL layer declares.
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 PREDICTIONS: dict[str, tuple[str, str]] = table_columns("yws_predictions")
 QUARANTINE: dict[str, tuple[str, str]] = table_columns("yws_quarantine")
 SCORE_RUNS: dict[str, tuple[str, str]] = table_columns("yws_score_runs")
+DRIFT: dict[str, tuple[str, str]] = table_columns("yws_drift")
 
 FEATURES_HINT = "create it with `yws data generate` or `yws tables import FILE TABLE`"
 """What to do when the features table is missing (training and scoring both read it)."""

@@ -8,6 +8,7 @@ recovers them. Missing values appear at realistic rates where the default spec i
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -96,11 +97,15 @@ def generate(
     missing: bool = True,
     labeled: bool = True,
     anomalies: int = 0,
+    drift: Mapping[str, str | None] | None = None,
 ) -> pa.Table:
     """A feature snapshot of ``rows`` customers as of ``as_of``.
 
     ``anomalies`` rows are made bad on purpose, in turn: a forbidden null, an infinite value,
     an unseen product tier, a duplicated customer id. Scoring quarantines them.
+
+    ``drift`` shifts features on purpose (:func:`parse_drift` reads the command line's form);
+    the others are drawn exactly as without it, and the label follows the shifted values.
     """
     if rows < 1:
         raise InvalidValueError(f"rows must be at least 1, got {rows}")
@@ -122,8 +127,10 @@ def generate(
     }
     cats: dict[str, np.ndarray] = {}
     for name, effects in TRUE_MODEL.categorical.items():
-        levels = np.array(list(effects))
+        levels = np.array(list(effects), dtype=object)
         cats[name] = levels[rng.choice(len(levels), size=n, p=CATEGORY_SHARES[name])]
+    if drift:
+        _shift(cols, cats, check_drift(drift), np.random.default_rng([seed, as_of.toordinal(), 18]))
 
     logit = np.full(n, TRUE_MODEL.intercept)
     for name, beta in TRUE_MODEL.numeric.items():
@@ -131,7 +138,7 @@ def generate(
     for name, beta in TRUE_MODEL.boolean.items():
         logit += beta * cols[name]
     for name, effects in TRUE_MODEL.categorical.items():
-        logit += np.vectorize(effects.__getitem__, otypes=[float])(cats[name])
+        logit += np.vectorize(lambda v, e=effects: e.get(v, 0.0), otypes=[float])(cats[name])
     label = (rng.random(n) < 1.0 / (1.0 + np.exp(-logit))).astype(np.int32)
 
     masks: dict[str, np.ndarray] = {}
@@ -153,6 +160,67 @@ def generate(
     )
     table = pa.table(arrays, schema=SCHEMA)
     return _inject_anomalies(table, anomalies) if anomalies else table
+
+
+DRIFT_SHARE = 0.5
+"""Share of the rows a categorical or boolean drift moves to its level."""
+
+
+def parse_drift(text: str) -> dict[str, str | None]:
+    """``balance_utilization=+0.3,region`` as ``{feature: how}`` (checked by :func:`check_drift`).
+
+    A numeric feature: ``NAME=+X`` or ``NAME=-X`` adds X to every value; ``NAME`` alone adds
+    one standard deviation. A categorical or boolean feature: ``NAME=LEVEL`` gives half the rows
+    that level (a level the model never saw makes unseen values); ``NAME`` alone gives half the
+    rows its least common level."""
+    out: dict[str, str | None] = {}
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, eq, how = part.partition("=")
+        out[name.strip()] = how.strip() if eq else None
+    if not out:
+        raise InvalidValueError(f"--drift {text!r} names no feature: use e.g. "
+                                "balance_utilization=+0.3,region")
+    return check_drift(out)
+
+
+def check_drift(drift: Mapping[str, str | None]) -> dict[str, str | None]:
+    known = [*TRUE_MODEL.numeric, *TRUE_MODEL.boolean, *TRUE_MODEL.categorical]
+    for name, how in drift.items():
+        if name not in known:
+            raise InvalidValueError(f"--drift: {name!r} is not a feature of the synthetic data; "
+                                    f"use one of {', '.join(known)}")
+        if name in TRUE_MODEL.numeric and how is not None:
+            try:
+                float(how)
+            except ValueError:
+                raise InvalidValueError(
+                    f"--drift: {name}={how!r} needs a signed number to add, e.g. {name}=+0.3"
+                ) from None
+        if name in TRUE_MODEL.boolean and how is not None and how not in ("true", "false"):
+            raise InvalidValueError(f"--drift: {name}={how!r}: a boolean takes true or false")
+        if name in TRUE_MODEL.categorical and how == "":
+            raise InvalidValueError(f"--drift: {name}= needs a level, e.g. {name}=north")
+    return dict(drift)
+
+
+def _shift(cols: dict[str, np.ndarray], cats: dict[str, np.ndarray],
+           drift: Mapping[str, str | None], rng: np.random.Generator) -> None:
+    for name, how in drift.items():
+        if name in TRUE_MODEL.numeric:
+            x = cols[name]
+            cols[name] = x + (float(how) if how is not None else float(np.std(x)))
+            continue
+        moved = rng.random(len(cols["has_autopay"])) < DRIFT_SHARE
+        if name in TRUE_MODEL.boolean:
+            x = cols[name]
+            value = (how == "true") if how is not None else not bool(np.mean(x) >= 0.5)
+            cols[name] = np.where(moved, value, x)
+        else:
+            levels = list(TRUE_MODEL.categorical[name])
+            rarest = levels[int(np.argmin(CATEGORY_SHARES[name]))]
+            cats[name] = np.where(moved, how if how is not None else rarest, cats[name])
 
 
 def _inject_anomalies(table: pa.Table, count: int) -> pa.Table:
