@@ -282,3 +282,55 @@ print(json.dumps([list(out.columns), out["probability"].tolist()]))
     columns, got = json.loads(done.stdout.strip().splitlines()[-1])
     assert columns == ["prediction", "probability"]
     assert np.array_equal(np.array(got), arrow_model.predict(rows)[0])
+
+
+def test_stages_saved_at_once_make_the_folder_sparks_writer_makes(folder, spark, tmp_path):
+    """Training saves the pipeline's stages in parallel threads (``flavor.save_stages_at_once``)
+    instead of Spark's one-after-the-other writer: the folder must be the one Spark writes — the
+    same files, the same metadata but the write time, the same fitted data — and load as a
+    Java pipeline (``PipelineModel.load`` and MLflow's spark flavour) scoring the same."""
+    import mlflow.spark
+    from pyspark.ml import PipelineModel
+
+    from yws.model import flavor
+
+    model = PipelineModel.load(str(folder / "sparkml"))
+    model.write().save(str(tmp_path / "spark"))
+    flavor.save_stages_at_once(model, str(tmp_path / "at_once"))
+
+    def files(root: Path) -> dict[str, Path]:
+        # Part files carry a random id in their names; crc files mirror their neighbours.
+        out = {}
+        for p in root.rglob("*"):
+            if p.is_file() and not p.name.startswith("."):
+                rel = p.relative_to(root)
+                out[str(rel.parent / ("part" if p.name.startswith("part-") else p.name))] = p
+        return out
+
+    ours, spark_s = files(tmp_path / "at_once"), files(tmp_path / "spark")
+    assert sorted(ours) == sorted(spark_s)
+    for rel, path in spark_s.items():
+        if rel.startswith("stages/") and rel.endswith("/data/part"):
+            assert pq.read_table(ours[rel]).equals(pq.read_table(path)), rel
+        elif rel.endswith("metadata/part"):
+            a, b = json.loads(ours[rel].read_text()), json.loads(path.read_text())
+            a.pop("timestamp"), b.pop("timestamp")
+            assert a == b, rel
+    assert json.loads(next((tmp_path / "at_once" / "metadata").glob("part-*")).read_text())[
+        "class"] == "org.apache.spark.ml.PipelineModel"
+
+    rows = spark.createDataFrame(generate(300, SCORE_DAY, seed=5, labeled=False))
+    loaded = PipelineModel.load(str(tmp_path / "at_once"))
+    assert [type(s).__name__ for s in loaded.stages] == [type(s).__name__ for s in model.stages]
+    want = [r.probability for r in model.transform(rows).select("probability").collect()]
+    got = [r.probability for r in loaded.transform(rows).select("probability").collect()]
+    assert got == want
+
+    # Through MLflow, as the training job saves (the shadowed save is gone afterwards).
+    from yws.contract.spec import load_spec
+
+    saved = flavor.save(model, load_spec(), tmp_path, None, stages_at_once=True)
+    assert "save" not in vars(model)
+    reloaded = mlflow.spark.load_model(str(saved))
+    assert [r.probability for r in reloaded.transform(rows).select("probability").collect()] \
+        == want

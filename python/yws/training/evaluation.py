@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
+    import pyarrow as pa
     from matplotlib.figure import Figure
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame
 
 PROBABILITY_COL = "probability__p1"
+Y_COL = "label__y"
 
 
 def preload() -> None:
@@ -29,15 +32,26 @@ def preload() -> None:
 
 def scored_arrays(model: PipelineModel, df: DataFrame, label: str) -> tuple[np.ndarray, np.ndarray]:
     """(labels, P(label = 1)) for ``df`` in one Spark job."""
+    y, p, _ = scored_rows(model, df, label, ())
+    return y, p
+
+
+def scored_rows(model: PipelineModel, df: DataFrame, label: str,
+                columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray, pa.Table]:
+    """(labels, P(label = 1), ``df``'s ``columns`` as Arrow) for ``df``, in one Spark job:
+    the training job takes the held-out rows' features (the drift baseline) with their
+    scores instead of reading them again."""
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
     out = model.transform(df).select(
-        F.col(label).cast("int").alias("y"),
-        vector_to_array(F.col("probability"))[1].alias("p"),
+        F.col(label).cast("int").alias(Y_COL),
+        vector_to_array(F.col("probability"))[1].alias(PROBABILITY_COL),
+        *(F.col(c) for c in columns),
     ).toArrow()
-    return (out.column("y").to_numpy(zero_copy_only=False),
-            out.column("p").to_numpy(zero_copy_only=False))
+    return (out.column(Y_COL).to_numpy(zero_copy_only=False),
+            out.column(PROBABILITY_COL).to_numpy(zero_copy_only=False),
+            out.select(list(columns)))
 
 
 def metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:

@@ -23,10 +23,11 @@ from yws.contract.quality import InputDataError
 from yws.contract.spec import Spec
 from yws.errors import YwsError
 from yws.model import flavor, registry
-from yws.model.pipeline import build_pipeline, coefficients
+from yws.model.pipeline import build_pipeline, category_labels, coefficients
+from yws.monitoring import baseline as drift_baseline
 from yws.platform import storage_for, target_for
 from yws.storage import Storage
-from yws.training.evaluation import all_finite, metrics, preload, scored_arrays, write_plots
+from yws.training.evaluation import all_finite, metrics, preload, scored_rows, write_plots
 from yws.training.gate import decide
 from yws.training.rows import load_training_rows
 
@@ -98,12 +99,7 @@ def train(
 
     progress(f"reading {settings.features}")
     with tempfile.TemporaryDirectory() as tmp, \
-            ThreadPoolExecutor(max_workers=2, thread_name_prefix="yws-train") as background:
-        # This process only waits while Spark reads, fits and saves: meanwhile it connects to
-        # MLflow (a new local store is created: ~1 s), imports the evaluation's libraries,
-        # and saves the model while it evaluates it.
-        configured = background.submit(registry.configure, settings)
-        background.submit(preload)
+            ThreadPoolExecutor(max_workers=3, thread_name_prefix="yws-train") as background:
         # The checked rows stay cached (where the session can cache) until the gate has
         # scored the champion on the held-out rows; nothing after that reads a row.
         with load_training_rows(spark, storage, settings, spec, as_of) as rows:
@@ -114,14 +110,24 @@ def train(
             model = build_pipeline(spec).fit(train_df)
             lap("fit")
 
-            save = (model, spec, Path(tmp), dfs_tmpdir, lap.timings, train_df)
+            in_threads = target_for(settings).spark_in_threads
+            save = (model, spec, Path(tmp), dfs_tmpdir, lap.timings, train_df, in_threads)
             saving: Future[Path] = Future()
-            if target_for(settings).spark_in_threads:  # saved while it is evaluated
+            if in_threads:  # saved while it is evaluated, its stages at once
                 saving = background.submit(_save_timed, *save)
             else:
                 saving.set_result(_save_timed(*save))
+            # Reading and fitting keep both cores busy; saving the model is many small Spark
+            # jobs that do not. So only now does this process connect to MLflow (a new local
+            # store is created: ~1 s) and import the evaluation's libraries (~2 CPU s), while
+            # the model is saved and evaluated.
+            configured = background.submit(registry.configure, settings)
+            background.submit(preload)
             progress("evaluating on the held-out rows")
-            y, p = scored_arrays(model, test_df, spec.label)
+            y, p, held_out = scored_rows(model, test_df, spec.label, spec.feature_names)
+            # The drift baseline: the held-out rows' feature, score and band distributions;
+            # saved into the model folder below, so it travels with the version.
+            baseline = drift_baseline.compute(held_out, p, spec, category_labels(model))
             rows_test = len(y)
             if rows_test == 0 or len(set(y.tolist())) < 2:
                 raise InputDataError(
@@ -166,7 +172,7 @@ def train(
             mlflow.log_dict(coefs.as_dict(), "coefficients.json")
             mlflow.log_artifacts(str(rendering.result()))  # ROC, calibration, coefficients
             lap("log_metrics_and_plots")
-            artifact = flavor.log(saving.result())
+            artifact = flavor.log(baseline.save(saving.result()))
             lap("log_model")  # what is left of saving the model, and logging it
             mlflow.set_tags({"yws.promoted": str(decision.promote).lower(),
                              "yws.gate": decision.reason})
@@ -200,9 +206,10 @@ def train(
 
 
 def _save_timed(model: PipelineModel, spec: Spec, folder: Path, dfs_tmpdir: str | None,
-                timings: dict[str, float], rows: DataFrame) -> Path:
+                timings: dict[str, float], rows: DataFrame, in_threads: bool) -> Path:
     start = time.perf_counter()
-    saved = flavor.save(model, spec, folder, dfs_tmpdir, flavor.example_rows(rows, spec))
+    saved = flavor.save(model, spec, folder, dfs_tmpdir, flavor.example_rows(rows, spec),
+                        stages_at_once=in_threads)
     timings["save_model_in_background"] = round(time.perf_counter() - start, 3)
     return saved
 
