@@ -69,6 +69,27 @@ def test_train_and_score_json(yws):
     assert scored["rows_read"] == 500
     assert scored["rows_scored"] + scored["rows_quarantined"] == 500
     assert scored["as_of_date"] == "2026-11-30" and scored["model_version"] == 1
+    assert scored["drift"]["status"] in ("OK", "WARN")  # a batch drawn like the training one
+    # drift (issue 18): a shifted snapshot, then `yws monitor` over both batches
+    code, out, err = yws("data", "generate", "--rows", "500", "--as-of", "2026-12-31",
+                         "--unlabeled", "--drift", "balance_utilization=+0.3,region")
+    assert code == 0, err
+    assert yws("score", "--as-of", "2026-12-31")[0] == 0
+    assert yws("sql", "apply")[0] == 0
+    report = Path(os.environ["YWS_HOME"]) / "drift.html"
+    code, out, err = yws("monitor", "--batches", "5", "--report", str(report))
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["batch", "as", "of", "model"]
+    assert lines[1].split()[:6] == ["2026-12-31", "2026-12-31", "yws_dev.ml.yws_lr", "v1",
+                                    "ALERT", "balance_utilization"]
+    assert lines[2].startswith("2026-11-30") and lines[-1] == f"report: {report}"
+    page = report.read_text()
+    assert page.count("data:image/png;base64,") == 2  # the score histogram, PSI per feature
+    assert "balance_utilization" in page and "<table>" in page
+    code, _, err = yws("data", "generate", "--rows", "5", "--as-of", "2026-12-31",
+                       "--drift", "income=+1")
+    assert code == 1 and "'income' is not a feature" in err
 
 
 @pytest.mark.integration  # a subprocess or Spark through the CLI
@@ -84,7 +105,7 @@ def test_demo_end_to_end_through_the_console_script(tmp_path):
     assert "yws_dev.ml.yws_lr v1  aliases: challenger, champion" in out
     assert "read = " in out and "quarantined" in out
     why = next(line for line in out.splitlines() if line.startswith("  why RED     C"))
-    assert re.search(r"\): [a-z_]+(=\S+)? \+\d+\.\d\d", why), why  # its top reason first
+    assert re.search(r"\): [a-z0-9_]+(=\S+)? \+\d+\.\d\d", why), why  # its top reason first
     assert f"sqlite:///{tmp_path / 'home' / 'mlflow.db'}" in out
     assert "mlflow ui --backend-store-uri" in out
     assert (tmp_path / "home" / "warehouse" / "yws_dev" / "ml" / "yws_predictions"

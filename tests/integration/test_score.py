@@ -443,3 +443,81 @@ def test_the_spark_band_expression_agrees_with_the_bands_at_every_edge(spark, sp
                                                  "RED"]
 
 
+
+
+# -- drift (issue 18) ------------------------------------------------------------------------------
+def test_drift_is_ok_on_a_normal_batch_and_alerts_on_shifted_features_alike_on_both_engines(
+        home, spark, spec):
+    """A snapshot drawn like the training one drifts nowhere; one generated with the drift
+    option (`yws data generate --drift balance_utilization=+0.3,region`) raises ALERT on exactly
+    those two features. Both engines count the same rows in the same bins."""
+    from yws.datasets.ingest import write_snapshot
+    from yws.datasets.synthetic import parse_drift
+
+    storage = LocalStorage(home)
+    shifted_day = dt.date(2026, 12, 31)
+    write_snapshot(storage, generate(3000, shifted_day, labeled=False, anomalies=8,
+                                     drift=parse_drift("balance_utilization=+0.3,region")),
+                   home.features, "as_of_date", shifted_day)
+    runs = {(engine, day): score(home, spec, spark, storage=storage, as_of=day, engine=engine,
+                                 batch_id=f"{engine}-{day}")
+            for engine in ("spark", "arrow") for day in (SCORE_DAY, shifted_day)}
+    table = storage.read_arrow(home.drift).to_pylist()
+
+    def rows(engine: str, day: dt.date) -> dict[str, dict]:
+        run = runs[engine, day].run_id
+        return {r["feature"]: {k: v for k, v in r.items()
+                               if k not in ("run_id", "batch_id", "computed_at")}
+                for r in table if r["run_id"] == run}
+
+    for day in (SCORE_DAY, shifted_day):
+        assert rows("spark", day) == rows("arrow", day)  # counts, shares and PSI alike
+    normal, shifted = rows("arrow", SCORE_DAY), rows("arrow", shifted_day)
+    features = spec.feature_names
+    assert set(normal) == {*features, "__score__", "__bands__"}
+    assert {f: normal[f]["status"] for f in features} == dict.fromkeys(features, "OK")
+    assert runs["arrow", SCORE_DAY].drift["status"] == "OK"
+    assert {f for f in features if shifted[f]["status"] == "ALERT"} == {
+        "balance_utilization", "region"}
+    assert all(shifted[f]["status"] == "OK" for f in features
+               if f not in ("balance_utilization", "region"))
+    assert shifted["__score__"]["psi"] > normal["__score__"]["psi"]
+    # features over every row read (the quarantined too), the score over the rows scored
+    result = runs["arrow", SCORE_DAY]
+    assert normal["product_tier"]["rows_counted"] == result.rows_read == 3000
+    assert normal["product_tier"]["unseen_rate"] == pytest.approx(2 / 3000)  # the 'diamond's
+    assert normal["__score__"]["rows_counted"] == result.rows_scored
+    audit = {r["run_id"]: r for r in storage.read_arrow(home.score_runs).to_pylist()}
+    summary = audit[runs["arrow", shifted_day].run_id]
+    assert (summary["drift_status"], summary["drift_worst_feature"]) == (
+        "ALERT", "balance_utilization")
+    assert summary["drift_worst_psi"] == shifted["balance_utilization"]["psi"]
+
+
+def test_drift_rows_are_invisible_until_the_run_publishes_and_undone_with_it(home, spec,
+                                                                          monkeypatch):
+    from yws.contract.sqlfiles import statements
+    from yws.warehouse.local import LocalWarehouse
+
+    storage = LocalStorage(home)
+    warehouse = LocalWarehouse(home)
+    warehouse.apply(statements(home))
+    count = "SELECT count(*) AS n FROM yws_dev.ml.v_yws_drift"
+    real = storage.publish_run
+    seen: list[int] = []
+
+    def look_then_fail(name, record):
+        run = record["run_id"][0].as_py()
+        seen.append(storage.read_arrow(home.drift, where=("run_id", run)).num_rows)
+        seen.append(warehouse.query(count)["n"][0].as_py())
+        raise OSError("the publish failed (simulated)")
+
+    monkeypatch.setattr(storage, "publish_run", look_then_fail)
+    with pytest.raises(OSError, match="simulated"):
+        score(home, spec, None, storage=storage, engine="arrow")
+    assert seen == [len(spec.features) + 2, 0]  # written, but no reader sees them
+    assert storage.read_arrow(home.drift).num_rows == 0  # undo removed them
+    monkeypatch.setattr(storage, "publish_run", real)
+    published = score(home, spec, None, storage=storage, engine="arrow")
+    shown = warehouse.query("SELECT DISTINCT run_id, official FROM yws_dev.ml.v_yws_drift")
+    assert shown.to_pylist() == [{"run_id": published.run_id, "official": True}]

@@ -1,8 +1,9 @@
 """The training baseline: what the held-out rows looked like, saved with the model version.
 
-Training computes it once the held-out probabilities are known (:func:`compute`) and writes it
-into the model folder (:func:`save`, ``drift_baseline.json`` beside the row contract), so it is
-logged, registered and copied with the version and every score run compares its batch with the
+Training computes it once the held-out probabilities are known (:func:`compute`, from the
+held-out rows' feature columns collected with their scores) and writes it into the model
+folder (:func:`save`, ``drift_baseline.json`` beside the row contract), so it is logged,
+registered and copied with the version and every score run compares its batch with the
 baseline of the version that scored it. Per feature: numeric — the held-out deciles as bin
 edges (ties merged: a feature that is zero for 60% of the rows has fewer bins) and the rows per
 bin; boolean and categorical — the rows per level (the model's fitted categories; a held-out
@@ -146,15 +147,6 @@ def compute(features: pa.Table, probabilities: np.ndarray, spec: Spec,
     return Baseline(refs, Reference(score, count_numbers(score, p)),
                     {name: int(n) for name, n in zip(Bands.NAMES, per_band, strict=True)},
                     features.num_rows)
-
-
-def held_out(model: Any, rows: Any, probabilities: np.ndarray, spec: Spec) -> Baseline:
-    """:func:`compute` for the training job: ``rows`` is the held-out DataFrame, ``model`` the
-    fitted PipelineModel (its categories); one Spark job collects the feature columns."""
-    from yws.model.pipeline import category_labels
-
-    table = rows.select(*spec.feature_names).toArrow()
-    return compute(table, probabilities, spec, category_labels(model))
 
 
 def load(folder: Path) -> Baseline | None:

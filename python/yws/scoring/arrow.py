@@ -37,6 +37,7 @@ from yws.contract.tables import FEATURES_HINT, PREDICTIONS, QUARANTINE, arrow_sc
 from yws.model import families
 from yws.model.evaluator import no_reasons
 from yws.model.families import FamilyModel
+from yws.monitoring.profile import Plan, Profile, count_numbers, count_table
 from yws.scoring.base import Engine, RunIds, Scoring, UnsuitableEngineError
 from yws.storage import Storage
 
@@ -215,6 +216,8 @@ class Scorer:
                  progress: Progress = quiet) -> None:
         self.model, self.spec, self.categories, self.duplicates = (
             model, spec, categories, duplicates)
+        self.plan: Plan | None = None
+        self.profile: Profile | None = None
         self.model_name, self.model_version = model_name, model_version
         self.batch_id, self.run_id = batch_id, run_id
         self.at, self.total, self.progress = at, total, progress
@@ -229,6 +232,11 @@ class Scorer:
     reasons = True
     """Whether the predictions carry reason codes (``yws score --no-reasons``: null)."""
 
+    def count_on(self, plan: Plan | None) -> Scorer:
+        """Count the rows for drift on ``plan`` as they stream (:attr:`profile`)."""
+        self.plan, self.profile = plan, Profile() if plan is not None else None
+        return self
+
     def predictions(self, batches: Iterable[pa.RecordBatch]) -> pa.RecordBatchReader:
         return pa.RecordBatchReader.from_batches(arrow_schema(PREDICTIONS), self._run(batches))
 
@@ -236,6 +244,8 @@ class Scorer:
         said = 0
         for batch in batches:
             table = pa.Table.from_batches([batch])
+            if self.plan is not None and self.profile is not None:  # every row read
+                self.profile.add(count_table(self.plan, table))
             bad, why = refused(table, self.model, self.spec, self.categories,
                                self.duplicates)
             if bad.any():
@@ -243,11 +253,15 @@ class Scorer:
                                        batch_id=self.batch_id, run_id=self.run_id, at=self.at))
                 table = table.filter(pa.array(~bad))
             self.rows_read += batch.num_rows
-            yield from predictions(
+            scored = predictions(
                 self.model, table, self.spec, batch_id=self.batch_id, run_id=self.run_id,
                 model_name=self.model_name,
-                model_version=self.model_version, scored_at=self.at,
-                reasons=self.reasons).to_batches()
+                model_version=self.model_version, scored_at=self.at, reasons=self.reasons)
+            if self.plan is not None and self.plan.score is not None \
+                    and self.profile is not None:
+                self.profile.add(Profile(score=count_numbers(
+                    self.plan.score, scored["probability"].to_numpy())))  # the rows scored
+            yield from scored.to_batches()
             if self.rows_read - said >= 10 * BATCH_ROWS:
                 said = self.rows_read
                 self.progress(f"  {self.rows_read:,} of {self.total:,} rows through the model")
@@ -400,6 +414,9 @@ class ArrowScoring(Scoring):
     def rows_through(self) -> int | None:
         return self.scorer.rows_read
 
+    def profile(self) -> Profile | None:
+        return self.scorer.profile
+
     def close(self) -> None:
         self.scorer.close()
 
@@ -432,14 +449,14 @@ class ArrowEngine(Engine):
                 f"models:/{self.ctx.settings.model_name}/{model.version}")
         return self.model.categories()
 
-    def score(self, ids: RunIds, rows: int) -> Scoring:
+    def score(self, ids: RunIds, rows: int, plan: Plan | None = None) -> Scoring:
         ctx, snap, model = self.ctx, self.snap, self.model
         assert snap is not None and model is not None
         scorer = Scorer(model, ctx.spec, model.categories(),
                         duplicate_keys(ctx.storage, ctx.spec, snap),
                         batch_id=ids.batch_id, run_id=ids.run_id, model_name=ids.model_name,
                         model_version=ids.model_version, at=ids.at, total=rows,
-                        progress=ctx.progress)
+                        progress=ctx.progress).count_on(plan)
         scorer.reasons = ctx.reasons
         batches = ctx.storage.scan_arrow(ctx.settings.features,
                                          where=(ctx.spec.as_of_column, snap.as_of),

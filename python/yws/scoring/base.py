@@ -17,6 +17,7 @@ from yws.config import Settings
 from yws.console import Progress, quiet
 from yws.contract.spec import Spec
 from yws.errors import YwsError
+from yws.monitoring.profile import Plan, Profile
 from yws.storage import Storage
 
 if TYPE_CHECKING:
@@ -77,6 +78,12 @@ class Scoring(ABC):
         they stream (``None`` otherwise); the job compares it with the rows it counted."""
         return None
 
+    def profile(self) -> Profile | None:
+        """The run's drift counts on the plan :meth:`Engine.score` was given (every row read
+        per feature, the rows scored for the score), once predictions and quarantined rows have
+        been written; None when the engine was given no plan."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional for engines with nothing to release
         """Release what the run held (temporary files); called whatever happened."""
 
@@ -105,5 +112,6 @@ class Engine(ABC):
         on. Raise :class:`UnsuitableEngineError` for a model this engine does not implement."""
 
     @abstractmethod
-    def score(self, ids: RunIds, rows: int) -> Scoring:
-        """Score the snapshot counted by :meth:`count` (``rows`` rows)."""
+    def score(self, ids: RunIds, rows: int, plan: Plan | None = None) -> Scoring:
+        """Score the snapshot counted by :meth:`count` (``rows`` rows), counting it on
+        ``plan`` for drift (:mod:`yws.monitoring`) when one is given."""

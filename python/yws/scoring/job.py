@@ -1,11 +1,12 @@
 """The scoring job: score one feature snapshot with the registered model, idempotently.
 
 Rows the model must not score go to the quarantine table with a reason; the rest go to the
-predictions table; every row carries the run's id. The run becomes visible in one commit, its
-record in the score-runs table (:func:`publish`), which also supersedes the batch's earlier
-run; until then readers (the views) see none of its rows, so a run that fails, is interrupted
-or dies leaves nothing visible. A failed run deletes its own rows (:func:`undo`), never
-another run's; :func:`sweep` removes superseded runs and long-dead ones.
+predictions table; the batch's drift against the model version's baseline goes to the drift
+table (:mod:`yws.monitoring`); every row carries the run's id. The run becomes visible in one
+commit, its record in the score-runs table (:func:`publish`), which also supersedes the
+batch's earlier run; until then readers (the views) see none of its rows, so a run that
+fails, is interrupted or dies leaves nothing visible. A failed run deletes its own rows
+(:func:`undo`), never another run's; :func:`sweep` removes superseded runs and long-dead ones.
 """
 
 from __future__ import annotations
@@ -31,9 +32,13 @@ from yws.contract.spec import Spec
 from yws.contract.tables import SCORE_RUNS, arrow_schema
 from yws.errors import YwsError
 from yws.model import registry
+from yws.monitoring import baseline as drift_baseline
+from yws.monitoring.baseline import Baseline
+from yws.monitoring.drift import Drift, compare
+from yws.monitoring.profile import Plan, plain_plan
 from yws.platform import storage_for
 from yws.scoring import engines
-from yws.scoring.base import Context, RunIds
+from yws.scoring.base import Context, RunIds, Scoring
 from yws.storage import PublishConflictError, Storage, StorageError, check_literal
 
 if TYPE_CHECKING:
@@ -63,6 +68,9 @@ class ScoreResult:
     tables: dict[str, str] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     engine: str = ""
+    drift: dict[str, Any] = field(default_factory=dict)
+    """The drift summary (status, worst feature and its PSI, score PSI) of the run's rows in
+    the drift table (:mod:`yws.monitoring`)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -139,14 +147,15 @@ def score(
         check_literal(batch_id, "batch id")
     engines.candidates(engine, ctx)  # an unknown engine fails before anything is read
     model = registry.find(settings, alias)
-    chosen, as_of, rows_read, _ = engines.choose(engine, ctx, model, alias, as_of)
+    chosen, as_of, rows_read, categories = engines.choose(engine, ctx, model, alias, as_of)
+    baseline, plan = _drift_plan(settings, spec, model, categories)
     lap("load_model")
     batch_id = batch_id or as_of.isoformat()
     if rows_read == 0:
         raise _no_rows(settings, as_of)
     progress(f"reading {settings.features}")
     scoring = chosen.score(RunIds(batch_id, run_id, settings.model_name, model.version,
-                                  started), rows_read)
+                                  started), rows_read, plan)
     model_version = model.version
     lap("read_and_check")
 
@@ -156,7 +165,8 @@ def score(
     try:
         for name, table in ((settings.predictions, "yws_predictions"),
                             (settings.quarantine, "yws_quarantine"),
-                            (settings.score_runs, "yws_score_runs")):
+                            (settings.score_runs, "yws_score_runs"),
+                            (settings.drift, "yws_drift")):
             storage.ensure_ddl_table(name, table)  # adds the columns a new release brought
         written = storage.write(scoring.predictions(), settings.predictions, mode="append")
         lap("score_and_write_predictions")
@@ -183,6 +193,10 @@ def score(
                 f"({rows_quarantined}); nothing was published"
             )
         lap("read_back")
+        drift = _write_drift(storage, settings, scoring, plan, baseline, bands,
+                             RunIds(batch_id, run_id, settings.model_name, model_version,
+                                    started), as_of)
+        lap("drift")
         ended = dt.datetime.now(dt.UTC)
         result = ScoreResult(
             run_id=run_id,
@@ -200,9 +214,10 @@ def score(
             ended_at=ended.isoformat(),
             duration_seconds=round(time.perf_counter() - start, 3),
             tables={"predictions": settings.predictions, "quarantine": settings.quarantine,
-                    "score_runs": settings.score_runs},
+                    "score_runs": settings.score_runs, "drift": settings.drift},
             timings=timings,
             engine=chosen.name,
+            drift=_drift_summary(drift),
         )
         with interrupts_held():  # a cancel mid-commit must not leave "cancelled" but published
             superseded = publish(storage, settings, _run_record(result, as_of, started, ended),
@@ -286,7 +301,7 @@ def undo(storage: Storage, settings: Settings, run_id: str, progress: Progress =
     if runs is not None and runs.num_rows:
         progress(f"run {run_id} was published before it failed: its batch stays as published")
         return
-    for name in (settings.predictions, settings.quarantine):
+    for name in (settings.predictions, settings.quarantine, settings.drift):
         try:
             storage.delete_runs(name, [run_id])
         except Exception as e:  # never hide the error that made the run fail
@@ -306,7 +321,8 @@ def sweep(storage: Storage, settings: Settings, superseded: list[str],
         published = {r["run_id"] for r in runs if r["status"] == "SUCCEEDED"}
         gone = {r["run_id"] for r in runs if r["status"] == "SUPERSEDED"}
         for name, column in ((settings.predictions, "scored_at"),
-                             (settings.quarantine, "quarantined_at")):
+                             (settings.quarantine, "quarantined_at"),
+                             (settings.drift, "computed_at")):
             old = storage.runs_before(name, column, cutoff)
             doomed = set(superseded) | (old - published) | (old & gone)
             removed[name] = storage.delete_runs(name, sorted(doomed)) if doomed else 0
@@ -325,5 +341,35 @@ def _run_record(r: ScoreResult, as_of: dt.date, started: dt.datetime,
         "rows_scored": r.rows_scored, "rows_quarantined": r.rows_quarantined,
         "started_at": started, "ended_at": ended, "duration_seconds": r.duration_seconds,
         "status": "SUCCEEDED", "superseded_by": None,
+        "drift_status": r.drift.get("status"), "drift_worst_feature": r.drift.get("worst_feature"),
+        "drift_worst_psi": r.drift.get("worst_psi"),
     }
     return pa.Table.from_pylist([row], schema=arrow_schema(SCORE_RUNS))
+
+def _drift_plan(settings: Settings, spec: Spec, model: registry.Located,
+                categories: dict[str, list[str]]) -> tuple[Baseline | None, Plan]:
+    """The version's training baseline and the bins the run counts in (no baseline: one bin
+    per numeric feature, the model's categories: null and unseen rates only)."""
+    baseline = drift_baseline.for_version(settings, model.version, model.path)
+    return baseline, (baseline.plan(spec, categories) if baseline is not None
+                      else plain_plan(spec, categories))
+
+
+def _write_drift(storage: Storage, settings: Settings, scoring: Scoring, plan: Plan,
+                 baseline: Baseline | None, bands: dict[str, int], ids: RunIds,
+                 as_of: dt.date) -> Drift:
+    """The run's drift rows, written to the drift table before the run publishes (tagged with
+    its run id, so invisible until then and removed by :func:`undo` and :func:`sweep`)."""
+    profile = scoring.profile()
+    assert profile is not None  # every engine counts on the plan it is given
+    drift = compare(plan, profile, baseline, bands)
+    storage.write(drift.table(run_id=ids.run_id, batch_id=ids.batch_id, as_of=as_of,
+                              model_name=ids.model_name, model_version=ids.model_version,
+                              at=dt.datetime.now(dt.UTC)), settings.drift, mode="append")
+    return drift
+
+
+def _drift_summary(drift: Drift) -> dict[str, Any]:
+    score = next((r for r in drift.rows if r.kind == "score"), None)
+    return {**drift.summary(), "score_psi": score.psi if score is not None else None,
+            "rows": len(drift.rows)}

@@ -16,7 +16,15 @@ from yws.contract.spec import Spec
 from yws.contract.tables import FEATURES_HINT, PREDICTIONS, QUARANTINE, conform
 from yws.model.evaluator import REASON_OUTPUTS, ArrowModel, ReasonPlan, UnsupportedModelError
 from yws.model.families import SPARK_LR, family_of_version
-from yws.scoring.base import Engine, RunIds, Scoring
+from yws.monitoring.profile import (
+    Plan,
+    Profile,
+    spark_aggregates,
+    spark_profile,
+    spark_score_aggregates,
+    spark_score_counts,
+)
+from yws.scoring.base import Context, Engine, RunIds, Scoring
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -121,14 +129,39 @@ def quarantined(rows: DataFrame, spec: Spec, *, batch_id: str, run_id: str,
 
 
 class SparkScoring(Scoring):
-    def __init__(self, good: DataFrame, bad: DataFrame) -> None:
+    def __init__(self, good: DataFrame, bad: DataFrame, *, rows: DataFrame | None = None,
+                 plan: Plan | None = None, ctx: Context | None = None,
+                 run_id: str = "") -> None:
         self.good, self.bad = good, bad
+        self.rows, self.plan, self.ctx, self.run_id = rows, plan, ctx, run_id
 
     def predictions(self) -> DataFrame:
         return self.good
 
     def quarantined(self) -> DataFrame:
         return self.bad
+
+    def profile(self) -> Profile | None:
+        """One Spark job: the features counted over the snapshot (every row read) beside the
+        score counted over the run's predictions as written (read back by run id, rather than
+        running the model again)."""
+        from pyspark.sql import functions as F
+
+        if self.plan is None or self.rows is None or self.ctx is None:
+            return None
+        counts = self.rows.agg(*spark_aggregates(self.plan))
+        if self.plan.score is not None:
+            ctx = self.ctx
+            scored = ctx.storage.read(ctx.session(), ctx.settings.predictions).where(
+                F.col("run_id") == F.lit(self.run_id))
+            counts = counts.crossJoin(scored.agg(*spark_score_aggregates(self.plan.score)))
+        row = counts.first()
+        assert row is not None  # an aggregation without grouping has one row
+        found = row.asDict()
+        out = spark_profile(self.plan, found)
+        if self.plan.score is not None:
+            out.score = spark_score_counts(self.plan.score, found)
+        return out
 
 
 class SparkEngine(Engine):
@@ -174,7 +207,7 @@ class SparkEngine(Engine):
             self.reason_plan = _reason_plan(self.ctx.settings.model_name, model)
         return self.categories
 
-    def score(self, ids: RunIds, rows: int) -> Scoring:
+    def score(self, ids: RunIds, rows: int, plan: Plan | None = None) -> Scoring:
         from pyspark.sql import functions as F
 
         assert self.rows is not None and self.model is not None
@@ -187,7 +220,8 @@ class SparkEngine(Engine):
                        reasons=self.reason_plan if self.ctx.reasons else None)
         bad = quarantined(checked.where(F.col(REASON_COL).isNotNull()), spec,
                           batch_id=ids.batch_id, run_id=ids.run_id, at=ids.at)
-        return SparkScoring(good, bad)
+        return SparkScoring(good, bad, rows=self.rows, plan=plan, ctx=self.ctx,
+                            run_id=ids.run_id)
 
 def _reason_plan(model_name: str, model: Located) -> ReasonPlan | None:
     """The version's reason plan, read from its saved stages as the arrow engine reads them
