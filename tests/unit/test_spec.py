@@ -106,3 +106,27 @@ def test_bands_are_data_each_engine_compiles_alike(spec):
     expected = ["GREEN", "GREEN", "YELLOW", "YELLOW", "RED", "RED"]
     assert [b.band(float(p)) for p in edges] == expected
     assert bands(np.array(edges), spec).to_pylist() == expected
+
+
+def test_spec_hash_is_the_content_not_the_text(tmp_path):
+    """Replay compares spec hashes: comments, whitespace, key order, an explicit default and
+    the file's place do not change it; any value does."""
+    text = default_spec_text()
+    base = load_spec()
+    assert len(base.hash) == 64 and base.hash == load_spec().hash
+    data = yaml.safe_load(text)
+    reordered = dict(reversed(list(data.items())))
+    shuffled = tmp_path / "elsewhere.yaml"
+    shuffled.write_text("# the same spec, written otherwise\n\n"
+                        + yaml.safe_dump(reordered, sort_keys=False, indent=4), encoding="utf-8")
+    assert load_spec(shuffled).source != base.source
+    assert load_spec(shuffled).hash == base.hash
+    explicit = copy.deepcopy(data)
+    explicit.setdefault("split", {}).setdefault("test_fraction", base.test_fraction)
+    assert parse_spec(explicit).hash == base.hash
+    for change in (lambda d: d["bands"].update(red=d["bands"]["red"] - 0.01),
+                   lambda d: d["features"].pop(),
+                   lambda d: d["features"][0].update(name="renamed")):
+        changed = copy.deepcopy(data)
+        change(changed)
+        assert parse_spec(changed).hash != base.hash

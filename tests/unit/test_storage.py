@@ -174,3 +174,16 @@ def test_import_csv_and_parquet(storage, tmp_path):
         import_file(storage, tmp_path / "f.txt", NAME)
     with pytest.raises(StorageError, match="does not exist"):
         import_file(storage, tmp_path / "missing.csv", NAME)
+
+
+def test_rows_a_merge_rewrote_are_found_by_run_id(storage, settings):
+    """A MERGE (publish_run) writes text columns as string_view; a file holding both the
+    superseded run and the new one cannot be ruled out by its statistics, so the filter runs
+    on its rows: it must still compare text with text (pyarrow has no string = string_view)."""
+    runs = settings.score_runs
+    storage.publish_run(runs, _record("r1", "b1"))
+    storage.publish_run(runs, _record("r2", "b1"))
+    for run in ("r1", "r2"):
+        assert storage.read_arrow(runs, where=("run_id", run)).column("run_id").to_pylist() == [
+            run]
+        assert sum(b.num_rows for b in storage.scan_arrow(runs, where=("run_id", run))) == 1

@@ -112,6 +112,21 @@ class Spec:
     def scale_features(self) -> bool:
         return bool(self.model.get("scaleFeatures", False))
 
+    @property
+    def hash(self) -> str:
+        """sha256 of the spec's parsed content (every field but :attr:`source`, as canonical
+        JSON: sorted keys, defaults filled in), so whitespace, comments, key order or where the
+        file lies do not change it and any value that does change it. A score run records it;
+        ``yws score --replay`` refuses a spec whose hash differs from the run's."""
+        import hashlib
+        import json
+        from dataclasses import asdict
+
+        content = asdict(self)
+        del content["source"]
+        text = json.dumps(content, sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
     def with_params(self, overrides: dict[str, str]) -> Spec:
         """A copy with hyperparameters replaced from ``key=value`` strings (``--param``)."""
         model = dict(self.model)

@@ -40,6 +40,10 @@ class Target:
     """Spark work may run on a second Python thread of the job. Classic PySpark shares one
     session across threads; Spark Connect's active session is per thread, and its ML writers
     assert one (``pyspark.ml.connect.readwrite``), so there it stays on the main thread."""
+    score_runs_tracked: ClassVar[bool]
+    """A score run is also an MLflow run that logs the features table version it read as its
+    input, for Unity Catalog lineage (features → model → predictions). Locally it is not:
+    importing MLflow and starting a run would cost a run more than scoring does."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -81,6 +85,7 @@ class LocalTarget(Target):
     needs_volume_tmpdir = False
     volumes_mounted = False
     spark_in_threads = True
+    score_runs_tracked = False
 
     SPARK_CONF: ClassVar[dict[str, str]] = {
         "spark.ui.enabled": "false",
@@ -150,6 +155,7 @@ class DatabricksTarget(Target):
     needs_volume_tmpdir = True
     volumes_mounted = True
     spark_in_threads = False
+    score_runs_tracked = True
 
     def storage(self) -> Storage:
         from yws.storage.databricks import DatabricksStorage

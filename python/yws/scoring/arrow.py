@@ -66,11 +66,13 @@ class Snapshot:
 
 
 def snapshot(storage: Storage, settings: Settings, spec: Spec,
-             as_of: dt.date | None) -> Snapshot:
+             as_of: dt.date | None, version: int | None = None) -> Snapshot:
     """Which rows one score run reads: found from the date column alone, a batch at a time,
-    and pinned to the table's current version so every later read sees the same rows."""
+    and pinned to ``version`` of the table (default: its current one) so every later read
+    sees the same rows."""
     storage.require(settings.features, FEATURES_HINT)
-    version = storage.version(settings.features)
+    if version is None:
+        version = storage.version(settings.features)
     schema = storage.read_arrow(settings.features, limit=0, version=version).schema
     check_arrow_schema(schema, spec, settings.features, need_label=False)
     latest, rows = as_of, 0
@@ -432,7 +434,8 @@ class ArrowEngine(Engine):
 
     def count(self, as_of: dt.date | None) -> tuple[dt.date, int]:
         ctx = self.ctx
-        self.snap = snapshot(ctx.storage, ctx.settings, ctx.spec, as_of)
+        ctx.storage.require(ctx.settings.features, FEATURES_HINT)
+        self.snap = snapshot(ctx.storage, ctx.settings, ctx.spec, as_of, ctx.pin_features())
         return self.snap.as_of, self.snap.rows
 
     def check_size(self, rows: int) -> None:

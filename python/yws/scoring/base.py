@@ -40,6 +40,15 @@ class Context:
     progress: Progress = quiet
     spark: SparkSession | None = None  # the caller's session, or one made when first needed
     reasons: bool = True  # the predictions carry reason codes (False: null, --no-reasons)
+    features_version: int | None = None
+    """The features table's Delta version every read of the run sees: given (a replay), or
+    taken once by the first :meth:`Engine.count` and recorded with the run."""
+
+    def pin_features(self) -> int | None:
+        """:attr:`features_version`, taken from the table now if it was not given."""
+        if self.features_version is None:
+            self.features_version = self.storage.version(self.settings.features)
+        return self.features_version
 
     def session(self) -> SparkSession:
         if self.spark is None:
@@ -58,6 +67,15 @@ class RunIds:
     model_name: str
     model_version: int
     at: dt.datetime
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """The exact inputs of a run scored again (``yws score --replay``): the features table's
+    Delta version and the model version the original run recorded."""
+
+    features_version: int
+    model_version: int
 
 
 class Scoring(ABC):

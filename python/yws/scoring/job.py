@@ -36,9 +36,9 @@ from yws.monitoring import baseline as drift_baseline
 from yws.monitoring.baseline import Baseline
 from yws.monitoring.drift import Drift, compare
 from yws.monitoring.profile import Plan, plain_plan
-from yws.platform import storage_for
+from yws.platform import storage_for, target_for
 from yws.scoring import engines
-from yws.scoring.base import Context, RunIds, Scoring
+from yws.scoring.base import Context, Pinned, RunIds, Scoring
 from yws.storage import PublishConflictError, Storage, StorageError, check_literal
 
 if TYPE_CHECKING:
@@ -71,6 +71,10 @@ class ScoreResult:
     drift: dict[str, Any] = field(default_factory=dict)
     """The drift summary (status, worst feature and its PSI, score PSI) of the run's rows in
     the drift table (:mod:`yws.monitoring`)."""
+    features_version: int | None = None
+    """The features table's Delta version the run read (``yws score --replay`` reads it again)."""
+    spec_hash: str = ""
+    """:attr:`yws.contract.spec.Spec.hash` of the spec the run scored with."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -124,11 +128,15 @@ def score(
     storage: Storage | None = None,
     progress: Progress = quiet,
     reason_codes: bool = True,
+    pinned: Pinned | None = None,
 ) -> ScoreResult:
     """Score the snapshot for ``as_of`` (default: the latest) as one batch, on ``engine``
     (a name in :data:`yws.scoring.engines.CHOICES`; ``auto`` lets the target choose).
     ``reason_codes``: each prediction carries its reason codes (False: the columns are null,
-    ``yws score --no-reasons``)."""
+    ``yws score --no-reasons``).
+    ``pinned``: read that Delta version of the features table and load that model version,
+    recording ``alias`` as given (:func:`yws.scoring.replay.replay`); default: the table's
+    current version, taken once, and ``alias``'s model version."""
     started = dt.datetime.now(dt.UTC)
     start = clock = time.perf_counter()
     timings: dict[str, float] = {}
@@ -140,13 +148,15 @@ def score(
         clock = now
 
     ctx = Context(settings, spec, storage or storage_for(settings), progress, spark,
-                  reasons=reason_codes)
+                  reasons=reason_codes,
+                  features_version=pinned.features_version if pinned else None)
     storage = ctx.storage
     run_id = uuid.uuid4().hex
     if batch_id is not None:
         check_literal(batch_id, "batch id")
     engines.candidates(engine, ctx)  # an unknown engine fails before anything is read
-    model = registry.find(settings, alias)
+    model = (registry.Located(pinned.model_version, None) if pinned
+             else registry.find(settings, alias))
     chosen, as_of, rows_read, categories = engines.choose(engine, ctx, model, alias, as_of)
     baseline, plan = _drift_plan(settings, spec, model, categories)
     lap("load_model")
@@ -218,6 +228,8 @@ def score(
             timings=timings,
             engine=chosen.name,
             drift=_drift_summary(drift),
+            features_version=ctx.features_version,
+            spec_hash=spec.hash,
         )
         with interrupts_held():  # a cancel mid-commit must not leave "cancelled" but published
             superseded = publish(storage, settings, _run_record(result, as_of, started, ended),
@@ -231,9 +243,36 @@ def score(
         scoring.close()
     lap("publish")
     sweep(storage, settings, superseded, progress=progress)
+    track(settings, storage, result, progress)
     progress(f"scored {rows_scored} rows, quarantined {rows_quarantined}"
              + (f"; superseded run {', '.join(superseded)}" if superseded else ""))
     return result
+
+
+def track(settings: Settings, storage: Storage, result: ScoreResult,
+          progress: Progress = quiet) -> None:
+    """The published run as an MLflow run of the experiment, its input the features table at
+    the version it read (:mod:`yws.model.lineage`), so Unity Catalog lineage links the table,
+    the model version and the run. Best effort: the batch is published whatever happens.
+    Only where the target tracks score runs (:attr:`yws.platform.Target.score_runs_tracked`)."""
+    if not target_for(settings).score_runs_tracked:
+        return
+    try:
+        import mlflow
+
+        from yws.model import lineage
+
+        registry.configure(settings)
+        with mlflow.start_run(run_name=f"score {result.batch_id}"):
+            mlflow.log_params({"yws_run_id": result.run_id, "batch_id": result.batch_id,
+                               "as_of": result.as_of_date, "model_name": result.model_name,
+                               "model_version": result.model_version, "engine": result.engine,
+                               "features_version": result.features_version,
+                               "spec_hash": result.spec_hash})
+            lineage.log_features_input(settings.features, result.features_version, "scoring",
+                                       storage.table_id(settings.features))
+    except Exception as e:
+        progress(f"warning: the run was published but not logged to MLflow ({e})")
 
 
 PUBLISH_ATTEMPTS = 8
@@ -343,8 +382,11 @@ def _run_record(r: ScoreResult, as_of: dt.date, started: dt.datetime,
         "status": "SUCCEEDED", "superseded_by": None,
         "drift_status": r.drift.get("status"), "drift_worst_feature": r.drift.get("worst_feature"),
         "drift_worst_psi": r.drift.get("worst_psi"),
+        "features_version": r.features_version, "spec_hash": r.spec_hash or None,
+        "engine": r.engine or None,
     }
     return pa.Table.from_pylist([row], schema=arrow_schema(SCORE_RUNS))
+
 
 def _drift_plan(settings: Settings, spec: Spec, model: registry.Located,
                 categories: dict[str, list[str]]) -> tuple[Baseline | None, Plan]:

@@ -178,7 +178,7 @@ class SparkEngine(Engine):
         ctx = self.ctx
         features = ctx.settings.features
         ctx.storage.require(features, FEATURES_HINT)
-        df = ctx.storage.read(ctx.session(), features)
+        df = ctx.storage.read(ctx.session(), features, ctx.pin_features())
         check_schema(df, ctx.spec, features, need_label=False)
         if as_of is None:
             latest = df.agg(F.max(ctx.spec.as_of_column)).first()
@@ -222,6 +222,7 @@ class SparkEngine(Engine):
                           batch_id=ids.batch_id, run_id=ids.run_id, at=ids.at)
         return SparkScoring(good, bad, rows=self.rows, plan=plan, ctx=self.ctx,
                             run_id=ids.run_id)
+
 
 def _reason_plan(model_name: str, model: Located) -> ReasonPlan | None:
     """The version's reason plan, read from its saved stages as the arrow engine reads them

@@ -12,6 +12,7 @@ from yws.storage.base import (
     StorageError,
     TableInfo,
     TableNotFoundError,
+    VersionNotFoundError,
     check_literal,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "StorageError",
     "TableInfo",
     "TableNotFoundError",
+    "VersionNotFoundError",
     "check_literal",
 ]

@@ -35,6 +35,19 @@ class TableNotFoundError(StorageError, LookupError):
         self.name = name
 
 
+class VersionNotFoundError(StorageError, LookupError):
+    """A table version a reader asked for (Delta time travel) cannot be read any more."""
+
+    def __init__(self, name: str, version: int, detail: str = "") -> None:
+        super().__init__(
+            f"version {version} of {name} cannot be read"
+            + (f" ({detail.splitlines()[0][:200]})" if detail else "")
+            + ": its files or log entries are gone, removed by VACUUM or log clean-up after "
+            "the table's retention (delta.deletedFileRetentionDuration, "
+            "delta.logRetentionDuration); see docs/operations.md, \"Prove last Tuesday's list\"")
+        self.name, self.version = name, version
+
+
 def check_literal(value: str | dt.date, what: str) -> str:
     """A value that may appear quoted in a Delta predicate: a date or a plain token."""
     if isinstance(value, dt.date):
@@ -67,8 +80,9 @@ class Storage(ABC):
     def exists(self, name: str) -> bool: ...
 
     @abstractmethod
-    def read(self, spark: SparkSession, name: str) -> DataFrame:
-        """The table's current snapshot as a Spark DataFrame."""
+    def read(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
+        """The table as a Spark DataFrame: its current version, or ``version`` (Delta time
+        travel), so every read of one score run (and its replay) sees the same rows."""
 
     @abstractmethod
     def read_arrow(self, name: str, limit: int | None = None,
@@ -87,6 +101,21 @@ class Storage(ABC):
         """
         table = self.read_arrow(name, where=where, columns=columns, version=version)
         return iter(table.to_batches(batch_rows))
+
+    def check_version(self, name: str, version: int) -> None:
+        """Raise :class:`VersionNotFoundError` unless ``version`` of ``name`` can still be read
+        (VACUUM removes the files of old versions once they are past retention)."""
+        try:
+            self.read_arrow(name, limit=1, version=version)
+        except (TableNotFoundError, VersionNotFoundError):
+            raise
+        except Exception as e:
+            raise VersionNotFoundError(name, version, str(e)) from e
+
+    def table_id(self, name: str) -> str | None:
+        """The table's own id where the storage keeps one MLflow cannot look up (None: Unity
+        Catalog's, which MLflow asks for when it logs the table as a run's input)."""
+        return None
 
     @abstractmethod
     def describe(self, name: str) -> TableInfo: ...

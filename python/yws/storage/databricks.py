@@ -51,19 +51,21 @@ class DatabricksStorage(Storage):
         self.split(name)
         return bool(self.spark.catalog.tableExists(name))
 
-    def read(self, spark: SparkSession, name: str) -> DataFrame:
+    def read(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
         if not self.exists(name):
             raise TableNotFoundError(name)
-        return spark.table(name)
+        if version is None:
+            return spark.table(name)
+        # Delta time travel (Databricks docs, "Work with Delta Lake table history": the
+        # DataFrameReader option versionAsOf, or SELECT … VERSION AS OF n).
+        return spark.read.option("versionAsOf", int(version)).table(name)
 
     def read_arrow(self, name: str, limit: int | None = None,
                    where: tuple[str, str | dt.date] | None = None,
                    columns: list[str] | None = None, version: int | None = None) -> pa.Table:
         from pyspark.sql import functions as F
 
-        df = self.read(self.spark, name)
-        if version is not None:
-            df = self.spark.read.option("versionAsOf", int(version)).table(name)
+        df = self.read(self.spark, name, version)
         if where is not None:
             df = df.where(F.col(where[0]) == F.lit(where[1]))
         if columns is not None:

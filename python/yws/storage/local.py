@@ -12,7 +12,7 @@ import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
@@ -25,6 +25,7 @@ from yws.storage.base import (
     StorageError,
     TableInfo,
     TableNotFoundError,
+    VersionNotFoundError,
     WriteMode,
     check_literal,
 )
@@ -34,6 +35,20 @@ if TYPE_CHECKING:
 
 
 _RETRIES = 5  # commits that another writer's commit made stale are retried this often
+
+
+def _where(where: tuple[str, str | dt.date] | None) -> Any:
+    """``column = value`` as a dataset filter. A text column is compared as ``string``: files
+    delta-rs rewrote (MERGE, DELETE) store it as ``string_view``, and pyarrow has no kernel
+    comparing the two, so the plain comparison fails on a file whose statistics cannot rule
+    it out (the file statistics still prune the others)."""
+    import pyarrow.compute as pc
+
+    if where is None:
+        return None
+    column, value = where
+    field = pc.field(column)
+    return (field.cast(pa.string()) if isinstance(value, str) else field) == value
 
 
 class LocalStorage(Storage):
@@ -47,14 +62,19 @@ class LocalStorage(Storage):
     def _table(self, name: str, version: int | None = None) -> DeltaTable:
         if not self.exists(name):
             raise TableNotFoundError(name)
-        return DeltaTable(str(self.path(name)), version=version)
+        try:
+            return DeltaTable(str(self.path(name)), version=version)
+        except Exception as e:  # delta-rs: the version's log or checkpoint is gone
+            if version is None:
+                raise
+            raise VersionNotFoundError(name, version, str(e)) from e
 
     def arrow_schema(self, name: str) -> pa.Schema:
         return pa.schema(self._table(name).schema().to_arrow())
 
-    def read(self, spark: SparkSession, name: str) -> DataFrame:
-        table = self._table(name)
-        files = table.file_uris()
+    def read(self, spark: SparkSession, name: str, version: int | None = None) -> DataFrame:
+        table = self._table(name, version)
+        files = table.file_uris()  # that version's files only
         if files:
             return spark.read.parquet(*files)
         from pyspark.sql.pandas.types import from_arrow_schema
@@ -64,10 +84,9 @@ class LocalStorage(Storage):
     def read_arrow(self, name: str, limit: int | None = None,
                    where: tuple[str, str | dt.date] | None = None,
                    columns: list[str] | None = None, version: int | None = None) -> pa.Table:
-        import pyarrow.compute as pc
 
         dataset = self._table(name, version).to_pyarrow_dataset()
-        expr = pc.field(where[0]) == where[1] if where is not None else None
+        expr = _where(where)
         if limit is not None:
             return dataset.head(limit, columns=columns, filter=expr)
         return dataset.to_table(columns=columns, filter=expr)
@@ -75,11 +94,10 @@ class LocalStorage(Storage):
     def scan_arrow(self, name: str, where: tuple[str, str | dt.date] | None = None,
                    columns: list[str] | None = None, batch_rows: int = 262_144,
                    version: int | None = None) -> Iterator[pa.RecordBatch]:
-        import pyarrow.compute as pc
         import pyarrow.dataset as ds
 
         dataset = self._table(name, version).to_pyarrow_dataset()
-        expr = pc.field(where[0]) == where[1] if where is not None else None
+        expr = _where(where)
         # One file, one row group's pages (no pre-buffering) and a few batches in flight:
         # memory stays flat however many rows there are.
         # Not a generator: the table is opened here, not inside a consumer such as a delta-rs
@@ -88,6 +106,18 @@ class LocalStorage(Storage):
             columns=columns, filter=expr, batch_size=batch_rows, batch_readahead=1,
             fragment_readahead=1,
             fragment_scan_options=ds.ParquetFragmentScanOptions(pre_buffer=False))
+
+    def check_version(self, name: str, version: int) -> None:
+        from urllib.parse import unquote, urlparse
+
+        gone = [uri for uri in self._table(name, version).file_uris()
+                if not Path(unquote(urlparse(uri).path) if "://" in uri else uri).exists()]
+        if gone:
+            raise VersionNotFoundError(name, version, f"{len(gone)} data file(s) missing, "
+                                                      f"e.g. {gone[0]}")
+
+    def table_id(self, name: str) -> str | None:
+        return str(self._table(name).metadata().id)  # the Delta log's table id
 
     def describe(self, name: str) -> TableInfo:
         table = self._table(name)

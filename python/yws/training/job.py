@@ -22,7 +22,7 @@ from yws.console import Progress, quiet
 from yws.contract.quality import InputDataError
 from yws.contract.spec import Spec
 from yws.errors import YwsError
-from yws.model import flavor, registry
+from yws.model import flavor, lineage, registry
 from yws.model.pipeline import build_pipeline, category_labels, coefficients
 from yws.monitoring import baseline as drift_baseline
 from yws.platform import storage_for, target_for
@@ -165,6 +165,8 @@ def train(
                 "split_seed": spec.split_seed,
                 "auc_tolerance": tolerance,
             })
+            lineage.log_features_input(settings.features, rows.features_version, "training",
+                                       storage.table_id(settings.features))
             mlflow.log_metrics({k: float(v) for k, v in found.items()})
             mlflow.log_metrics({"rows_read": rows.read, "rows_train": rows_train})
             if decision.champion_metrics:

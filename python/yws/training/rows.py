@@ -41,6 +41,8 @@ class TrainingRows:
     read: int
     excluded: dict[str, int]
     _cached: DataFrame | None = field(default=None, repr=False)
+    features_version: int | None = None
+    """The features table's Delta version the rows were read at (logged as the run's input)."""
 
     @property
     def used(self) -> int:
@@ -152,7 +154,8 @@ def load_training_rows(
     from pyspark.sql import functions as F
 
     storage.require(settings.features, FEATURES_HINT)
-    df = storage.read(spark, settings.features)
+    version = storage.version(settings.features)  # every pass reads this version
+    df = storage.read(spark, settings.features, version)
     check_schema(df, spec, settings.features, need_label=True)
     # The columns the spec names, nothing else: the pipeline reads no others, and the cache
     # holds no others.
@@ -169,7 +172,9 @@ def load_training_rows(
     else:
         rows = cached.drop(KEY_HASH)  # `cached` itself is what release() unpersists
     try:
-        return _account(rows, cached, spec, settings, as_of)
+        found = _account(rows, cached, spec, settings, as_of)
+        found.features_version = version
+        return found
     except BaseException:
         if cached is not None:
             cached.unpersist()
