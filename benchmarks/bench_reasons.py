@@ -1,6 +1,7 @@
 """What the reason codes cost: scoring with them against scoring without (`--no-reasons`).
 
-    .venv/bin/python benchmarks/bench_reasons.py [--rows 1000000] [--repeats 2] [--json out.json]
+    .venv/bin/python benchmarks/bench_reasons.py [--rows 1000000] [--repeats 2]
+                                                 [--engines arrow spark] [--json out.json]
 
 One home in a temporary folder: a small labelled snapshot to train on (its cost is not
 measured) and a ``--rows`` snapshot to score. For each engine (arrow, spark) the score job runs
@@ -58,7 +59,7 @@ def best(fn: Any, repeats: int) -> float:
     return min(times)
 
 
-def run(rows: int, repeats: int) -> dict[str, Any]:
+def run(rows: int, repeats: int, names: list[str]) -> dict[str, Any]:
     out: dict[str, Any] = {"rows": rows, "repeats": repeats, "load_before": load()}
     with tempfile.TemporaryDirectory(prefix="yws-bench-reasons-") as tmp:
         settings = Settings(home=Path(tmp) / "yws")
@@ -72,7 +73,7 @@ def run(rows: int, repeats: int) -> dict[str, Any]:
         spark = get_spark(settings)
         train(settings, spec, spark, as_of=TRAIN_DAY, storage=storage)
         engines: dict[str, dict[str, float]] = {}
-        for engine in ("arrow", "spark"):
+        for engine in names:
             times: dict[str, list[float]] = {"without": [], "with": []}
             for i in range(repeats):
                 for reasons in (False, True):
@@ -106,9 +107,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--engines", nargs="+", choices=["arrow", "spark"],
+                        default=["arrow", "spark"])
     parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
-    result = run(args.rows, args.repeats)
+    result = run(args.rows, args.repeats, args.engines)
     print(f"reason codes on {result['rows']:,} rows (best of {result['repeats']}; load "
           f"average {result['load_before']} before, {result['load_after']} after)")
     print(f"  {'':<22} {'without':>9} {'with':>9} {'ratio':>7}")
