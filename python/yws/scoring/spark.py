@@ -53,8 +53,9 @@ def reason_columns(plan: ReasonPlan | None) -> list[Any]:  # -> list[Column]
 
     The arithmetic is the arrow engine's, term by term in the same order, so the two engines
     agree to the last bit wherever the regression's inputs do: each feature's contribution is a
-    struct (contribution, -position in the spec, name); sorted descending, the positive ones
-    come first, a tie to the feature first in the spec. ``plan`` None: all null."""
+    struct (contribution, -position in the spec, name); sorted descending (a tie to the feature
+    first in the spec), the first three are the reasons where positive. ``plan`` None: all
+    null."""
     from pyspark.sql import functions as F
 
     if plan is None:
@@ -69,11 +70,13 @@ def reason_columns(plan: ReasonPlan | None) -> list[Any]:  # -> list[Column]
         name = F.lit(f.name) if f.index_column is None else \
             F.array(*[F.lit(v) for v in f.levels])[F.col(f.index_column).cast("int")]
         items.append(F.struct(c.alias("c"), F.lit(-k).alias("o"), name.alias("n")))
-    ranked = F.filter(F.sort_array(F.array(*items), asc=False), lambda r: r["c"] > 0)
+    ranked = F.sort_array(F.array(*items), asc=False)  # no lambda: it would not be compiled
     out = []
     for k in range(1, len(REASON_OUTPUTS) // 2 + 1):
-        top = F.try_element_at(ranked, F.lit(k))  # null past the positive ones
-        out += [top["n"].alias(f"reason_{k}"), top["c"].alias(f"reason_{k}_contribution")]
+        top = F.try_element_at(ranked, F.lit(k))  # null past the features
+        positive = top["c"] > 0  # only what raised the log-odds is a reason: null otherwise
+        out += [F.when(positive, top["n"]).alias(f"reason_{k}"),
+                F.when(positive, top["c"]).alias(f"reason_{k}_contribution")]
     return out
 
 
