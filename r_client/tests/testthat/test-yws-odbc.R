@@ -5,8 +5,11 @@ fixture_sql <- function() {
   c(paste("CREATE TABLE ml.v_yws_predictions (entity_id TEXT, as_of_date TEXT, batch_id TEXT,",
           "probability REAL, prediction INTEGER, band TEXT, model_name TEXT,",
           "model_version INTEGER, scored_at TEXT, run_id TEXT, model_alias TEXT,",
-          "official INTEGER)"),
-    paste("INSERT INTO ml.v_yws_predictions VALUES",
+          "official INTEGER, reason_1 TEXT, reason_1_contribution REAL, reason_2 TEXT,",
+          "reason_2_contribution REAL, reason_3 TEXT, reason_3_contribution REAL)"),
+    paste("INSERT INTO ml.v_yws_predictions (entity_id, as_of_date, batch_id, probability,",
+          "prediction, band, model_name, model_version, scored_at, run_id, model_alias,",
+          "official) VALUES",
           "('C1','2026-11-30','b1',0.05,0,'GREEN','m',3,'2026-11-30 06:00:00','r1','champion',1),",
           "('C2','2026-11-30','b1',0.55,1,'RED','m',3,'2026-11-30 06:00:00','r1','champion',1),",
           "('C3','2026-10-31','b0',0.25,0,'YELLOW','m',2,'2026-10-31 06:00:00','r0','champion',1),",
@@ -15,6 +18,8 @@ fixture_sql <- function() {
           # a re-score of 2026-11-30, older, and a challenger batch: never stacked with b1
           "('C1','2026-11-30','b1-old',0.9,1,'RED','m',3,'2026-11-30 05:00:00','r2','champion',1),",
           "('C1','2026-11-30','b1-chal',0.7,1,'RED','m',4,'2026-11-30 07:00:00','r3','challenger',0)"),
+    paste("UPDATE ml.v_yws_predictions SET reason_1 = 'balance_utilization',",
+          "reason_1_contribution = 1.21 WHERE entity_id = 'C2'"),
     paste("CREATE TABLE ml.v_yws_score_runs (run_id TEXT, batch_id TEXT, as_of_date TEXT,",
           "model_name TEXT, model_alias TEXT, model_version INTEGER, rows_read INTEGER,",
           "rows_scored INTEGER, rows_quarantined INTEGER, quarantine_rate REAL,",
@@ -67,6 +72,10 @@ for (kind in c("RODBC", "DBI")) {
     expect_true(is.ordered(out$band))
     expect_type(out$model_version, "integer")
     expect_type(out$official, "logical")
+    expect_equal(out$reason_1, c("balance_utilization", NA))  # the reason codes, typed
+    expect_equal(out$reason_1_contribution, c(1.21, NA))
+    expect_type(out$reason_2, "character")  # all NULL over ODBC, still character and double
+    expect_type(out$reason_3_contribution, "double")
     out <- yws_predictions(as_of = "2026-10-31", via = "odbc", con = con)
     expect_equal(out$entity_id, c("C1", "C3"))
     expect_equal(nrow(yws_predictions(via = "odbc", con = con, n_max = 2)), 2)

@@ -261,10 +261,11 @@ test_that("yws_predictions(as_of) reads one batch, and latest as of that date", 
     "AND batch_id = (SELECT batch_id FROM yws_dev.ml.v_yws_score_runs",
     "WHERE as_of_date = CAST(:as_of AS DATE) ORDER BY official DESC, ended_at DESC,",
     "run_id DESC LIMIT 1) ORDER BY entity_id, batch_id"))
+  columns <- paste0("entity_id, as_of_date, batch_id, probability, prediction, band, ",
+                    "model_name, model_version, scored_at, reason_1, reason_1_contribution, ",
+                    "reason_2, reason_2_contribution, reason_3, reason_3_contribution")
   expect_equal(posts[[2]]$body$statement, paste0(
-    "SELECT entity_id, as_of_date, batch_id, probability, prediction, band, model_name, ",
-    "model_version, scored_at FROM (SELECT entity_id, as_of_date, batch_id, probability, ",
-    "prediction, band, model_name, model_version, scored_at, ROW_NUMBER() OVER ",
+    "SELECT ", columns, " FROM (SELECT ", columns, ", ROW_NUMBER() OVER ",
     "(PARTITION BY entity_id ORDER BY as_of_date DESC, scored_at DESC, batch_id DESC) AS ",
     "yws_recency FROM yws_dev.ml.v_yws_predictions WHERE official AND as_of_date <= ",
     "CAST(:as_of AS DATE)) latest WHERE yws_recency = 1 AND band IN (:band1) ORDER BY entity_id"))
