@@ -21,8 +21,13 @@ DEB_PACKAGES := openjdk-17-jre-headless r-base-core r-cran-httr2 r-cran-jsonlite
 demo: setup
 	$(BIN)/yws demo
 
+# pytest on PYTEST_WORKERS processes (pytest-xdist), each test file whole on one worker so a
+# module's fixtures (a served home, a trained copy) are built once; each worker has its own
+# Spark session and its own one training (tests/conftest.py). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
+
 test: setup lint
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(PYTEST_WORKERS) --dist loadfile
 	bash scripts/test-r.sh
 
 test-r: setup

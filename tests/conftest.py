@@ -57,16 +57,84 @@ def load_demo_data(storage: LocalStorage, settings: Settings, rows: int = 3000,
                    settings.features, "as_of_date", SCORE_DAY)
 
 
-@pytest.fixture(scope="module")
-def trained_home(tmp_path_factory: pytest.TempPathFactory, spark, spec) -> Iterator[Settings]:
-    """A home with demo data and a registered champion, shared by a module's read-only tests."""
+@pytest.fixture(scope="session")
+def trained_once(tmp_path_factory: pytest.TempPathFactory, spark, spec) -> Settings:
+    """The one training of the run (of each xdist worker): demo data and a registered champion.
+    Tests never use this home itself; ``trained_home`` hands each module a copy."""
     from yws.training.job import train
 
-    settings = Settings(home=tmp_path_factory.mktemp("trained") / "yws")
+    settings = Settings(home=tmp_path_factory.mktemp("trained-once") / "yws")
     storage = LocalStorage(settings)
     load_demo_data(storage, settings, rows=3000, anomalies=8)
     train(settings, spec, spark, as_of=TRAIN_DAY, storage=storage)
-    yield settings
+    return settings
+
+
+@pytest.fixture(scope="module")
+def trained_home(trained_once: Settings, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """A home with demo data and a registered champion, the module's own: its tests may score,
+    train and register in it. A copy of the run's one training (a fit costs 20-40 s; a copy of
+    the ~2 MB home, milliseconds), made as if the training had run at the copy's path."""
+    return copy_home(trained_once, tmp_path_factory.mktemp("trained") / "yws")
+
+
+def copy_home(source: Settings, to: Path) -> Settings:
+    """A copy of ``source``'s home at ``to`` that refers only to itself (and ``source``'s
+    settings, with the new home).
+
+    The local MLflow store records absolute places (the experiment's artifact location, each
+    run's artifact URI, each model version's source and storage location), and so do the
+    registry cache and the warehouse's applied state (``delta_scan('<home>/warehouse/…')``).
+    A plain copy would still read, and write new runs' artifacts, under ``source``; here every
+    such place is moved to ``to``, as a training at ``to`` would have recorded it."""
+    import shutil
+    import sqlite3
+
+    old, new = str(source.home.resolve()), str(to.resolve())
+    shutil.copytree(source.home, to)
+    copied = source.with_(home=to)
+    with contextlib.closing(sqlite3.connect(copied.mlflow_db)) as db, db:
+        tables = [r[0] for r in db.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")]
+        for table in tables:
+            for column in [r[1] for r in db.execute(f'PRAGMA table_info("{table}")')]:
+                db.execute(f'UPDATE "{table}" SET "{column}" = replace("{column}", ?, ?) '
+                           f'WHERE typeof("{column}") = \'text\' AND instr("{column}", ?) > 0',
+                           (old, new, old))
+    for path in to.rglob("*"):
+        if path.is_file() and path != copied.mlflow_db and path.stat().st_size < 1 << 20:
+            try:
+                text = path.read_text()
+            except UnicodeDecodeError:
+                continue
+            if old in text:
+                path.write_text(text.replace(old, new))
+    return copied
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The project's wheel, built once a run by pip as the bundle's environments get it.
+
+    pip builds in the work tree (setuptools' ``build/``), so builds take turns under a lock
+    (xdist workers, or another run in the same tree, would otherwise trample each other)."""
+    import fcntl
+    import hashlib
+    import subprocess
+    import sys
+    import tempfile
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path_factory.mktemp("dist")
+    key = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    with open(Path(tempfile.gettempdir()) / f"yws-wheel-{key}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
+                               "--disable-pip-version-check", "-q", "-w", str(out), str(root)],
+                              capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    (found,) = out.glob("yws-*.whl")
+    return found
 
 
 def point_sdk_at(monkeypatch: pytest.MonkeyPatch, host: str, token: str) -> None:
@@ -119,8 +187,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     """``tests/unit/`` holds the inner loop (``make test-fast``): no Spark session, no server,
     no subprocess. ``tests/integration/`` holds the rest. Each test is marked by its folder;
     a test in ``unit/`` that asks for Spark, or is marked ``slow`` or ``integration``, is an
-    error that says where it belongs."""
+    error that says where it belongs.
+
+    Files holding a ``slow`` test run first (each file's tests together, in their order):
+    ``make test`` hands whole files to two workers as they free up, and a long file handed
+    out last would leave one worker running it alone."""
     integration, unit = pytest.mark.integration, pytest.mark.unit
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: files stay whole
     for item in items:
         folder = item.path.parent.name
         heavy = ("spark" in getattr(item, "fixturenames", ()) or item.get_closest_marker("slow")

@@ -13,16 +13,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
-def test_the_wheel_carries_the_entry_points_and_sql(tmp_path):
-    """What the bundle's environments install: the console scripts and sql/ ship inside."""
-    import subprocess
-    import sys
+def test_the_wheel_carries_the_entry_points_and_sql(wheel):
+    """What the bundle's environments install (built by pip, the session's ``wheel`` fixture
+    in conftest.py): the console scripts and sql/ ship inside."""
     import zipfile
 
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps",
-                    "-q", "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True,
-                   timeout=600)
-    (wheel,) = tmp_path.glob("yws-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     entry = zipfile.ZipFile(wheel).read(
         next(n for n in names if n.endswith("entry_points.txt"))).decode()

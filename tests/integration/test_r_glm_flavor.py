@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from conftest import copy_home
 from test_flavor import FRESH_SCRIPT, _clean_env, _run, fresh_venv
 from test_r_glm_export import R_SCRIPT, TRAIN_DAY, _csv, _score_rows, r_lib  # noqa: F401
 from yws.config import Settings
@@ -53,12 +54,25 @@ def fitted(r_lib: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:  # no
             "r": np.array([float(v) if v not in ("NA", "unseen") else np.nan for v in r_out])}
 
 
+@pytest.fixture(scope="module")
+def registered_once(spec: Spec, fitted: dict, tmp_path_factory: pytest.TempPathFactory
+                    ) -> tuple[Settings, r_glm_flavor.Registered]:
+    """R's glm registered once; each test gets its own copy of that home (``registered``)."""
+    home = Settings(home=tmp_path_factory.mktemp("r-registered") / "yws")
+    registry.configure(home)
+    return home, r_glm_flavor.register(fitted["description"], spec, NAME,
+                                       example=fitted["train"].slice(0, 5),
+                                       features_table=home.features)
+
+
 @pytest.fixture
-def registered(settings: Settings, spec: Spec, fitted: dict) -> r_glm_flavor.Registered:
+def registered(registered_once: tuple[Settings, r_glm_flavor.Registered],
+               settings: Settings) -> r_glm_flavor.Registered:
+    """The registration, in the test's home (``settings``), MLflow pointed at it."""
+    once, done = registered_once
+    copy_home(once, settings.home)
     registry.configure(settings)
-    return r_glm_flavor.register(fitted["description"], spec, NAME,
-                                 example=fitted["train"].slice(0, 5),
-                                 features_table=settings.features)
+    return done
 
 
 def _compare(out: list[dict], fitted: dict) -> tuple[int, float]:

@@ -20,6 +20,7 @@ import pyarrow.compute as pc
 import pytest
 from tests.unit.test_r_glm import description
 
+from conftest import copy_home
 from yws.config import Settings
 from yws.contract.spec import Spec
 from yws.datasets.ingest import write_snapshot
@@ -35,12 +36,13 @@ from yws.storage.local import LocalStorage
 DAY = dt.date(2026, 9, 30)
 
 
-@pytest.fixture
-def r_champion(settings: Settings, spec: Spec) -> Settings:
+@pytest.fixture(scope="module")
+def r_champion_once(tmp_path_factory: pytest.TempPathFactory, spec: Spec) -> Settings:
     """The hand-built glm of tests/unit/test_r_glm.py registered as @champion of its own
     model name, and a snapshot with missing values, unseen regions and the generator's
-    anomalies."""
-    r_settings = settings.with_(model="yws_glm_r")
+    anomalies: registered once, each test scores in its own copy (``r_champion``)."""
+    r_settings = Settings(home=tmp_path_factory.mktemp("r-champion") / "yws",
+                          model="yws_glm_r")
     registry.configure(r_settings)
     done = r_glm_flavor.register(description(), spec, r_settings.model_name,
                                  example=generate(5, DAY, missing=False),
@@ -50,6 +52,11 @@ def r_champion(settings: Settings, spec: Spec) -> Settings:
     write_snapshot(LocalStorage(r_settings), generate(3000, DAY, labeled=False, anomalies=8),
                    r_settings.features, "as_of_date", DAY)
     return r_settings
+
+
+@pytest.fixture
+def r_champion(r_champion_once: Settings, tmp_path) -> Settings:
+    return copy_home(r_champion_once, tmp_path / "yws")
 
 
 @pytest.mark.parametrize("engine", ["arrow", "auto"])

@@ -29,7 +29,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -132,14 +131,6 @@ def replica() -> Path:
             shutil.rmtree(home, ignore_errors=True)
             building.rename(home)  # its python runs from anywhere; pip is run as -m pip
     return home / "bin" / "python"
-
-
-@pytest.fixture(scope="session")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("dist")
-    pip(Path(sys.executable), "wheel", "-q", "--no-deps", "-w", out, ROOT)
-    (found,) = out.glob("yws-*.whl")
-    return found
 
 
 @pytest.fixture(scope="session")
