@@ -223,14 +223,18 @@ def synthetic_home(root: Path, rows: int, seed: int = 0) -> Settings:
     p = np.random.default_rng(seed).random(rows)
     day, at = dt.date(2026, 9, 30), dt.datetime(2026, 9, 30, 6, tzinfo=dt.UTC)
     storage = LocalStorage(home)
-    storage.write(pa.table({
+    columns = {
         "entity_id": [f"C{i:08d}" for i in range(rows)],
         "as_of_date": pa.array([day] * rows, pa.date32()), "batch_id": ["b0"] * rows,
         "run_id": ["r0"] * rows, "probability": p, "prediction": (p >= 0.5).astype(np.int32),
         "band": np.where(p >= 0.4, "RED", "GREEN"), "model_name": ["yws_dev.ml.yws_lr"] * rows,
         "model_version": np.full(rows, 1, np.int32),
         "scored_at": pa.array([at] * rows, pa.timestamp("us", tz="UTC")),
-    }, schema=arrow_schema(PREDICTIONS)), home.predictions)
+    }
+    schema = arrow_schema(PREDICTIONS)
+    for f in schema:  # the nullable columns (reason codes) stay null
+        columns.setdefault(f.name, pa.nulls(rows, f.type))
+    storage.write(pa.table(columns, schema=schema), home.predictions)
     storage.write(pa.Table.from_pylist([{
         "run_id": "r0", "batch_id": "b0", "as_of_date": day, "model_name": "yws_dev.ml.yws_lr",
         "model_alias": "champion", "model_version": 1, "rows_read": rows, "rows_scored": rows,

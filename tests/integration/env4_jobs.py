@@ -16,7 +16,9 @@ Three stand-ins for what only a workspace has, each the least that makes it loca
   (``registry.dfs_tmpdir``, and ``mlflow.spark`` told it runs on serverless with that folder as
   its ``/Volumes``);
 - Unity Catalog tables: the server's session catalog (``spark_catalog.ml.*``), Parquet instead of
-  Delta, which an open-source Spark Connect server cannot write here.
+  Delta, which an open-source Spark Connect server cannot write here; so they have no Delta
+  history (``DESCRIBE HISTORY`` refuses them): ``DatabricksStorage.version`` answers None, as
+  for a table without history, and the runs read the current rows and record no version.
 
 Usage: env4_jobs.py WORK_DIR; prints one JSON object.
 """
@@ -52,6 +54,9 @@ def stand_ins(work: Path) -> None:
         mlflow.set_experiment(settings.experiment_name)
 
     registry.configure = configure  # type: ignore[assignment]
+    from yws.storage.databricks import DatabricksStorage
+
+    DatabricksStorage.version = lambda self, name: None  # type: ignore[method-assign]
     registry.dfs_tmpdir = lambda settings: str(volume / "mlflow")  # type: ignore[assignment]
 
     # mlflow.spark alone sees a serverless runtime whose /Volumes is the shared folder.

@@ -68,7 +68,10 @@ def test_score_accounts_for_every_row(home, spark, spec, engine):
     predictions = storage.read_arrow(home.predictions)
     assert predictions.column_names == ["entity_id", "as_of_date", "batch_id", "run_id",
                                         "probability", "prediction", "band", "model_name",
-                                        "model_version", "scored_at"]
+                                        "model_version", "scored_at",
+                                        "reason_1", "reason_1_contribution",
+                                        "reason_2", "reason_2_contribution",
+                                        "reason_3", "reason_3_contribution"]
     assert set(predictions["run_id"].to_pylist()) == {result.run_id}
     assert predictions.num_rows == result.rows_scored
     assert pc.count_distinct(predictions["entity_id"]).as_py() == predictions.num_rows
@@ -285,16 +288,16 @@ def test_arrow_failure_mid_stream_keeps_its_error_and_writes_nothing(home, spec,
     score(home, spec, None, storage=storage, batch_id="keep", engine="arrow")
     before = contents(storage, home)
     calls = {"n": 0}
-    real_predict = ArrowModel.predict
+    real_explain = ArrowModel.explain  # what the arrow engine calls per record batch
 
-    def failing_predict(self, data):
+    def failing_explain(self, *args, **kwargs):
         calls["n"] += 1
         if calls["n"] == 3:
             raise MemoryError("out of memory on the third batch (simulated)")
-        return real_predict(self, data)
+        return real_explain(self, *args, **kwargs)
 
     monkeypatch.setattr(score_arrow, "BATCH_ROWS", 500)
-    monkeypatch.setattr(ArrowModel, "predict", failing_predict)
+    monkeypatch.setattr(ArrowModel, "explain", failing_explain)
     with pytest.raises(MemoryError, match="third batch"):
         score(home, spec, None, storage=storage, batch_id="lost", engine="arrow")
     assert contents(storage, home) == before
