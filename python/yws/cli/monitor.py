@@ -17,9 +17,7 @@ import click
 from yws.cli.options import settings_options
 from yws.config import Settings
 from yws.errors import YwsError
-
-STATUS_ORDER = {"NO_BASELINE": -1, "OK": 0, "WARN": 1, "ALERT": 2}
-SCORE, BANDS = "__score__", "__bands__"
+from yws.monitoring.profile import SCORE_FEATURE
 
 
 class NoDriftError(YwsError, LookupError):
@@ -62,16 +60,13 @@ def latest_batches(settings: Settings, batches: int) -> list[dict[str, Any]]:
 
 
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """A batch's status (the worst of its rows), its worst feature and the score's PSI: the
-    audit row's summary, recomputed from the rows the view shows."""
-    features = [r for r in rows if r["feature"] not in (SCORE, BANDS)]
-    status = max((r["status"] for r in rows), key=STATUS_ORDER.__getitem__, default="OK")
-    worst = max(features, key=lambda r: (STATUS_ORDER[r["status"]], r["psi"] or 0.0),
-                default=None)
-    score = next((r for r in rows if r["feature"] == SCORE), None)
-    return {"status": status,
-            "worst_feature": worst["feature"] if worst and status != "NO_BASELINE" else None,
-            "worst_psi": worst["psi"] if worst else None,
+    """A batch's status, worst feature and its PSI (:func:`yws.monitoring.drift.headline`, as
+    the audit row has them) and the score's PSI, recomputed from the rows the view shows."""
+    from yws.monitoring.drift import headline
+
+    status, feature, value = headline([(r["feature"], r["status"], r["psi"]) for r in rows])
+    score = next((r for r in rows if r["feature"] == SCORE_FEATURE), None)
+    return {"status": status, "worst_feature": feature, "worst_psi": value,
             "score_psi": score["psi"] if score else None}
 
 
@@ -104,7 +99,7 @@ def plots(batch: dict[str, Any]) -> dict[str, str]:
     from matplotlib.figure import Figure
 
     out = {}
-    score = next((r for r in batch["rows"] if r["feature"] == SCORE), None)
+    score = next((r for r in batch["rows"] if r["feature"] == SCORE_FEATURE), None)
     if score is not None and "baseline" in score["shares"]:
         shares = score["shares"]
         fig = Figure(figsize=(7, 3.6))

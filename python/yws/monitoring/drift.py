@@ -90,6 +90,20 @@ def worst(statuses: Sequence[str]) -> str:
     return max(statuses, key=_RANK.__getitem__, default=OK)
 
 
+def headline(rows: Sequence[tuple[str, str, float | None]]
+             ) -> tuple[str, str | None, float | None]:
+    """A run's summary from its rows, each (feature, status, PSI): the worst status, and the
+    feature (not the score, not the band mix) with the worst status and then the largest PSI,
+    with that PSI; no feature when nothing could be compared (``NO_BASELINE``). The audit row
+    carries it; ``yws monitor`` recomputes it from the rows the view shows."""
+    status = worst([s for _, s, _ in rows])
+    if status == NO_BASELINE:
+        return status, None, None
+    features = [r for r in rows if r[0] not in (SCORE_FEATURE, BANDS_FEATURE)]
+    top = max(features, key=lambda r: (_RANK[r[1]], r[2] or 0.0), default=None)
+    return status, (top[0] if top else None), (top[2] if top else None)
+
+
 def cells(b: Binning, c: Counts, *, nulls: bool = True) -> list[int]:
     """The cells the PSI sums over: value bins, nulls, and unseen levels of a categorical."""
     return [*c.values, *([c.nulls] if nulls else []),
@@ -194,7 +208,4 @@ def compare(plan: Plan, profile: Profile, baseline: Baseline | None,
     mix = Binning(BANDS_FEATURE, BANDS, levels=Bands.NAMES)
     rows.append(_column(mix, Counts([int(bands.get(n, 0)) for n in Bands.NAMES]),
                         Counts([baseline.bands.get(n, 0) for n in Bands.NAMES]), nulls=False))
-    features = [r for r in rows if r.feature not in (SCORE_FEATURE, BANDS_FEATURE)]
-    top = max(features, key=lambda r: (_RANK[r.status], r.psi or 0.0), default=None)
-    return Drift(worst([r.status for r in rows]), top.feature if top else None,
-                 top.psi if top else None, rows)
+    return Drift(*headline([(r.feature, r.status, r.psi) for r in rows]), rows)

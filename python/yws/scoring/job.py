@@ -164,9 +164,8 @@ def score(
     if rows_read == 0:
         raise _no_rows(settings, as_of)
     progress(f"reading {settings.features}")
-    scoring = chosen.score(RunIds(batch_id, run_id, settings.model_name, model.version,
-                                  started), rows_read, plan)
-    model_version = model.version
+    ids = RunIds(batch_id, run_id, settings.model_name, model.version, started)
+    scoring = chosen.score(ids, rows_read, plan)
     lap("read_and_check")
 
     progress(f"scoring {rows_read} rows for as-of {as_of} as batch {batch_id} (run {run_id})")
@@ -203,9 +202,7 @@ def score(
                 f"({rows_quarantined}); nothing was published"
             )
         lap("read_back")
-        drift = _write_drift(storage, settings, scoring, plan, baseline, bands,
-                             RunIds(batch_id, run_id, settings.model_name, model_version,
-                                    started), as_of)
+        drift = _write_drift(storage, settings, scoring, plan, baseline, bands, ids, as_of)
         lap("drift")
         ended = dt.datetime.now(dt.UTC)
         result = ScoreResult(
@@ -214,7 +211,7 @@ def score(
             as_of_date=as_of.isoformat(),
             model_name=settings.model_name,
             model_alias=alias,
-            model_version=model_version,
+            model_version=model.version,
             rows_read=rows_read,
             rows_scored=rows_scored,
             rows_quarantined=rows_quarantined,
