@@ -17,7 +17,6 @@ import click
 from yws.cli.options import settings_options
 from yws.config import Settings
 from yws.errors import YwsError
-from yws.monitoring.profile import SCORE_FEATURE
 
 
 class NoDriftError(YwsError, LookupError):
@@ -62,7 +61,8 @@ def latest_batches(settings: Settings, batches: int) -> list[dict[str, Any]]:
 def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """A batch's status, worst feature and its PSI (:func:`yws.monitoring.drift.headline`, as
     the audit row has them) and the score's PSI, recomputed from the rows the view shows."""
-    from yws.monitoring.drift import headline
+    from yws.monitoring.drift import headline  # here: `yws --help` imports no NumPy
+    from yws.monitoring.profile import SCORE_FEATURE
 
     status, feature, value = headline([(r["feature"], r["status"], r["psi"]) for r in rows])
     score = next((r for r in rows if r["feature"] == SCORE_FEATURE), None)
@@ -97,6 +97,8 @@ def plots(batch: dict[str, Any]) -> dict[str, str]:
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
+
+    from yws.monitoring.profile import SCORE_FEATURE
 
     out = {}
     score = next((r for r in batch["rows"] if r["feature"] == SCORE_FEATURE), None)
