@@ -336,7 +336,9 @@ def test_a_restart_during_a_run_ends_it_failed(trained_home, tmp_path):
     w = WorkspaceClient(host=f"http://127.0.0.1:{port}", token=token)
     run_id = w.jobs.run_now(job_id(w, "yws_train")).response.run_id
     deadline = time.monotonic() + 30
-    while w.jobs.get_run(run_id).state.life_cycle_state != RunLifeCycleState.RUNNING:
+    # The run turns RUNNING a moment before its task does; a task that never started ends
+    # SKIPPED (CANCELED), so wait for the task itself to run before the crash.
+    while w.jobs.get_run(run_id).tasks[0].state.life_cycle_state != RunLifeCycleState.RUNNING:
         assert time.monotonic() < deadline
         time.sleep(0.1)
     os.killpg(server.pid, signal.SIGKILL)  # the server and its task process, as a crash would
