@@ -15,13 +15,15 @@ import fcntl
 import json
 import math
 import os
+import queue
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -240,7 +242,8 @@ class Scorer:
         return self
 
     def predictions(self, batches: Iterable[pa.RecordBatch]) -> pa.RecordBatchReader:
-        return pa.RecordBatchReader.from_batches(arrow_schema(PREDICTIONS), self._run(batches))
+        return pa.RecordBatchReader.from_batches(arrow_schema(PREDICTIONS),
+                                                 ahead(self._run(batches)))
 
     def _run(self, batches: Iterable[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
         said = 0
@@ -287,6 +290,59 @@ class Scorer:
             self._writer.close()
         shutil.rmtree(self._spill.parent, ignore_errors=True)
         self._lock.close()
+
+
+T = TypeVar("T")
+
+
+def ahead(items: Iterator[T], depth: int = 1) -> Iterator[T]:
+    """``items``, computed in a thread up to ``depth`` items ahead of the one who reads them.
+
+    The writer (delta-rs, in Rust, without the GIL) encodes and writes one batch of
+    predictions while this thread reads, checks and scores the next, so a run takes about
+    the longer of the two rather than their sum. An error in ``items`` is raised to the
+    reader, as it was raised; a reader that stops early (a failed write, an interrupt) stops
+    the thread before this generator returns, and ``items`` is closed (its ``finally`` runs).
+    At ``depth`` 1 three batches of predictions exist at once (one being written, one waiting,
+    one being made): within the four that :data:`STREAM_BYTES_PER_ROW` allows for."""
+    box: queue.Queue[tuple[bool, Any]] = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def put(entry: tuple[bool, Any]) -> bool:
+        while not stop.is_set():
+            try:
+                box.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for item in items:
+                if not put((True, item)):
+                    return
+            put((False, None))
+        except BaseException as e:  # the reader raises it
+            put((False, e))
+
+    worker = threading.Thread(target=produce, name="yws-score-ahead", daemon=True)
+    worker.start()
+    try:
+        while True:
+            more, item = box.get()
+            if more:
+                yield item
+            elif item is None:
+                return
+            else:
+                raise item
+    finally:
+        stop.set()
+        worker.join()
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 SPILL_PREFIX = "yws-quarantine-"
