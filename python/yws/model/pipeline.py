@@ -140,12 +140,8 @@ class Coefficients:
 
 
 def expanded_feature_names(model: PipelineModel, sample: DataFrame, spec: Spec) -> list[str]:
-    """Readable names of the assembled vector's slots: ``tenure_months``, ``region=west``.
-    ``sample``: rows the pipeline takes, or rows it has transformed already (they have the
-    assembled vector), whose schema is then read as it is: no second transform (a few
-    hundred Py4J calls)."""
-    transformed = sample if FEATURES_COL in sample.columns else model.transform(sample.limit(0))
-    meta = transformed.schema[FEATURES_COL].metadata["ml_attr"]
+    """Readable names of the assembled vector's slots: ``tenure_months``, ``region=west``."""
+    meta = model.transform(sample.limit(0)).schema[FEATURES_COL].metadata["ml_attr"]
     attrs = sorted(
         (a for group in meta["attrs"].values() for a in group), key=lambda a: a["idx"]
     )
@@ -169,7 +165,7 @@ def expanded_feature_names(model: PipelineModel, sample: DataFrame, spec: Spec) 
 
 def coefficients(model: PipelineModel, sample: DataFrame, spec: Spec) -> Coefficients:
     """Coefficients on the unscaled vector: a StandardScaler stage that scales (withStd) is
-    folded in. ``sample``: as for :func:`expanded_feature_names`."""
+    folded in."""
     from pyspark.ml.feature import StandardScalerModel
 
     lr: Any = model.stages[-1]  # LogisticRegressionModel

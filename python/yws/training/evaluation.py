@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 if TYPE_CHECKING:
-    import pyarrow as pa
     from matplotlib.figure import Figure
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame
@@ -31,41 +29,16 @@ def preload() -> None:
 
 
 def scored_arrays(model: PipelineModel, df: DataFrame, label: str) -> tuple[np.ndarray, np.ndarray]:
-    """(labels, P(label = 1)) for ``df`` in one Spark job."""
-    y, p, _ = scored_rows(model, df, label, ())
-    return y, p
-
-
-def scored_rows(model: PipelineModel, df: DataFrame, label: str,
-                columns: Sequence[str]) -> tuple[np.ndarray, np.ndarray, pa.Table]:
-    """(labels, P(label = 1), ``df``'s ``columns`` as Arrow) for ``df``, in one Spark job:
-    the training job takes the held-out rows' features (the drift baseline) with their
-    scores instead of reading them again."""
-    return collect_scored(scoring_query(model.transform(df), label, columns), columns)
-
-
-def scoring_query(transformed: DataFrame, label: str, columns: Sequence[str]) -> DataFrame:
-    """The query :func:`scored_rows` runs on rows the model has transformed, not run yet.
-    Transforming is a few hundred Py4J calls (each stage's params, then its transform): the
-    training job does it before it starts the threads that import Python libraries, which
-    would hold the GIL between the calls."""
+    """(labels, P(label = 1)) for ``df`` in one Spark job (the gate scores the champion so)."""
     from pyspark.ml.functions import vector_to_array
     from pyspark.sql import functions as F
 
-    return transformed.select(
+    out = model.transform(df).select(
         F.col(label).cast("int").alias(Y_COL),
         vector_to_array(F.col("probability"))[1].alias(PROBABILITY_COL),
-        *(F.col(c) for c in columns),
-    )
-
-
-def collect_scored(query: DataFrame, columns: Sequence[str],
-                   ) -> tuple[np.ndarray, np.ndarray, pa.Table]:
-    """Run a :func:`scoring_query`: (labels, P(label = 1), ``columns`` as Arrow)."""
-    out = query.toArrow()
+    ).toArrow()
     return (out.column(Y_COL).to_numpy(zero_copy_only=False),
-            out.column(PROBABILITY_COL).to_numpy(zero_copy_only=False),
-            out.select(list(columns)))
+            out.column(PROBABILITY_COL).to_numpy(zero_copy_only=False))
 
 
 def metrics(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
