@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from yws.datasets.synthetic import generate
-from yws.model.pipeline import UNKNOWN, build_pipeline, category_labels, coefficients
+from yws.model.pipeline import UNKNOWN, build_pipeline, category_labels, coefficients, fit
 from yws.training.rows import load_training_rows
 
 
@@ -33,6 +33,49 @@ def test_probabilities_equal_numpy_from_the_coefficients(spark, spec, scale):
     coefs = coefficients(model, df, s)
     expected, got = _numpy_probabilities(model, df, coefs)
     assert np.max(np.abs(expected - got)) < 1e-9
+
+
+@pytest.mark.parametrize("scale", [False, True])
+def test_fit_with_cached_vectors_is_spark_pipeline_fit(spark, spec, scale):
+    """`fit` caches the assembled vectors for the scaler's and the regression's passes: the
+    same stages and the same fit, and nothing is left cached; without a cache it is the same
+    fit too. Not bit for bit: Spark's driver adds the partitions' partial sums in the order
+    their tasks end, so two runs of `Pipeline.fit` itself differ in the last bits."""
+    from pyspark.ml.classification import LogisticRegressionModel
+    from pyspark.ml.feature import StandardScalerModel
+
+    def close(a, b):
+        return np.allclose(np.asarray(a), np.asarray(b), rtol=1e-9, atol=1e-12)
+
+    s = spec.with_params({"scaleFeatures": str(scale), "standardization": str(not scale)})
+    df = spark.createDataFrame(generate(4000, dt.date(2026, 1, 31))).repartition(3)
+    persisted = len(spark.sparkContext._jsc.getPersistentRDDs())
+    expected = build_pipeline(s).fit(df)
+    asked: list[list[str]] = []
+
+    def caching(rows):
+        asked.append(rows.columns)
+        return rows.cache()
+
+    for cache in (caching, lambda rows: None):
+        got = fit(build_pipeline(s), df, cache)
+        assert len(spark.sparkContext._jsc.getPersistentRDDs()) == persisted
+        assert asked == [["features__vec", s.label]]  # the vectors and the label, once
+        assert [type(t) for t in got.stages] == [type(t) for t in expected.stages]
+        lr, lr_expected = got.stages[-1], expected.stages[-1]
+        assert isinstance(lr, LogisticRegressionModel)
+        assert close(lr.coefficients.toArray(), lr_expected.coefficients.toArray())
+        assert close(lr.intercept, lr_expected.intercept)
+        scaler = next(t for t in got.stages if isinstance(t, StandardScalerModel))
+        scaler_expected = next(t for t in expected.stages if isinstance(t, StandardScalerModel))
+        assert close(scaler.mean.toArray(), scaler_expected.mean.toArray())
+        assert close(scaler.std.toArray(), scaler_expected.std.toArray())
+        assert category_labels(got) == category_labels(expected)
+        assert coefficients(got, df, s).names == coefficients(expected, df, s).names
+        p = [v[1] for v in got.transform(df).select("probability").toPandas()["probability"]]
+        p_expected = [v[1] for v in
+                      expected.transform(df).select("probability").toPandas()["probability"]]
+        assert close(p, p_expected)
 
 
 def test_expanded_names_and_categories(spark, spec):

@@ -9,6 +9,7 @@ Stage output columns use a ``__`` suffix so they never clash with feature names.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -121,6 +122,44 @@ def build_pipeline(spec: Spec, *, seed: int | None = None) -> Pipeline:
         )
     )
     return Pipeline(stages=stages)
+
+
+def fit(pipeline: Pipeline, rows: DataFrame,
+        cache: Callable[[DataFrame], DataFrame | None]) -> PipelineModel:
+    """``pipeline.fit(rows)``, stage by stage as Spark's ``Pipeline`` fits (each estimator on
+    what the stages before it output), but where ``cache`` caches (a target's
+    :meth:`~yws.platform.Target.cached`; ``None`` where its session cannot) the assembled
+    vectors and the label are cached as they are first computed. The scaler's pass and the
+    regression's two (its summary, then its training blocks) then read them from memory
+    instead of running the casts, imputers, indexers, encoders and assembler once each again.
+    The vectors keep their rows' partitions and order, so the fit is the one ``pipeline.fit``
+    gives (to the last bits, which differ between two runs of ``pipeline.fit`` too: Spark adds
+    partial sums in the order tasks end; ``tests/integration/test_pipeline.py``). The cache
+    is released before this returns."""
+    from pyspark.ml import PipelineModel, Transformer
+    from pyspark.ml.feature import VectorAssembler
+
+    stages = pipeline.getStages()
+    regression: Any = stages[-1]
+    kept = [FEATURES_COL, regression.getLabelCol()]
+    if regression.isDefined("weightCol") and regression.getWeightCol():
+        kept.append(regression.getWeightCol())
+    fitted: list[Any] = []
+    cached: DataFrame | None = None
+    try:
+        for i, stage in enumerate(stages):
+            model = stage if isinstance(stage, Transformer) else stage.fit(rows)
+            fitted.append(model)
+            if i == len(stages) - 1:
+                break
+            rows = model.transform(rows)
+            if isinstance(stage, VectorAssembler) and cached is None:
+                cached = cache(rows.select(*kept))
+                rows = rows.select(*kept) if cached is None else cached
+    finally:
+        if cached is not None:
+            cached.unpersist()
+    return PipelineModel(fitted)
 
 
 @dataclass(frozen=True)

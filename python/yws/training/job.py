@@ -26,7 +26,7 @@ from yws.contract.spec import Spec
 from yws.errors import YwsError
 from yws.model import flavor, lineage, registry
 from yws.model.evaluator import ArrowModel
-from yws.model.pipeline import build_pipeline, category_labels, coefficients
+from yws.model.pipeline import build_pipeline, category_labels, coefficients, fit
 from yws.monitoring import baseline as drift_baseline
 from yws.platform import storage_for, target_for
 from yws.storage import Storage
@@ -110,7 +110,7 @@ def train(
             lap("read_and_check")
 
             progress("fitting the SparkML pipeline")
-            model = build_pipeline(spec).fit(train_df)
+            model = fit(build_pipeline(spec), train_df, target_for(settings).cached)
             lap("fit")
 
             in_threads = target_for(settings).spark_in_threads
