@@ -93,9 +93,11 @@ prediction_query <- function(view, filters, all_batches, via) {
 #'
 #' `yws_batches()` lists published scoring batches from the audit view `v_yws_score_runs`,
 #' newest first: batch, as-of date, model alias and version, rows read, scored and
-#' quarantined, timings and status. `yws_quarantine()` returns the rows a batch could not
-#' score and why (from the view `v_yws_quarantine`; the input rows themselves stay in the
-#' governed table, readable by the jobs' principal).
+#' quarantined, timings, status and the batch's drift summary (`drift_status`: OK, WARN,
+#' ALERT or NO_BASELINE; the worst feature and its PSI; details in [yws_drift()]).
+#' `yws_quarantine()` returns the rows a batch could not score and why (from the view
+#' `v_yws_quarantine`; the input rows themselves stay in the governed table, readable by the
+#' jobs' principal).
 #'
 #' @param as_of Keep batches of this snapshot date only.
 #' @param batch_id The batch whose quarantined rows to read.
@@ -117,7 +119,8 @@ yws_batches <- function(as_of = NULL, via = c("sql", "odbc"), con = NULL, n_max 
   date <- if (via == "sql") "CAST(:as_of AS DATE)" else ":as_of"
   sql <- paste0("SELECT batch_id, as_of_date, model_alias, model_version, rows_read, ",
                 "rows_scored, rows_quarantined, quarantine_rate, started_at, ended_at, ",
-                "duration_seconds, status, official, run_id, model_name FROM ",
+                "duration_seconds, status, official, run_id, model_name, drift_status, ",
+                "drift_worst_feature, drift_worst_psi FROM ",
                 yws_table(contract$views[["score_runs"]]),
                 if (!is.null(as_of)) paste0(" WHERE as_of_date = ", date),
                 " ORDER BY ended_at DESC, run_id DESC")

@@ -18,7 +18,10 @@ CREATE OR REPLACE VIEW {{catalog}}.{{schema}}.v_yws_score_runs (
   official COMMENT 'TRUE when the deployment model ({{model}}) at @champion scored the batch',
   features_version COMMENT 'Delta version of the feature table the run read (yws score --replay reads it again)',
   spec_hash COMMENT 'sha256 of the scoring spec the run used',
-  engine COMMENT 'Scoring engine of the run'
+  engine COMMENT 'Scoring engine of the run',
+  drift_status COMMENT 'Drift of the batch against the model version baseline: OK, WARN, ALERT or NO_BASELINE (details: v_yws_drift)',
+  drift_worst_feature COMMENT 'The feature with the worst drift status, then the highest PSI',
+  drift_worst_psi COMMENT 'That feature PSI against the baseline'
 )
 COMMENT 'YWS scoring runs: rows read, scored and quarantined, model version, duration'
 AS SELECT run_id, batch_id, as_of_date, model_name, model_alias, model_version, rows_read,
@@ -28,7 +31,8 @@ AS SELECT run_id, batch_id, as_of_date, model_name, model_alias, model_version, 
           started_at, ended_at, duration_seconds, status,
           model_alias = 'champion' AND model_name = '{{catalog}}.{{schema}}.{{model}}'
             AS official,
-          features_version, spec_hash, engine
+          features_version, spec_hash, engine, drift_status, drift_worst_feature,
+          drift_worst_psi
 FROM {{catalog}}.{{schema}}.yws_score_runs
 WHERE status = 'SUCCEEDED'
 QUALIFY ROW_NUMBER() OVER (PARTITION BY batch_id ORDER BY ended_at DESC, run_id DESC) = 1;

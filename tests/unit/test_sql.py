@@ -214,7 +214,8 @@ def views_home(settings):
     runs = [
         _run("r1", "b1", d1, T0 + dt.timedelta(seconds=5)),
         _run("r0", "b0", d1, T0, scored=0, quarantined=0),
-        _run("r2", "b2", d2, t2, scored=5, quarantined=0),
+        {**_run("r2", "b2", d2, t2, scored=5, quarantined=0), "drift_status": "ALERT",
+         "drift_worst_feature": "balance_utilization", "drift_worst_psi": 0.31},
         _run("r3", "b3", d2, t2, scored=1, quarantined=0),
         _run("r1-old", "b1", d1, T0, status="SUPERSEDED"),
         _run("rc", "bc", d3, t2, alias="challenger", scored=1, quarantined=0),
@@ -273,6 +274,14 @@ def test_score_runs_view_and_filters(views_home):
                     {"run_id": "rc", "quarantine_rate": 0.0, "official": False},
                     # @champion of another model than the deployment's: not official
                     {"run_id": "rr", "quarantine_rate": 0.0, "official": False}]
+    # the audit row's drift summary, for whoever reads runs in SQL (details: v_yws_drift)
+    drift = wh.query("SELECT batch_id, drift_status, drift_worst_feature, drift_worst_psi FROM "
+                     "yws_dev.ml.v_yws_score_runs WHERE batch_id IN ('b1', 'b2') "
+                     "ORDER BY batch_id").to_pylist()
+    assert drift == [{"batch_id": "b1", "drift_status": None, "drift_worst_feature": None,
+                      "drift_worst_psi": None},
+                     {"batch_id": "b2", "drift_status": "ALERT",
+                      "drift_worst_feature": "balance_utilization", "drift_worst_psi": 0.31}]
     got = read_predictions(settings, batch_id="b2", bands=["red", "YELLOW"]).to_pandas()
     want = df[(df.batch_id == "b2") & df.band.isin(["RED", "YELLOW"])]
     assert sorted(got.entity_id) == sorted(want.entity_id)

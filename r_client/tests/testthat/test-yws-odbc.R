@@ -23,12 +23,13 @@ fixture_sql <- function() {
     paste("CREATE TABLE ml.v_yws_score_runs (run_id TEXT, batch_id TEXT, as_of_date TEXT,",
           "model_name TEXT, model_alias TEXT, model_version INTEGER, rows_read INTEGER,",
           "rows_scored INTEGER, rows_quarantined INTEGER, quarantine_rate REAL,",
-          "started_at TEXT, ended_at TEXT, duration_seconds REAL, status TEXT, official INTEGER)"),
+          "started_at TEXT, ended_at TEXT, duration_seconds REAL, status TEXT, official INTEGER,",
+          "drift_status TEXT, drift_worst_feature TEXT, drift_worst_psi REAL)"),
     paste("INSERT INTO ml.v_yws_score_runs VALUES",
-          "('r1','b1','2026-11-30','m','champion',3,4,3,1,0.25,'2026-11-30 06:00:00','2026-11-30 06:00:05',5,'SUCCEEDED',1),",
-          "('r2','b1-old','2026-11-30','m','champion',3,4,4,0,0,'2026-11-30 05:00:00','2026-11-30 05:00:05',5,'SUCCEEDED',1),",
-          "('r3','b1-chal','2026-11-30','m','challenger',4,4,4,0,0,'2026-11-30 07:00:00','2026-11-30 07:00:05',5,'SUCCEEDED',0),",
-          "('r0','b0','2026-10-31','m','champion',2,2,2,0,0,'2026-10-31 06:00:00','2026-10-31 06:00:05',5,'SUCCEEDED',1)"))
+          "('r1','b1','2026-11-30','m','champion',3,4,3,1,0.25,'2026-11-30 06:00:00','2026-11-30 06:00:05',5,'SUCCEEDED',1,'ALERT','balance_utilization',0.31),",
+          "('r2','b1-old','2026-11-30','m','champion',3,4,4,0,0,'2026-11-30 05:00:00','2026-11-30 05:00:05',5,'SUCCEEDED',1,NULL,NULL,NULL),",
+          "('r3','b1-chal','2026-11-30','m','challenger',4,4,4,0,0,'2026-11-30 07:00:00','2026-11-30 07:00:05',5,'SUCCEEDED',0,'OK','tenure_months',0.02),",
+          "('r0','b0','2026-10-31','m','champion',2,2,2,0,0,'2026-10-31 06:00:00','2026-10-31 06:00:05',5,'SUCCEEDED',1,NULL,NULL,NULL)"))
 }
 
 sqlite_channel <- function(env = parent.frame()) {
@@ -103,6 +104,8 @@ for (kind in c("RODBC", "DBI")) {
     out <- yws_batches(via = "odbc", con = con)
     expect_equal(out$batch_id, c("b1-chal", "b1", "b1-old", "b0"))
     expect_equal(out$rows_quarantined, c(0, 1, 0, 0))
+    expect_equal(out$drift_status, c("OK", "ALERT", NA, NA))
+    expect_equal(out$drift_worst_psi, c(0.02, 0.31, NA, NA))
     expect_s3_class(out$as_of_date, "Date")
     expect_equal(yws_batches(as_of = "2026-10-31", via = "odbc", con = con)$batch_id, "b0")
   })

@@ -240,7 +240,8 @@ test_that("yws_batches and yws_quarantine read their views with bound values (it
   expect_equal(posts[[1]]$body$statement, paste(
     "SELECT batch_id, as_of_date, model_alias, model_version, rows_read, rows_scored,",
     "rows_quarantined, quarantine_rate, started_at, ended_at, duration_seconds, status,",
-    "official, run_id, model_name FROM yws_dev.ml.v_yws_score_runs",
+    "official, run_id, model_name, drift_status, drift_worst_feature, drift_worst_psi",
+    "FROM yws_dev.ml.v_yws_score_runs",
     "WHERE as_of_date = CAST(:as_of AS DATE) ORDER BY ended_at DESC, run_id DESC"))
   expect_equal(posts[[1]]$body$row_limit, 100)
   expect_equal(posts[[2]]$body$statement, paste(
