@@ -61,10 +61,16 @@
 #'   a `yws_rejected_rows` error when any row is refused.
 #' @param chunk_size The most rows per request.
 #' @param timeout Seconds for the whole call, every request included.
+#' @param reasons `TRUE`: also ask each row's reason codes, the three features that raised its
+#'   log-odds the most (the request's MLflow `params`, `{"reasons": true}`, which the logged
+#'   model's signature declares).
 #' @inheritParams yws_host
 #' @return A tibble: the columns of `newdata`, then `probability` (double), `prediction`
 #'   (integer), `band` (ordered factor GREEN < YELLOW < RED) and `error` (character, `NA`
-#'   for a scored row), one row per row of `newdata`, in its order.
+#'   for a scored row), one row per row of `newdata`, in its order. With `reasons = TRUE`,
+#'   then `reason_1`, `reason_1_contribution`, ..., `reason_3_contribution` (character and
+#'   double; `NA` past a row's positive contributions, for a refused row, and for a model
+#'   version without training means), as in [yws_predictions()].
 #' @seealso <https://docs.databricks.com/en/machine-learning/model-serving/score-model-serving-endpoints.html>
 #'   for the request format.
 #' @examplesIf identical(Sys.getenv("YWS_EXAMPLES"), "true")
@@ -79,8 +85,13 @@
 #' yws_predict(transform(customer, late_payments_12m = 2))
 #' @export
 yws_predict <- function(newdata, endpoint = NULL, on_error = c("keep", "abort"),
-                        chunk_size = 10000, timeout = 600, host = NULL, token = NULL) {
+                        chunk_size = 10000, timeout = 600, reasons = FALSE, host = NULL,
+                        token = NULL) {
   on_error <- match.arg(on_error)
+  if (!rlang::is_bool(reasons)) {
+    yws_abort(paste("{.arg reasons} must be {.code TRUE} or {.code FALSE}, not",
+                    "{.obj_type_friendly {reasons}}."), class = "yws_input_error")
+  }
   local_deadline(timeout)
   endpoint <- serving_endpoint(endpoint)
   check_newdata(newdata)
@@ -88,7 +99,8 @@ yws_predict <- function(newdata, endpoint = NULL, on_error = c("keep", "abort"),
   yws_host(host)
   yws_token(token)
   data <- tibble::as_tibble(newdata, .name_repair = "minimal")
-  data <- data[setdiff(names(data), predict_outputs)]
+  outputs <- c(predict_outputs, if (reasons) reason_outputs)
+  data <- data[setdiff(names(data), outputs)]
   n <- nrow(data)
   path <- paste0("/serving-endpoints/", endpoint, "/invocations")
   columns <- paste(json_string(names(data)), collapse = ",")
@@ -101,23 +113,29 @@ yws_predict <- function(newdata, endpoint = NULL, on_error = c("keep", "abort"),
     rows <- json_rows(data[block, , drop = FALSE])
     for (sub in split_chunks(nchar(rows, type = "bytes"), chunk_size, predict_max_bytes)) {
       body <- paste0('{"dataframe_split":{"columns":[', columns, '],"data":[',
-                     paste0("[", rows[sub], "]", collapse = ","), "]}}")
+                     paste0("[", rows[sub], "]", collapse = ","), "]}",
+                     if (reasons) ',"params":{"reasons":true}', "}")
       req <- httr2::req_body_raw(yws_request(path, host = host, token = token), body,
                                  type = "application/json")
       answer <- invoke(req, endpoint, host)
       parts[[length(parts) + 1]] <- predictions_frame(answer, length(sub), endpoint,
-                                                      first = block[sub[[1]]])
+                                                      first = block[sub[[1]]],
+                                                      reasons = reasons)
       cli::cli_progress_update(inc = length(sub))
     }
   }
   cli::cli_progress_done()
-  scored <- if (length(parts)) do.call(rbind, parts) else predictions_frame(NULL, 0, endpoint)
+  scored <- if (length(parts)) do.call(rbind, parts) else
+    predictions_frame(NULL, 0, endpoint, reasons = reasons)
   out <- tibble::as_tibble(data, .name_repair = "minimal")
-  for (col in predict_outputs) out[[col]] <- scored[[col]]
+  for (col in outputs) out[[col]] <- scored[[col]]
   report_rejected(out, endpoint, on_error)
 }
 
 predict_outputs <- c("probability", "prediction", "band", "error")
+
+# With reasons = TRUE (python/yws/model/evaluator.py, REASON_OUTPUTS), in this order.
+reason_outputs <- c(rbind(paste0("reason_", 1:3), paste0("reason_", 1:3, "_contribution")))
 
 # Model Serving's limit is 16 MB per request: stay well under it.
 predict_max_bytes <- 8e6
@@ -320,7 +338,8 @@ server_message <- function(e) {
 
 # The answer's predictions as typed columns, one per row sent: records (a data frame once
 # parsed, what the YWS endpoint answers) or columns ({"probability": [...], ...}).
-predictions_frame <- function(answer, n, endpoint, first = 1, call = rlang::caller_env()) {
+predictions_frame <- function(answer, n, endpoint, first = 1, reasons = FALSE,
+                              call = rlang::caller_env()) {
   preds <- answer$predictions
   if (is.data.frame(preds)) {
     cols <- as.list(preds)
@@ -343,11 +362,18 @@ predictions_frame <- function(answer, n, endpoint, first = 1, call = rlang::call
     v <- cols[[name]]
     convert(if (is.null(v)) rep(NA, n) else v)
   }
-  tibble::tibble(probability = value("probability", as.numeric),
-                 prediction = value("prediction", as.integer),
-                 band = factor(value("band", as.character), levels = contract$bands,
-                               ordered = TRUE),
-                 error = value("error", as.character))
+  out <- tibble::tibble(probability = value("probability", as.numeric),
+                        prediction = value("prediction", as.integer),
+                        band = factor(value("band", as.character), levels = contract$bands,
+                                      ordered = TRUE),
+                        error = value("error", as.character))
+  if (reasons) {
+    for (col in reason_outputs) {
+      out[[col]] <- value(col, if (endsWith(col, "_contribution")) as.numeric else
+        as.character)
+    }
+  }
+  out
 }
 
 # Refused rows: a warning that counts them by reason, or an error.

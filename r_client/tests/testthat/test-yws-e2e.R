@@ -242,6 +242,17 @@ test_that("yws_predict() gives the batch job's probabilities for the rows it sco
   expect_true(all(is.na(scored$error[at])))
   expect_equal(scored$probability[at], batch$probability, tolerance = 1e-9)
   expect_identical(scored$band[at], batch$band)
+  # asked for them, the endpoint gives each row the reasons the batch job stored for it
+  explained <- withCallingHandlers(
+    yws_predict(features, endpoint = endpoint, chunk_size = 500, reasons = TRUE),
+    yws_rejected_rows = function(w) invokeRestart("muffleWarning"))
+  expect_identical(explained$probability, scored$probability)
+  for (k in 1:3) {
+    expect_identical(explained[[paste0("reason_", k)]][at], batch[[paste0("reason_", k)]])
+    expect_equal(explained[[paste0("reason_", k, "_contribution")]][at],
+                 batch[[paste0("reason_", k, "_contribution")]], tolerance = 1e-9)
+  }
+  expect_gt(sum(!is.na(explained$reason_1[at])), length(at) / 2)
   # a row the endpoint refuses is one the batch set aside
   held <- yws_quarantine(unique(batch$batch_id))
   expect_true(all(scored$customer_id[!is.na(scored$error)] %in% held$entity_id))

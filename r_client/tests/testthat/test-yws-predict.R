@@ -44,6 +44,14 @@ serving_routes <- function(endpoint = "yws-champion", answer = NULL) {
       list(probability = p, prediction = as.integer(p >= 0.5),
            band = if (p >= 0.4) "RED" else if (p >= 0.15) "YELLOW" else "GREEN", error = NULL)
     })
+    if (isTRUE(req$json$params$reasons)) {  # the model's one param (its signature says so)
+      preds <- lapply(preds, function(p) {
+        why <- if (is.null(p$error)) "tenure_months" else NULL
+        c(p, list(reason_1 = why, reason_1_contribution = if (!is.null(why)) p$probability,
+                  reason_2 = NULL, reason_2_contribution = NULL, reason_3 = NULL,
+                  reason_3_contribution = NULL))
+      })
+    }
     if (!is.null(answer)) preds <- answer(preds)
     res$send_json(list(predictions = preds), auto_unbox = TRUE, null = "null", digits = NA)
   }),
@@ -123,6 +131,37 @@ test_that("the answer is typed as yws_score() types it, after the caller's colum
   expect_identical(out$error, rep(NA_character_, 3))
   # the types yws_score() gives the same columns
   expect_identical(prediction_types(out), out)
+})
+
+test_that("reasons = TRUE sends MLflow's params and returns the reason columns typed", {
+  # MLflow's scoring protocol carries `params` beside the input (the scoring server passes
+  # them to predict(); the logged model's signature declares `reasons`):
+  # https://mlflow.org/docs/latest/model/signatures.html
+  fake <- fake_api(serving_routes())
+  with_fake_env(fake)
+  newdata <- data.frame(id = 1:3, tenure_months = c(20, NA, 90))
+  out <- suppressWarnings(yws_predict(newdata, endpoint = "yws-champion", reasons = TRUE))
+  expect_true(endsWith(sent_bodies(fake)[1], ']]},"params":{"reasons":true}}'))
+  expect_named(out, c("id", "tenure_months", "probability", "prediction", "band", "error",
+                      "reason_1", "reason_1_contribution", "reason_2",
+                      "reason_2_contribution", "reason_3", "reason_3_contribution"))
+  expect_identical(out$reason_1, c("tenure_months", NA, "tenure_months"))
+  expect_identical(out$reason_1_contribution, c(0.2, NA, 0.9))
+  expect_identical(out$reason_2, rep(NA_character_, 3))
+  expect_identical(out$reason_3_contribution, rep(NA_real_, 3))
+  expect_identical(prediction_types(out), out)  # as yws_predictions() types them
+  # without it: the request and the answer as before
+  plain <- yws_predict(newdata[-2, ], endpoint = "yws-champion")
+  expect_false(grepl("params", sent_bodies(fake)[2], fixed = TRUE))
+  expect_named(plain, c("id", "tenure_months", "probability", "prediction", "band", "error"))
+  none <- yws_predict(newdata[0, ], endpoint = "yws-champion", reasons = TRUE)
+  expect_type(none$reason_1, "character")
+  expect_type(none$reason_1_contribution, "double")
+  expect_error(yws_predict(newdata, endpoint = "yws-champion", reasons = "yes"),
+               class = "yws_input_error")
+  expect_error(yws_predict(newdata, endpoint = "yws-champion", reasons = NA),
+               class = "yws_input_error")
+  expect_length(sent_bodies(fake), 2)  # the refused calls sent nothing
 })
 
 test_that("refused rows come back with their reason and a classed warning that counts them", {
