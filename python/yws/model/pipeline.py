@@ -153,9 +153,10 @@ def fit(pipeline: Pipeline, rows: DataFrame,
             if i == len(stages) - 1:
                 break
             rows = model.transform(rows)
-            if isinstance(stage, VectorAssembler) and cached is None:
-                cached = cache(rows.select(*kept))
-                rows = rows.select(*kept) if cached is None else cached
+            if isinstance(stage, VectorAssembler):  # the pipeline's one assembler
+                rows = rows.select(*kept)
+                cached = cache(rows)
+                rows = rows if cached is None else cached
     finally:
         if cached is not None:
             cached.unpersist()

@@ -17,8 +17,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from yws.config import Settings
 from yws.console import Progress, quiet
 from yws.contract.quality import InputDataError
@@ -135,10 +133,10 @@ def train(
             # The held-out rows are read once the model is saved (read beside it, their four
             # tasks held up each of the save's small jobs) and scored by the arrow engine from
             # the saved folder: NumPy takes a few hundredths of a second where Spark's
-            # transform took 1-2 CPU s (the engines agree to 1e-12: test_engine.py).
+            # transform took 1-2 CPU s (the engines agree to 1e-9: test_engine.py).
             saved = saving.result()
             held_out = test_df.select(spec.label, *spec.feature_names).toArrow()
-            y = held_out.column(spec.label).to_numpy(zero_copy_only=False).astype(np.int64)
+            y = held_out.column(spec.label).to_numpy(zero_copy_only=False)
             held_out = held_out.select(spec.feature_names)
             p, _ = ArrowModel.load(saved).predict(held_out)
             # The drift baseline: the held-out rows' feature, score and band distributions;
