@@ -187,3 +187,35 @@ def test_rows_a_merge_rewrote_are_found_by_run_id(storage, settings):
         assert storage.read_arrow(runs, where=("run_id", run)).column("run_id").to_pylist() == [
             run]
         assert sum(b.num_rows for b in storage.scan_arrow(runs, where=("run_id", run))) == 1
+
+
+def test_an_append_in_flight_survives_another_runs_delete(storage):
+    # Databricks: under WriteSerializable, a blind INSERT "cannot conflict" with a concurrent
+    # DELETE (docs.databricks.com, "Isolation levels and write conflicts", the write-conflicts
+    # table). delta-rs treats an append as having read every file of its snapshot, so a delete
+    # committed mid-append failed it ("a concurrent transaction deleted data this operation
+    # read"): CI saw a scoring run fail that way while another run cleaned up. Locally, an
+    # append now shares the table and a delete waits for the appends in flight.
+    import threading
+
+    storage.write(run_rows("old", 3, T), NAME)
+    deleted = threading.Event()
+    counts: list[int] = []
+
+    def delete_old() -> None:
+        counts.append(storage.delete_runs(NAME, ["old"]))
+        deleted.set()
+
+    deleter = threading.Thread(target=delete_old)
+
+    def batches():
+        yield run_rows("new", 2, T).to_batches()[0]
+        deleter.start()  # the delete is under way while the append has not committed
+        deleted.wait(1.0)  # without the lock, it commits here and the append then conflicts
+        yield run_rows("new", 2, T).to_batches()[0]
+
+    schema = run_rows("x", 1, T).schema
+    assert storage.write(pa.RecordBatchReader.from_batches(schema, batches()), NAME) == 4
+    deleter.join(30)
+    assert counts == [3]
+    assert storage.read_arrow(NAME)["run_id"].to_pylist() == ["new"] * 4

@@ -8,9 +8,11 @@ and a plain read of the folder would also see files a later commit removed).
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import random
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -55,6 +57,25 @@ class LocalStorage(Storage):
     def path(self, name: str) -> Path:
         catalog, schema, table = self.split(name)
         return self.settings.warehouse_dir / catalog / schema / table
+
+    @contextmanager
+    def _hold(self, name: str, *, alone: bool) -> Iterator[None]:
+        """Appends to a table share it; a commit that removes files or changes the schema
+        (delete, overwrite, new columns) holds it alone.
+
+        On Databricks a blind INSERT cannot conflict with a concurrent DELETE under the default
+        WriteSerializable level ("Isolation levels and write conflicts on Databricks"). delta-rs
+        instead counts every file of an append's snapshot as read, so a delete committed while
+        an append is under way fails the append ("a concurrent transaction deleted data this
+        operation read") -- and a streamed append cannot be retried. An advisory ``flock`` on a
+        hidden file beside the table, shared or exclusive, gives the local target Databricks'
+        outcome across threads and processes; the kernel drops it when a holder dies.
+        """
+        place = self.path(name)
+        place.parent.mkdir(parents=True, exist_ok=True)
+        with open(place.parent / f".{place.name}.lock", "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX if alone else fcntl.LOCK_SH)
+            yield  # closing the file releases the lock
 
     def exists(self, name: str) -> bool:
         return DeltaTable.is_deltatable(str(self.path(name)))
@@ -172,15 +193,15 @@ class LocalStorage(Storage):
             predicate = f"{check_identifier(column, 'column')} = '{check_literal(value, column)}'"
             if not self.exists(name):
                 mode = "append"  # nothing to replace yet; the first write creates the table
-        path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            write_deltalake(
-                str(path),
-                table,
-                mode=mode,  # type: ignore[arg-type]
-                predicate=predicate if mode == "overwrite" else None,
-                schema_mode="overwrite" if mode == "overwrite" and predicate is None else None,
-            )
+            with self._hold(name, alone=mode != "append"):
+                write_deltalake(
+                    str(path),
+                    table,
+                    mode=mode,  # type: ignore[arg-type]
+                    predicate=predicate if mode == "overwrite" else None,
+                    schema_mode="overwrite" if mode == "overwrite" and predicate is None else None,
+                )
         except Exception as e:  # delta-rs raises several exception types; name the table
             if failed:  # nothing was committed; the producer's error is the one to report
                 raise failed[0] from None
@@ -196,8 +217,10 @@ class LocalStorage(Storage):
         added = [f.with_metadata({"comment": comments[f.name]}) if comments.get(f.name) else f
                  for f in fields]
         try:
-            write_deltalake(str(self.path(name)), pa.schema([*current, *added]).empty_table(),
-                            mode="append", schema_mode="merge")
+            with self._hold(name, alone=True):  # a schema change fails appends under way
+                write_deltalake(str(self.path(name)),
+                                pa.schema([*current, *added]).empty_table(),
+                                mode="append", schema_mode="merge")
         except Exception as e:  # delta-rs raises several exception types; name the table
             raise StorageError(f"adding column(s) {', '.join(f.name for f in fields)} to "
                                f"{name} failed: {e}") from e
@@ -213,7 +236,8 @@ class LocalStorage(Storage):
             try:
                 # Each data file holds one run's rows, so the file statistics on run_id prune
                 # the scan to that run's files; a concurrent append by another run commutes.
-                metrics = DeltaTable(str(self.path(name))).delete(f"run_id IN ({values})")
+                with self._hold(name, alone=True):
+                    metrics = DeltaTable(str(self.path(name))).delete(f"run_id IN ({values})")
                 return int(metrics.get("num_deleted_rows", 0))
             except CommitFailedError:
                 if attempt == _RETRIES - 1:
