@@ -191,10 +191,12 @@ class LocalStorage(Storage):
         if replace_where is not None:
             column, value = replace_where
             predicate = f"{check_identifier(column, 'column')} = '{check_literal(value, column)}'"
-            if not self.exists(name):
-                mode = "append"  # nothing to replace yet; the first write creates the table
         try:
-            with self._hold(name, alone=mode != "append"):
+            # The write that creates the table holds it alone too: two first appends at once
+            # would both commit version 0, and the loser fails ("protocol changed").
+            with self._hold(name, alone=mode != "append" or not self.exists(name)):
+                if predicate is not None and not self.exists(name):
+                    mode = "append"  # nothing to replace yet; the first write creates the table
                 write_deltalake(
                     str(path),
                     table,
