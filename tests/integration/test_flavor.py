@@ -334,3 +334,44 @@ def test_stages_saved_at_once_make_the_folder_sparks_writer_makes(folder, spark,
     reloaded = mlflow.spark.load_model(str(saved))
     assert [r.probability for r in reloaded.transform(rows).select("probability").collect()] \
         == want
+
+
+
+def test_the_save_tells_when_spark_has_written_the_pipeline(folder, tmp_path, monkeypatch):
+    """The training job reads the held-out rows once Spark has written the pipeline, while
+    MLflow finishes the folder: the event is set before MLflow's part ends, and also when
+    Spark's write fails, so the job raises the save's error instead of waiting for ever."""
+    import threading
+
+    from pyspark.ml import PipelineModel
+
+    from yws.contract.spec import load_spec
+    from yws.model import flavor
+
+    model = PipelineModel.load(str(folder / "sparkml"))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    written = threading.Event()
+    seen: list[bool] = []
+    real_arrow_pyfunc = flavor.arrow_pyfunc
+
+    def arrow_pyfunc_after_mlflow(saved: Path) -> None:  # runs once MLflow's save_model ends
+        seen.append(written.is_set())
+        real_arrow_pyfunc(saved)
+
+    monkeypatch.setattr(flavor, "arrow_pyfunc", arrow_pyfunc_after_mlflow)
+    flavor.save(model, load_spec(), tmp_path / "a", None, stages_at_once=True,
+                stages_written=written)
+    assert seen == [True]
+    assert "save" not in vars(model)
+
+    def broken(model: PipelineModel, path: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(flavor, "save_stages_at_once", broken)
+    failed = threading.Event()
+    with pytest.raises(OSError, match="disk full"):
+        flavor.save(model, load_spec(), tmp_path / "b", None, stages_at_once=True,
+                    stages_written=failed)
+    assert failed.is_set()
+    assert "save" not in vars(model)

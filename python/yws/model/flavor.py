@@ -14,8 +14,8 @@ signature says; an input example shows the rows it takes.
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
+import threading
 from collections.abc import Iterator
 from importlib.metadata import version as installed_version
 from pathlib import Path
@@ -141,21 +141,24 @@ def input_example(saved: Path, example: pa.Table) -> None:
 
 
 def save(model: PipelineModel, spec: Spec, folder: Path, dfs_tmpdir: str | None,
-         example: pa.Table | None = None, *, stages_at_once: bool = False) -> Path:
+         example: pa.Table | None = None, *, stages_at_once: bool = False,
+         stages_written: threading.Event | None = None) -> Path:
     """Save ``model`` with both flavours, its row contract and ``example`` (a few rows of
     the features, see :func:`example_rows`) as ``folder/model``, ready for :func:`log`.
 
     Needs no active run: the training job saves while it evaluates the model.
     ``stages_at_once`` writes the pipeline's stages in parallel threads
     (:func:`save_stages_at_once`); only where Spark work may run on other threads
-    (:attr:`yws.platform.Target.spark_in_threads`).
+    (:attr:`yws.platform.Target.spark_in_threads`). ``stages_written`` is set once Spark has
+    written the pipeline (or failed to): what follows is MLflow's, with no Spark job but one
+    copy of the folder, and may overlap the caller's own Spark work.
     """
     import mlflow.spark
 
     saved = folder / MODEL_ARTIFACT
     # save_model + log_artifacts + register_model: the same calls and arguments on MLflow 2.22
     # (serverless environment 4) and 3.x, where log_model's artifact_path became name.
-    with _stages_at_once(model, stages_at_once):
+    with _stages_at_once(model, stages_at_once, stages_written):
         mlflow.spark.save_model(model, str(saved), signature=signature(spec),
                                 pip_requirements=pip_requirements(),
                                 code_paths=[str(pyfunc_code(folder))], dfs_tmpdir=dfs_tmpdir)
@@ -207,13 +210,27 @@ def save_stages_at_once(model: PipelineModel, path: str) -> None:
 
 
 @contextlib.contextmanager
-def _stages_at_once(model: PipelineModel, enabled: bool) -> Iterator[None]:
+def _stages_at_once(model: PipelineModel, enabled: bool,
+                    written: threading.Event | None = None) -> Iterator[None]:
     """While MLflow saves ``model`` (it calls ``model.save(path)``), save it with
-    :func:`save_stages_at_once`: the instance's ``save`` is shadowed for the call only."""
-    if not enabled:
+    :func:`save_stages_at_once` when ``enabled``, and set ``written`` once Spark has written
+    it (or failed to): the instance's ``save`` is shadowed for the call only."""
+    if not enabled and written is None:
         yield
         return
-    model.save = functools.partial(save_stages_at_once, model)  # type: ignore[method-assign]
+    plain = model.save
+
+    def save(path: str) -> None:
+        try:
+            if enabled:
+                save_stages_at_once(model, path)
+            else:
+                plain(path)
+        finally:
+            if written is not None:
+                written.set()
+
+    model.save = save  # type: ignore[method-assign]
     try:
         yield
     finally:

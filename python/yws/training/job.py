@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -118,23 +119,22 @@ def train(
             lap("fit")
 
             in_threads = target_for(settings).spark_in_threads
-            save = (model, spec, Path(tmp), dfs_tmpdir, lap.timings, train_df, in_threads)
-            saving: Future[Path] = Future()
-            if in_threads:  # saved while it is evaluated, its stages at once
-                saving = background.submit(_save_timed, *save)
-            else:
-                saving.set_result(_save_timed(*save))
+            saving, stages_written = _start_save(
+                background if in_threads else None,
+                model, spec, Path(tmp), dfs_tmpdir, lap.timings, train_df)
             progress("evaluating on the held-out rows")
             # The coefficients' names (from a transform's schema) and the categories, asked of
             # the fitted model through Py4J beside the save.
             coefs = coefficients(model, test_df, spec)
             categories = category_labels(model)
-            # The held-out rows are read once the model is saved (read beside it, their four
-            # tasks held up each of the save's small jobs) and scored by the arrow engine from
-            # the saved folder: NumPy takes a few hundredths of a second where Spark's
-            # transform took 1-2 CPU s (the engines agree to 1e-9: test_engine.py).
-            saved = saving.result()
+            # The held-out rows are read once Spark has written the model (read beside that,
+            # their four tasks held up each of the save's small jobs), while MLflow finishes
+            # the folder, and scored by the arrow engine from the saved folder: NumPy takes a
+            # few hundredths of a second where Spark's transform took 1-2 CPU s (the engines
+            # agree to 1e-9: test_engine.py).
+            stages_written.wait()  # set when the save ends too, failed or not
             held_out = test_df.select(spec.label, *spec.feature_names).toArrow()
+            saved = saving.result()
             y = held_out.column(spec.label).to_numpy(zero_copy_only=False)
             held_out = held_out.select(spec.feature_names)
             p, _ = ArrowModel.load(saved).predict(held_out)
@@ -219,11 +219,31 @@ def train(
     )
 
 
+def _start_save(background: ThreadPoolExecutor | None, model: PipelineModel, spec: Spec,
+                folder: Path, dfs_tmpdir: str | None, timings: dict[str, float],
+                rows: DataFrame) -> tuple[Future[Path], threading.Event]:
+    """Save the model: in ``background``, its stages at once, while it is evaluated (where
+    Spark work may run on other threads); else now. Returns the saved folder to come, and an
+    event set once Spark has written the pipeline."""
+    written = threading.Event()
+    if background is not None:
+        return background.submit(_save_timed, model, spec, folder, dfs_tmpdir, timings, rows,
+                                 True, written), written
+    saving: Future[Path] = Future()
+    saving.set_result(_save_timed(model, spec, folder, dfs_tmpdir, timings, rows, False,
+                                  written))
+    return saving, written
+
+
 def _save_timed(model: PipelineModel, spec: Spec, folder: Path, dfs_tmpdir: str | None,
-                timings: dict[str, float], rows: DataFrame, in_threads: bool) -> Path:
+                timings: dict[str, float], rows: DataFrame, in_threads: bool,
+                stages_written: threading.Event) -> Path:
     start = time.perf_counter()
-    saved = flavor.save(model, spec, folder, dfs_tmpdir, flavor.example_rows(rows, spec),
-                        stages_at_once=in_threads)
+    try:
+        saved = flavor.save(model, spec, folder, dfs_tmpdir, flavor.example_rows(rows, spec),
+                            stages_at_once=in_threads, stages_written=stages_written)
+    finally:
+        stages_written.set()  # whoever waits for the stages must not wait for ever
     timings["save_model_in_background"] = round(time.perf_counter() - start, 3)
     return saved
 

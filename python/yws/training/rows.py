@@ -122,12 +122,13 @@ def _cached_unique(df: DataFrame, spec: Spec, settings: Settings) -> DataFrame |
     if cached is None:
         return None
     try:
-        repeated = (cached.groupBy(KEY_HASH).count().where(F.col("count") > 1)
-                    .limit(1).collect())
+        # One job: an aggregate over the per-hash counts (a limit(1) scans one partition,
+        # then the rest, in two).
+        most = cached.groupBy(KEY_HASH).count().agg(F.max("count")).first()
     except BaseException:
         cached.unpersist()
         raise
-    if repeated:
+    if most is not None and (most[0] or 0) > 1:
         cached.unpersist()
         return None
     return cached
