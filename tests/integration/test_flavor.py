@@ -336,7 +336,6 @@ def test_stages_saved_at_once_make_the_folder_sparks_writer_makes(folder, spark,
         == want
 
 
-
 def test_the_save_tells_when_spark_has_written_the_pipeline(folder, tmp_path, monkeypatch):
     """The training job reads the held-out rows once Spark has written the pipeline, while
     MLflow finishes the folder: the event is set before MLflow's part ends, and also when

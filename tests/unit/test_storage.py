@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
+from collections.abc import Callable
 
 import pyarrow as pa
 import pytest
@@ -221,43 +223,40 @@ def test_an_append_in_flight_survives_another_runs_delete(storage):
     assert storage.read_arrow(NAME)["run_id"].to_pylist() == ["new"] * 4
 
 
-def test_runs_that_create_a_table_at_once_all_land(storage):
-    # Several first writes at once: delta-rs lets one commit version 0 and fails the others
-    # ("protocol changed"); on Databricks CREATE TABLE IF NOT EXISTS then INSERT succeeds for
-    # all. A replace of the same as-of by two first writers leaves one copy, not two.
+def at_once(calls: list[Callable[[], object]]) -> list[BaseException]:
+    """Run ``calls`` in threads released together; the errors they raised."""
     import threading
 
-    for trial in range(5):
-        name = f"yws_dev.ml.race{trial}"
-        errors: list[BaseException] = []
-        start = threading.Barrier(4)
+    start = threading.Barrier(len(calls))
+    errors: list[BaseException] = []
 
-        def append(i: int, name=name, start=start, errors=errors) -> None:
-            start.wait()
-            try:
-                storage.write(run_rows(f"r{i}", 2, T), name)
-            except BaseException as e:  # noqa: B036 - the test reports it
-                errors.append(e)
+    def run(call: Callable[[], object]) -> None:
+        start.wait()
+        try:
+            call()
+        except BaseException as e:  # noqa: B036 - the test reports it
+            errors.append(e)
 
-        threads = [threading.Thread(target=append, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(30)
-        assert errors == []
-        assert sorted(storage.read_arrow(name)["run_id"].to_pylist()) == [
-            f"r{i}" for i in range(4) for _ in range(2)]
-
-    twice = threading.Barrier(2)
-
-    def replace(batch: str) -> None:
-        twice.wait()
-        storage.write(rows(batch, 3), "yws_dev.ml.snapshot", mode="overwrite",
-                      replace_where=("batch_id", "b"))
-
-    threads = [threading.Thread(target=replace, args=("b",)) for _ in range(2)]
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
     for t in threads:
         t.start()
     for t in threads:
         t.join(30)
+    return errors
+
+
+def test_runs_that_create_a_table_at_once_all_land(storage):
+    # Several first writes at once: delta-rs lets one commit version 0 and fails the others
+    # ("protocol changed"); on Databricks CREATE TABLE IF NOT EXISTS then INSERT succeeds for
+    # all. A replace of the same as-of by two first writers leaves one copy, not two.
+    for trial in range(5):
+        name = f"yws_dev.ml.race{trial}"
+        assert at_once([functools.partial(storage.write, run_rows(f"r{i}", 2, T), name)
+                        for i in range(4)]) == []
+        assert sorted(storage.read_arrow(name)["run_id"].to_pylist()) == [
+            f"r{i}" for i in range(4) for _ in range(2)]
+
+    replace = functools.partial(storage.write, rows("b", 3), "yws_dev.ml.snapshot",
+                                mode="overwrite", replace_where=("batch_id", "b"))
+    assert at_once([replace, replace]) == []
     assert storage.read_arrow("yws_dev.ml.snapshot").num_rows == 3

@@ -149,9 +149,9 @@ def save(model: PipelineModel, spec: Spec, folder: Path, dfs_tmpdir: str | None,
     Needs no active run: the training job saves while it evaluates the model.
     ``stages_at_once`` writes the pipeline's stages in parallel threads
     (:func:`save_stages_at_once`); only where Spark work may run on other threads
-    (:attr:`yws.platform.Target.spark_in_threads`). ``stages_written`` is set once Spark has
-    written the pipeline (or failed to): what follows is MLflow's, with no Spark job but one
-    copy of the folder, and may overlap the caller's own Spark work.
+    (:attr:`yws.platform.Target.spark_in_threads`). With it, ``stages_written`` is set once
+    Spark has written the pipeline (or failed to): what follows is MLflow's, with no Spark job
+    but one copy of the folder, and may overlap the caller's own Spark work.
     """
     import mlflow.spark
 
@@ -213,19 +213,15 @@ def save_stages_at_once(model: PipelineModel, path: str) -> None:
 def _stages_at_once(model: PipelineModel, enabled: bool,
                     written: threading.Event | None = None) -> Iterator[None]:
     """While MLflow saves ``model`` (it calls ``model.save(path)``), save it with
-    :func:`save_stages_at_once` when ``enabled``, and set ``written`` once Spark has written
-    it (or failed to): the instance's ``save`` is shadowed for the call only."""
-    if not enabled and written is None:
+    :func:`save_stages_at_once`, and set ``written`` once that has written it (or failed to):
+    the instance's ``save`` is shadowed for the call only."""
+    if not enabled:
         yield
         return
-    plain = model.save
 
     def save(path: str) -> None:
         try:
-            if enabled:
-                save_stages_at_once(model, path)
-            else:
-                plain(path)
+            save_stages_at_once(model, path)
         finally:
             if written is not None:
                 written.set()
